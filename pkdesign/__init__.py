@@ -1,0 +1,48 @@
+"""pkdesign: optimal design of pharmacokinetic/pharmacodynamic studies.
+
+The public API is re-exported here; everything else is private.
+"""
+
+__version__ = "0.1.0"
+
+from .design import Design, Group, Regimen, check_times  # noqa: E402
+from .errors import (  # noqa: E402
+    DesignError,
+    ExpressionError,
+    ModelSpecError,
+    NonIdentifiableError,
+    PkdesignError,
+    SearchError,
+)
+from .model import (  # noqa: E402
+    CallableModel,
+    CompiledModel,
+    ModelSpec,
+    compile_model,
+    load_model,
+    model_from_sympy,
+    parse_expression,
+    parse_model_text,
+)
+
+__all__ = [
+    "__version__",
+    "CallableModel",
+    "CompiledModel",
+    "Design",
+    "DesignError",
+    "ExpressionError",
+    "Group",
+    "ModelSpec",
+    "ModelSpecError",
+    "NonIdentifiableError",
+    "PkdesignError",
+    "Regimen",
+    "SearchError",
+    "check_times",
+    "compile_model",
+    "load_model",
+    "model_from_sympy",
+    "parse_expression",
+    "parse_model_text",
+]

@@ -1,0 +1,235 @@
+"""Designs: groups of subjects, their dose regimens and sampling times.
+
+Sits between the model and the FIM: a ``Design`` says, for each group, how many subjects
+(``n``; a weight in an approximate design), which doses at which times, and when each output is
+sampled.  All validation of user-supplied times and doses happens here, with messages that give
+the group, the output and the index of the first offending entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DesignError
+
+
+def _as_float_array(values, where: str) -> np.ndarray:
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        raise DesignError(f"{where}: expected a list of numbers, got {values!r}") from None
+    if arr.ndim != 1:
+        raise DesignError(f"{where}: expected a flat list of numbers, got shape {arr.shape}")
+    return arr
+
+
+def check_times(times, where: str) -> np.ndarray:
+    """Validate sampling times: finite, non-negative, sorted non-decreasingly.
+
+    Returns the times as a float64 array of shape (n,).  Raises ``DesignError`` naming the
+    index of the first bad entry.
+    """
+    arr = _as_float_array(times, where)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise DesignError(f"{where}: time at index {bad[0]} is {arr[bad[0]]!r}; times must be finite numbers")
+    neg = np.flatnonzero(arr < 0)
+    if neg.size:
+        raise DesignError(f"{where}: time at index {neg[0]} is {arr[neg[0]]:g}; times must be >= 0")
+    down = np.flatnonzero(np.diff(arr) < 0)
+    if down.size:
+        i = down[0] + 1
+        raise DesignError(
+            f"{where}: times must be sorted in increasing order; index {i} ({arr[i]:g}) comes after {arr[i - 1]:g}"
+        )
+    return arr
+
+
+@dataclass(frozen=True)
+class Regimen:
+    """Dose events of one group.
+
+    Attributes
+    ----------
+    times : ndarray, shape (n_dose,)
+        Dose times (time units of the model), sorted.
+    amounts : ndarray, shape (n_dose,)
+        Amounts (> 0, dose units of the model) before bioavailability.
+    durations : ndarray, shape (n_dose,)
+        Infusion durations (> 0 for infusions, 0 otherwise).
+    """
+
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    amounts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    durations: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def single(cls, amount: float, time: float = 0.0, duration: float = 0.0) -> "Regimen":
+        return cls.from_dict({"amount": amount, "times": [time], "duration": duration}, "dose")
+
+    @classmethod
+    def from_dict(cls, spec, where: str = "dose") -> "Regimen":
+        """Build from ``{amount, times | (interval, count[, start]), duration}`` or a number.
+
+        A number means one dose of that amount at time 0.
+        """
+        if spec is None:
+            return cls()
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            spec = {"amount": spec}
+        if not isinstance(spec, dict):
+            raise DesignError(f"{where}: expected a number or a table with 'amount', got {spec!r}")
+        allowed = {"amount", "times", "interval", "count", "start", "duration"}
+        unknown = sorted(set(spec) - allowed)
+        if unknown:
+            raise DesignError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        if "amount" not in spec:
+            raise DesignError(f"{where}: missing 'amount'")
+        if "times" in spec and ("interval" in spec or "count" in spec):
+            raise DesignError(f"{where}: give either 'times' or 'interval' and 'count', not both")
+        if "times" in spec:
+            times = _as_float_array(spec["times"], f"{where}.times")
+        elif "interval" in spec or "count" in spec:
+            if "interval" not in spec or "count" not in spec:
+                raise DesignError(f"{where}: 'interval' and 'count' go together")
+            count, interval = spec["count"], spec["interval"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise DesignError(f"{where}.count: expected a whole number >= 1, got {count!r}")
+            if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
+                raise DesignError(f"{where}.interval: expected a number > 0, got {interval!r}")
+            start = float(spec.get("start", 0.0))
+            times = start + interval * np.arange(count, dtype=float)
+        else:
+            times = np.array([float(spec.get("start", 0.0))])
+        times = check_times(times, f"{where}.times")
+        amounts = _as_float_array(spec["amount"], f"{where}.amount")
+        if amounts.size == 1:
+            amounts = np.full(times.size, amounts[0])
+        if amounts.size != times.size:
+            raise DesignError(f"{where}.amount: {amounts.size} amounts for {times.size} dose times")
+        bad = np.flatnonzero(~(amounts > 0) | ~np.isfinite(amounts))
+        if bad.size:
+            raise DesignError(f"{where}.amount: dose at index {bad[0]} is {amounts[bad[0]]!r}; doses must be > 0")
+        durations = _as_float_array(spec.get("duration", 0.0), f"{where}.duration")
+        if durations.size == 1:
+            durations = np.full(times.size, durations[0])
+        if durations.size != times.size:
+            raise DesignError(f"{where}.duration: {durations.size} durations for {times.size} dose times")
+        bad = np.flatnonzero(~(durations >= 0) | ~np.isfinite(durations))
+        if bad.size:
+            raise DesignError(f"{where}.duration: entry {bad[0]} is {durations[bad[0]]!r}; durations must be >= 0")
+        return cls(times, amounts, durations)
+
+    def to_dict(self) -> dict:
+        return {"times": self.times.tolist(), "amount": self.amounts.tolist(), "duration": self.durations.tolist()}
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group (arm) of subjects sharing dose regimen and sampling times.
+
+    Attributes
+    ----------
+    n : float
+        Number of subjects (exact design) or weight (approximate design), > 0.
+    times : dict of str -> ndarray
+        Sampling times per output name, each sorted, >= 0 (model time units).
+    regimen : Regimen
+        Dose events.
+    """
+
+    n: float
+    times: dict
+    regimen: Regimen = field(default_factory=Regimen)
+    name: str = ""
+
+    def __post_init__(self):
+        where = f"group {self.name!r}" if self.name else "group"
+        if isinstance(self.n, bool) or not isinstance(self.n, (int, float, np.integer, np.floating)):
+            raise DesignError(f"{where}: n must be a number > 0, got {self.n!r}")
+        if not (np.isfinite(self.n) and self.n > 0):
+            raise DesignError(f"{where}: n must be > 0, got {self.n!r}")
+        checked = {k: check_times(v, f"{where}, output {k!r}") for k, v in self.times.items()}
+        object.__setattr__(self, "times", checked)
+
+    def observations(self, output_names) -> tuple:
+        """Flatten the sampling times: (times (n_obs,), output index (n_obs,) int64), outputs in model order."""
+        unknown = sorted(set(self.times) - set(output_names))
+        if unknown:
+            raise DesignError(
+                f"group {self.name!r}: sampling times for unknown output(s) {unknown}; the model has {list(output_names)}"
+            )
+        ts, idx = [], []
+        for k, name in enumerate(output_names):
+            if name in self.times:
+                ts.append(self.times[name])
+                idx.append(np.full(self.times[name].size, k, dtype=np.int64))
+        if not ts:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        return np.concatenate(ts), np.concatenate(idx)
+
+
+@dataclass(frozen=True)
+class Design:
+    """A design: a tuple of groups."""
+
+    groups: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "groups", tuple(self.groups))
+        if not self.groups:
+            raise DesignError("a design needs at least one group")
+
+    @property
+    def total_n(self) -> float:
+        return float(sum(g.n for g in self.groups))
+
+    @classmethod
+    def from_dict(cls, data, output_names, where: str = "design") -> "Design":
+        """Build from ``{"groups": [{n, times, dose, name}, ...]}`` as in a model or design file.
+
+        ``times`` is a list (for a single-output model) or a table output -> list.
+        """
+        if not isinstance(data, dict) or "groups" not in data:
+            raise DesignError(f"{where}: expected a table with a 'groups' list")
+        groups = data["groups"]
+        if not isinstance(groups, list) or not groups:
+            raise DesignError(f"{where}.groups: expected a non-empty list of groups")
+        out = []
+        for i, g in enumerate(groups):
+            w = f"{where}.groups[{i}]"
+            if not isinstance(g, dict):
+                raise DesignError(f"{w}: expected a table, got {g!r}")
+            unknown = sorted(set(g) - {"n", "times", "dose", "name"})
+            if unknown:
+                raise DesignError(f"{w}: unknown key(s) {unknown}; allowed: ['dose', 'n', 'name', 'times']")
+            if "n" not in g or "times" not in g:
+                raise DesignError(f"{w}: each group needs 'n' and 'times'")
+            times = g["times"]
+            if not isinstance(times, dict):
+                if len(output_names) != 1:
+                    raise DesignError(
+                        f"{w}.times: the model has outputs {list(output_names)}; give times as a table output -> list"
+                    )
+                times = {output_names[0]: times}
+            name = str(g.get("name", f"group{i + 1}"))
+            try:
+                out.append(Group(g["n"], times, Regimen.from_dict(g.get("dose"), f"{w}.dose"), name))
+            except DesignError as exc:
+                raise DesignError(f"{w}: {exc}") from None
+        return cls(tuple(out))
+
+    def to_dict(self) -> dict:
+        return {
+            "groups": [
+                {
+                    "name": g.name,
+                    "n": g.n,
+                    "times": {k: v.tolist() for k, v in g.times.items()},
+                    "dose": g.regimen.to_dict(),
+                }
+                for g in self.groups
+            ]
+        }

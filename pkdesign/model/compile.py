@@ -1,0 +1,204 @@
+"""Compile a ``ModelSpec`` into numba kernels, cached on disk.
+
+Last step of the model pipeline.  numba cannot cache functions created with ``exec`` (numba
+issue #3501), so the generated source is written to a cache directory as a module named by a
+hash of (model structure, pkdesign version, numba version), imported, and each kernel is
+wrapped in ``numba.njit(signature, cache=True)`` on first use.  A new process with the same
+model finds both the source and numba's compiled objects and skips sympy and LLVM entirely.
+
+The cache directory is ``$PKDESIGN_CACHE_DIR`` if set, else ``~/.cache/pkdesign``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from .. import __version__
+from ..design import Regimen
+from ..errors import DesignError
+from .codegen import generate_source
+from .spec import ModelSpec
+
+_LOCK = threading.Lock()
+_MODULES: dict = {}
+
+
+def cache_dir() -> Path:
+    """Directory holding generated kernel modules and numba's cache files."""
+    root = os.environ.get("PKDESIGN_CACHE_DIR")
+    path = Path(root) if root else Path.home() / ".cache" / "pkdesign"
+    return path / "kernels"
+
+
+def model_hash(spec: ModelSpec) -> str:
+    """Hash of everything the kernels depend on: structure, pkdesign and numba versions."""
+    text = f"pkdesign {__version__}\nnumba {numba.__version__}\n{spec.structure_key()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _signature(order: int):
+    f2 = numba.float64[:, ::1]
+    sig = [f2, numba.float64[::1], numba.int64[::1], numba.float64[::1], numba.float64[::1], numba.float64[::1], f2]
+    if order >= 1:
+        sig += [numba.float64[:, :, ::1], f2]
+    if order >= 2:
+        sig += [numba.float64[:, :, :, ::1]]
+    return numba.void(*sig)
+
+
+def _load_module(spec: ModelSpec):
+    key = model_hash(spec)
+    with _LOCK:
+        if key in _MODULES:
+            return _MODULES[key], False
+        directory = cache_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"pkd_{key}.py"
+        generated = False
+        if not path.exists():
+            src = generate_source(spec, header=f"# model hash {key}; pkdesign {__version__}; numba {numba.__version__}")
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(src, encoding="utf-8")
+            os.replace(tmp, path)  # atomic: concurrent processes never see half a file
+            generated = True
+        modname = f"pkdesign_kernels_{key}"
+        mspec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules[modname] = module
+        mspec.loader.exec_module(module)
+        _MODULES[key] = module
+        return module, generated
+
+
+class CompiledModel:
+    """Numba kernels of a model with a batch interface.
+
+    Use :func:`pkdesign.compile_model`.  ``source`` is the generated module text;
+    ``generated`` says whether this process had to run sympy (False when the cache was used).
+    """
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.module, self.generated = _load_module(spec)
+        self._kernels = {}
+        self.n_psi = len(spec.parameter_names)
+        self.parameter_names = spec.parameter_names
+        self.output_names = spec.output_names
+
+    @property
+    def source(self) -> str:
+        return Path(self.module.__file__).read_text(encoding="utf-8")
+
+    def kernel(self, order: int):
+        """The compiled kernel of the given derivative order (0, 1 or 2), compiled on first use."""
+        k = self._kernels.get(order)
+        if k is None:
+            with _LOCK:
+                py = getattr(self.module, f"predict{order}")
+                k = numba.njit(_signature(order), cache=True, error_model="numpy", nogil=True)(py)
+                self._kernels[order] = k
+        return k
+
+    # -- batch evaluation -------------------------------------------------------------------
+    def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1):
+        """Predictions and derivatives for a batch of parameter vectors.
+
+        Parameters
+        ----------
+        psi : array_like, shape (n_vec, n_psi) or (n_psi,)
+            Individual parameter vectors, in ``parameter_names`` order.
+        times : array_like, shape (n_obs,)
+            Observation times (model time unit), >= 0.
+        regimen : Regimen, optional
+            Dose events; required when the model has dose responses.
+        output : array_like of int or str, shape (n_obs,), optional
+            Output of each observation (index or name); default: all the first output.
+        order : {0, 1, 2}
+            Highest derivative order with respect to ψ.
+
+        Returns
+        -------
+        dict with ``f`` (n_vec, n_obs); for order >= 1 ``d1`` (n_vec, n_obs, n_psi) and
+        ``dt`` (n_vec, n_obs); for order 2 ``d2`` (n_vec, n_obs, n_psi, n_psi).  A 1-D
+        ``psi`` drops the leading axis.
+        """
+        psi_arr = np.ascontiguousarray(psi, dtype=float)
+        single = psi_arr.ndim == 1
+        psi2 = np.atleast_2d(psi_arr)
+        if psi2.ndim != 2 or psi2.shape[1] != self.n_psi:
+            raise DesignError(
+                f"psi: expected shape (n_vec, {self.n_psi}) for parameters {self.parameter_names}, got {psi_arr.shape}"
+            )
+        t = np.ascontiguousarray(times, dtype=float).ravel()
+        if not np.all(np.isfinite(t)):
+            raise DesignError("times: all times must be finite")
+        if np.any(t < 0):
+            i = int(np.flatnonzero(t < 0)[0])
+            raise DesignError(f"times: time at index {i} is {t[i]:g}; times must be >= 0")
+        idx = self._output_index(output, t.size)
+        dt_, da, dd = self._doses(regimen)
+        nv, no, n = psi2.shape[0], t.size, self.n_psi
+        res = {"f": np.empty((nv, no))}
+        args = [psi2, t, idx, dt_, da, dd, res["f"]]
+        if order >= 1:
+            res["d1"] = np.empty((nv, no, n))
+            res["dt"] = np.empty((nv, no))
+            args += [res["d1"], res["dt"]]
+        if order >= 2:
+            res["d2"] = np.empty((nv, no, n, n))
+            args += [res["d2"]]
+        if order not in (0, 1, 2):
+            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
+        self.kernel(order)(*args)
+        if single:
+            res = {k: v[0] for k, v in res.items()}
+        return res
+
+    def _output_index(self, output, n_obs):
+        if output is None:
+            return np.zeros(n_obs, dtype=np.int64)
+        out = np.asarray(output)
+        if out.dtype.kind in "US":
+            names = self.output_names
+            bad = [o for o in out.tolist() if o not in names]
+            if bad:
+                raise DesignError(f"output: unknown output name(s) {sorted(set(bad))}; the model has {names}")
+            out = np.array([names.index(o) for o in out.tolist()], dtype=np.int64)
+        out = np.ascontiguousarray(out, dtype=np.int64).ravel()
+        if out.size != n_obs:
+            raise DesignError(f"output: {out.size} output indices for {n_obs} times")
+        if out.size and (out.min() < 0 or out.max() >= len(self.output_names)):
+            raise DesignError(f"output: indices must be in 0..{len(self.output_names) - 1}")
+        return out
+
+    def _doses(self, regimen):
+        spec = self.spec
+        if not spec.responses:
+            z = np.zeros(0)
+            return z, z, z
+        if regimen is None or regimen.times.size == 0:
+            raise DesignError(f"model {spec.name!r} has dose responses; give a dose regimen")
+        durations = regimen.durations
+        if spec.dosing.route == "infusion":
+            if spec.dosing.duration is not None:
+                durations = np.where(durations > 0, durations, spec.dosing.duration)
+            if np.any(durations <= 0):
+                raise DesignError(
+                    f"model {spec.name!r} doses by infusion: every dose needs a duration > 0 "
+                    "(give 'duration' in the dose or in the model's [dosing])"
+                )
+        return (np.ascontiguousarray(regimen.times, dtype=float), np.ascontiguousarray(regimen.amounts, dtype=float),
+                np.ascontiguousarray(durations, dtype=float))
+
+
+def compile_model(spec: ModelSpec) -> CompiledModel:
+    """Generate (or load from the cache) the kernels of ``spec``."""
+    return CompiledModel(spec)

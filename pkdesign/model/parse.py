@@ -1,0 +1,363 @@
+"""Read a model file (TOML) into a validated :class:`ModelSpec`.
+
+First step of the pipeline.  The file is data: TOML is parsed with :mod:`tomllib` and every
+expression with the allowlist parser of :mod:`pkdesign.model.expr`.  Each error names the file,
+the key and what was expected.  The format is documented in the README ("Model files").
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+
+import sympy as sp
+
+from ..design import Design
+from ..errors import DesignError, ModelSpecError
+from .expr import parse_expression
+from .spec import (
+    ERROR_MODELS,
+    RESERVED,
+    ROUTES,
+    VARIABILITY_MODELS,
+    CovarianceSpec,
+    DosingSpec,
+    ErrorTermSpec,
+    ModelSpec,
+    OutputSpec,
+    ParameterSpec,
+    VariabilitySpec,
+)
+
+_SECTIONS = {"model", "parameters", "variability", "covariance", "assignments", "dosing", "responses", "outputs", "design"}
+
+
+def load_model(path) -> ModelSpec:
+    """Read and validate a model file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TOML model file (see the README for the format).
+
+    Raises
+    ------
+    ModelSpecError
+        If the file is missing, is not valid TOML, or is inconsistent; the message names the
+        file and the key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelSpecError(f"{path}: no such model file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"{path}: cannot read model file: {exc}") from None
+    return parse_model_text(text, origin=str(path))
+
+
+def parse_model_text(text: str, origin: str = "<string>") -> ModelSpec:
+    """Parse the text of a model file (TOML); ``origin`` names it in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelSpecError(f"{origin}: not valid TOML: {exc}") from None
+    return _Reader(data, origin).read()
+
+
+class _Reader:
+    def __init__(self, data: dict, origin: str):
+        self.data = data
+        self.origin = origin
+
+    # -- helpers ------------------------------------------------------------------------
+    def err(self, key: str, msg: str):
+        raise ModelSpecError(f"{self.origin}: {key}: {msg}")
+
+    def table(self, key: str, value, allowed=None) -> dict:
+        if not isinstance(value, dict):
+            self.err(key, f"expected a table, got {type(value).__name__} {value!r}")
+        if allowed is not None:
+            unknown = sorted(set(value) - set(allowed))
+            if unknown:
+                self.err(key, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        return value
+
+    def number(self, key: str, value, *, positive=False, nonneg=False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.err(key, f"expected a number, got {value!r}")
+        v = float(value)
+        if not math.isfinite(v):
+            self.err(key, f"expected a finite number, got {value!r}")
+        if positive and not v > 0:
+            self.err(key, f"expected a number > 0, got {value!r}")
+        if nonneg and not v >= 0:
+            self.err(key, f"expected a number >= 0, got {value!r}")
+        return v
+
+    def string(self, key: str, value) -> str:
+        if not isinstance(value, str):
+            self.err(key, f"expected a string, got {value!r}")
+        return value
+
+    def boolean(self, key: str, value) -> bool:
+        if not isinstance(value, bool):
+            self.err(key, f"expected true or false, got {value!r}")
+        return value
+
+    def expr(self, key: str, value, symbols: dict) -> sp.Expr:
+        return parse_expression(value, symbols, where=f"{self.origin}: {key}")
+
+    def check_name(self, key: str, name: str, taken: dict):
+        if not name.isidentifier() or name.startswith("_"):
+            self.err(key, f"{name!r} is not a valid name (letters, digits and _, not starting with _ or a digit)")
+        if name in RESERVED:
+            self.err(key, f"{name!r} is reserved (reserved names: {', '.join(RESERVED)})")
+        if name in taken:
+            self.err(key, f"{name!r} is already defined as {taken[name]}")
+
+    # -- sections ----------------------------------------------------------------------
+    def read(self) -> ModelSpec:
+        d = self.data
+        unknown = sorted(set(d) - _SECTIONS)
+        if unknown:
+            self.err("top level", f"unknown section(s) {unknown}; allowed: {sorted(_SECTIONS)}")
+        meta = self.table(
+            "model",
+            d.get("model", {}),
+            {"name", "description", "source", "time_unit", "independent", "removable_singularities"},
+        )
+        name = self.string("model.name", meta.get("name", Path(self.origin).stem))
+        independent = self.string("model.independent", meta.get("independent", "t"))
+        if not independent.isidentifier():
+            self.err("model.independent", f"{independent!r} is not a valid name")
+
+        taken: dict = {}
+        params = self.read_parameters(d.get("parameters"), taken)
+        psyms = {p.name: sp.Symbol(p.name) for p in params}
+
+        assignments = []
+        syms = dict(psyms)
+        for aname, text in self.table("assignments", d.get("assignments", {})).items():
+            self.check_name(f"assignments.{aname}", aname, taken)
+            assignments.append((aname, self.expr(f"assignments.{aname}", text, syms)))
+            syms[aname] = sp.Symbol(aname)
+            taken[aname] = "an assignment"
+
+        dosing = self.read_dosing(d.get("dosing", {}), syms)
+
+        responses = []
+        rsyms = dict(syms, t=sp.Symbol("t"), DOSE=sp.Symbol("DOSE"), TINF=sp.Symbol("TINF"))
+        for rname, text in self.table("responses", d.get("responses", {})).items():
+            self.check_name(f"responses.{rname}", rname, taken)
+            e = self.expr(f"responses.{rname}", text, rsyms)
+            if not e.has(sp.Symbol("DOSE")):
+                self.err(f"responses.{rname}", "a response must depend on DOSE (it is superposed over the doses)")
+            responses.append((rname, e))
+            taken[rname] = "a response"
+        if responses and independent != "t":
+            self.err("model.independent", "dose responses need time 't' as the independent variable")
+        if responses and dosing.route == "none":
+            self.err("dosing.route", f"the model has responses {[r for r, _ in responses]}; give a route ({', '.join(ROUTES[1:])})")
+        if not responses and dosing.route != "none":
+            self.err("responses", f"dosing route {dosing.route!r} is given but no [responses] use the dose")
+
+        osyms = dict(syms)
+        osyms.update({r: sp.Symbol(r) for r, _ in responses})
+        osyms[independent] = sp.Symbol("t")
+        outputs = self.read_outputs(d.get("outputs"), osyms, taken)
+
+        variability = self.read_variability(d.get("variability", {}), psyms)
+        covariances = self.read_covariances(d.get("covariance", []), variability)
+
+        singularities = []
+        sing = meta.get("removable_singularities", [])
+        if not isinstance(sing, list):
+            self.err("model.removable_singularities", "expected a list of pairs, e.g. [[\"KA\", \"K\"]]")
+        for i, pair in enumerate(sing):
+            key = f"model.removable_singularities[{i}]"
+            if not isinstance(pair, list) or len(pair) != 2:
+                self.err(key, f"expected a pair of expressions, got {pair!r}")
+            singularities.append(tuple(self.expr(key, p, syms) for p in pair))
+
+        spec = ModelSpec(
+            name=name,
+            parameters=tuple(params),
+            outputs=tuple(outputs),
+            assignments=tuple(assignments),
+            responses=tuple(responses),
+            variability=tuple(variability),
+            covariances=tuple(covariances),
+            dosing=dosing,
+            singularities=tuple(singularities),
+            description=self.string("model.description", meta.get("description", "")),
+            source=self.string("model.source", meta.get("source", "")),
+            time_unit=self.string("model.time_unit", meta.get("time_unit", "h")),
+            independent=independent,
+            origin=self.origin,
+        )
+        check_spec(spec)
+        if "design" in d:
+            try:
+                design = Design.from_dict(d["design"], spec.output_names, where=f"{self.origin}: design")
+            except DesignError as exc:
+                raise ModelSpecError(str(exc)) from None
+            object.__setattr__(spec, "default_design", design)
+        return spec
+
+    def read_parameters(self, section, taken) -> list:
+        if section is None:
+            self.err("parameters", "missing section [parameters] (the typical values)")
+        section = self.table("parameters", section)
+        if not section:
+            self.err("parameters", "no parameters declared")
+        out = []
+        for pname, val in section.items():
+            key = f"parameters.{pname}"
+            self.check_name(key, pname, taken)
+            if isinstance(val, dict):
+                self.table(key, val, {"value", "fixed", "unit", "description"})
+                if "value" not in val:
+                    self.err(key, "missing 'value' (the typical value)")
+                p = ParameterSpec(
+                    pname,
+                    self.number(f"{key}.value", val["value"]),
+                    self.boolean(f"{key}.fixed", val.get("fixed", False)),
+                    self.string(f"{key}.unit", val.get("unit", "")),
+                    self.string(f"{key}.description", val.get("description", "")),
+                )
+            else:
+                p = ParameterSpec(pname, self.number(key, val))
+            out.append(p)
+            taken[pname] = "a parameter"
+        return out
+
+    def read_dosing(self, section, syms) -> DosingSpec:
+        section = self.table("dosing", section, {"route", "bioavailability", "lag", "duration"})
+        route = section.get("route", "none")
+        if route not in ROUTES:
+            self.err("dosing.route", f"unknown route {route!r}; expected one of {list(ROUTES)}")
+        duration = section.get("duration")
+        if duration is not None:
+            duration = self.number("dosing.duration", duration, positive=True)
+        return DosingSpec(
+            route=route,
+            bioavailability=self.expr("dosing.bioavailability", section.get("bioavailability", 1), syms),
+            lag=self.expr("dosing.lag", section.get("lag", 0), syms),
+            duration=duration,
+        )
+
+    def read_outputs(self, section, syms, taken) -> list:
+        if section is None:
+            self.err("outputs", "missing section [outputs] (at least one observed output)")
+        section = self.table("outputs", section)
+        if not section:
+            self.err("outputs", "no outputs declared")
+        outputs = []
+        for oname, val in section.items():
+            key = f"outputs.{oname}"
+            self.check_name(key, oname, taken)
+            val = self.table(key, val, {"expression", "error", "unit", "description"})
+            if "expression" not in val:
+                self.err(key, "missing 'expression'")
+            expr = self.expr(f"{key}.expression", val["expression"], syms)
+            if "error" not in val:
+                self.err(key, "missing 'error' (the residual error model)")
+            model, terms = self.read_error(f"{key}.error", val["error"])
+            outputs.append(OutputSpec(oname, expr, model, terms, self.string(f"{key}.unit", val.get("unit", "")),
+                                      str(val["expression"])))
+        return outputs
+
+    def read_error(self, key, val):
+        val = self.table(key, val, {"model", "add", "prop", "exp"})
+        model = val.get("model")
+        if model not in ERROR_MODELS:
+            self.err(f"{key}.model", f"unknown error model {model!r}; expected one of {list(ERROR_MODELS)}")
+        kinds = ERROR_MODELS[model]
+        extra = sorted(set(val) - {"model"} - set(kinds))
+        if extra:
+            self.err(key, f"error model {model!r} takes {list(kinds)}, not {extra}")
+        terms = []
+        for kind in kinds:
+            if kind not in val:
+                self.err(key, f"error model {model!r} needs '{kind}' (e.g. {kind} = {{ variance = 0.01 }})")
+            variance, scale, fixed = self.variance_or_sd(f"{key}.{kind}", val[kind])
+            terms.append(ErrorTermSpec(kind, variance, scale, fixed))
+        return model, tuple(terms)
+
+    def variance_or_sd(self, key, val):
+        val = self.table(key, val, {"variance", "sd", "fixed", "model"})
+        if ("variance" in val) == ("sd" in val):
+            self.err(key, "give exactly one of 'variance' or 'sd'")
+        fixed = self.boolean(f"{key}.fixed", val.get("fixed", False))
+        if "variance" in val:
+            return self.number(f"{key}.variance", val["variance"], nonneg=True), "variance", fixed
+        sd = self.number(f"{key}.sd", val["sd"], nonneg=True)
+        return sd * sd, "sd", fixed
+
+    def read_variability(self, section, psyms) -> list:
+        section = self.table("variability", section)
+        out = []
+        for pname, val in section.items():
+            key = f"variability.{pname}"
+            if pname not in psyms:
+                self.err(key, f"unknown parameter {pname!r}; parameters: {list(psyms)}")
+            val = self.table(key, val, {"model", "variance", "sd", "fixed"})
+            model = val.get("model", "exponential")
+            if model not in VARIABILITY_MODELS:
+                self.err(f"{key}.model", f"unknown variability model {model!r}; expected one of {list(VARIABILITY_MODELS)}")
+            variance, scale, fixed = self.variance_or_sd(key, val)
+            out.append(VariabilitySpec(pname, model, variance, scale, fixed))
+        return out
+
+    def read_covariances(self, section, variability) -> list:
+        if not isinstance(section, list):
+            self.err("covariance", "expected [[covariance]] entries")
+        names = [v.parameter for v in variability]
+        out, seen = [], set()
+        for i, val in enumerate(section):
+            key = f"covariance[{i}]"
+            val = self.table(key, val, {"between", "value", "correlation", "fixed"})
+            pair = val.get("between")
+            if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
+                self.err(f"{key}.between", f"expected two different parameter names, got {pair!r}")
+            for p in pair:
+                if p not in names:
+                    self.err(f"{key}.between", f"{p!r} has no [variability] entry; parameters with variability: {names}")
+            if frozenset(pair) in seen:
+                self.err(key, f"covariance between {pair} given twice")
+            seen.add(frozenset(pair))
+            if ("value" in val) == ("correlation" in val):
+                self.err(key, "give exactly one of 'value' (a covariance) or 'correlation'")
+            v1 = variability[names.index(pair[0])].variance
+            v2 = variability[names.index(pair[1])].variance
+            if "value" in val:
+                cov = self.number(f"{key}.value", val["value"])
+            else:
+                r = self.number(f"{key}.correlation", val["correlation"])
+                if not -1 < r < 1:
+                    self.err(f"{key}.correlation", f"expected a number in (-1, 1), got {r!r}")
+                cov = r * math.sqrt(v1 * v2)
+            out.append(CovarianceSpec(pair[0], pair[1], cov, self.boolean(f"{key}.fixed", val.get("fixed", False))))
+        return out
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Cross-checks shared by files and Python-built models (Ω positive semi-definite, names)."""
+    import numpy as np
+
+    if spec.variability:
+        om = spec.omega
+        eig = np.linalg.eigvalsh(om)
+        if eig.min() < -1e-12 * max(1.0, abs(eig).max()):
+            raise ModelSpecError(
+                f"{spec.origin}: Ω (variability and covariance) is not positive semi-definite: "
+                f"smallest eigenvalue {eig.min():.3g}"
+            )
+    for o in spec.outputs:
+        free = {s.name for s in o.expression.free_symbols}
+        allowed = set(spec.parameter_names) | {a for a, _ in spec.assignments} | {r for r, _ in spec.responses} | {"t"}
+        bad = sorted(free - allowed)
+        if bad:
+            raise ModelSpecError(f"{spec.origin}: outputs.{o.name}: unknown names {bad}")

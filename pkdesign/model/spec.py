@@ -1,0 +1,179 @@
+"""``ModelSpec``: the validated, immutable description of a PK/PD model.
+
+Second step of the model pipeline: a model file (``parse.py``) or Python code (``hooks.py``)
+produces a ``ModelSpec``; ``symbolic.py`` differentiates it and ``compile.py`` turns it into
+numba kernels.  Everything here is plain data (sympy expressions for the formulas).
+
+Conventions
+-----------
+* ``t`` in a *response* is the time since the dose took effect (after the lag time), and
+  ``DOSE`` is the bioavailable amount of that dose; responses are superposed over all doses,
+  so they must be linear in the dose (linear PK).
+* ``t`` in an *output* is the time since the start of the study; outputs may use responses by
+  name, parameters, assignments and ``t``, and may be nonlinear (e.g. an Emax effect).
+* Individual parameters ψ follow the declared variability model from typical values θ and
+  random effects η: exponential ψ = θ·exp(η), additive ψ = θ + η, proportional ψ = θ·(1 + η).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+VARIABILITY_MODELS = ("exponential", "additive", "proportional")
+ERROR_MODELS = {
+    "additive": ("add",),
+    "proportional": ("prop",),
+    "combined": ("add", "prop"),
+    "exponential": ("exp",),
+}
+ROUTES = ("none", "bolus", "infusion", "oral")
+#: Reserved symbol names in expressions.
+RESERVED = ("t", "DOSE", "TINF")
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """A typical value θ of a structural parameter (units as in the model file)."""
+
+    name: str
+    value: float
+    fixed: bool = False
+    unit: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VariabilitySpec:
+    """Between-subject variability of one parameter.
+
+    ``variance`` is always the variance of η; ``scale`` records how the file declared it
+    (``"variance"`` or ``"sd"``), which decides how the FIM reports it.
+    """
+
+    parameter: str
+    model: str
+    variance: float
+    scale: str = "variance"
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class CovarianceSpec:
+    """Covariance between the random effects of two parameters (variance scale)."""
+
+    first: str
+    second: str
+    value: float
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class ErrorTermSpec:
+    """One residual-error component: ``kind`` is ``add``, ``prop`` or ``exp``."""
+
+    kind: str
+    variance: float
+    scale: str = "variance"
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """An observed output: expression (sympy) and its residual error model."""
+
+    name: str
+    expression: sp.Expr
+    error_model: str
+    error_terms: tuple = ()
+    unit: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class DosingSpec:
+    """How doses enter: route, bioavailability F and lag time (expressions of parameters)."""
+
+    route: str = "none"
+    bioavailability: sp.Expr = sp.Integer(1)
+    lag: sp.Expr = sp.Integer(0)
+    duration: float | None = None  # default infusion duration (time units)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A complete model.  Build one with :func:`pkdesign.load_model` or :func:`pkdesign.model_from_sympy`."""
+
+    name: str
+    parameters: tuple
+    outputs: tuple
+    assignments: tuple = ()        # ((name, sympy expr), ...) in evaluation order
+    responses: tuple = ()          # ((name, sympy expr), ...), superposed over doses
+    variability: tuple = ()
+    covariances: tuple = ()
+    dosing: DosingSpec = field(default_factory=DosingSpec)
+    singularities: tuple = ()      # ((sympy expr a, sympy expr b), ...): removable where a == b
+    description: str = ""
+    source: str = ""
+    time_unit: str = "h"
+    independent: str = "t"
+    default_design: object = None  # a pkdesign.Design or None
+    origin: str = "<python>"       # file path or "<python>", for messages
+
+    # -- derived views -------------------------------------------------------------------
+    @property
+    def parameter_names(self) -> list:
+        """Names of all structural parameters, in the order of the ψ / θ vectors."""
+        return [p.name for p in self.parameters]
+
+    @property
+    def output_names(self) -> list:
+        return [o.name for o in self.outputs]
+
+    @property
+    def theta(self) -> np.ndarray:
+        """Typical values θ, shape (n_par,)."""
+        return np.array([p.value for p in self.parameters], dtype=float)
+
+    def symbol(self, name: str) -> sp.Symbol:
+        return sp.Symbol(name)
+
+    @property
+    def psi_symbols(self) -> list:
+        return [sp.Symbol(n) for n in self.parameter_names]
+
+    def variability_of(self, name: str):
+        for v in self.variability:
+            if v.parameter == name:
+                return v
+        return None
+
+    @property
+    def omega(self) -> np.ndarray:
+        """Ω over the parameters with variability (in ``variability`` order), variance scale."""
+        names = [v.parameter for v in self.variability]
+        om = np.diag([v.variance for v in self.variability]).astype(float)
+        for c in self.covariances:
+            i, j = names.index(c.first), names.index(c.second)
+            om[i, j] = om[j, i] = c.value
+        return om
+
+    def uses_doses(self) -> bool:
+        return bool(self.responses)
+
+    def structure_key(self) -> str:
+        """A canonical text of everything the compiled kernels depend on (not parameter values)."""
+        parts = [
+            "params:" + ",".join(self.parameter_names),
+            "indep:" + self.independent,
+            "route:" + self.dosing.route,
+            "F:" + sp.srepr(self.dosing.bioavailability),
+            "lag:" + sp.srepr(self.dosing.lag),
+        ]
+        parts += [f"a:{n}={sp.srepr(e)}" for n, e in self.assignments]
+        parts += [f"r:{n}={sp.srepr(e)}" for n, e in self.responses]
+        parts += [f"o:{o.name}={sp.srepr(o.expression)}" for o in self.outputs]
+        parts += [f"s:{sp.srepr(a)}={sp.srepr(b)}" for a, b in self.singularities]
+        return "\n".join(parts)
