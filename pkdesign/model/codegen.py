@@ -137,14 +137,11 @@ def _kernel(spec, order, md, rename, printer) -> str:
         L.append(f"        p_{name} = psi[i, {k}]")
     if md.assignments:
         L.append("        # assignments, lag time and bioavailability with their derivatives (once per parameter vector)")
-        targets, exprs = [], []
-        for x, dv in md.assignments:
-            t_, e_ = _targets(dv, order, n, f"a_{x.name}", "{d1}", "{d2}", None, x)
-            targets += t_
-            exprs += e_
-        tmp, printed = _cse_block([e.xreplace(rename) for e in exprs], " " * 8, printer, "u")
-        L.extend(tmp)
-        L.extend(f"        {t} = {p}" for t, p in zip(targets, printed))
+        for a, (x, dv) in enumerate(md.assignments):
+            targets, exprs = _targets(dv, order, n, f"a_{x.name}", "{d1}", "{d2}", None, x)
+            tmp, printed = _cse_block([e.xreplace(rename) for e in exprs], " " * 8, printer, f"u{a}_")
+            L.extend(tmp)
+            L.extend(f"        {t} = {p}" for t, p in zip(targets, printed))
     L.append("        for j in range(n_obs):")
     L.append(f"            {T.name} = t_obs[j]")
     if nr:
@@ -159,7 +156,7 @@ def _kernel(spec, order, md, rename, printer) -> str:
         L.append(f"                {AMT.name} = dose_amt[m]")
         L.append(f"                {TINF.name} = dose_dur[m]")
         L.append(f"                t_rel = {T.name} - {TD.name} - {printer.doprint(md.lag.xreplace(rename))}")
-        L.append("                if t_rel < 0.0:")
+        L.append("                if t_rel <= 0.0:  # a sample at a dose time is taken before that dose")
         L.append("                    continue")
         for c, (x, resp) in enumerate(md.responses):
             L.append(f"                # response {resp.name}")
@@ -168,7 +165,7 @@ def _kernel(spec, order, md, rename, printer) -> str:
     for oi, out in enumerate(md.outputs):
         kw = "if" if oi == 0 else "elif"
         L.append(f"            {kw} o == {oi}:  # output {out.name}")
-        L.extend(_output_block(out.derivs, order, n, rename, printer, " " * 16))
+        L.extend(_output_block(out.branches, order, n, rename, printer, " " * 16))
     return "\n".join(L) + "\n"
 
 
@@ -224,15 +221,25 @@ def _targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=None):
     return targets, exprs
 
 
-def _output_block(d, order, n, rename, printer, ind) -> list:
-    targets, exprs = _targets(d, order, n, "f[i, j]", "d1[i, j, {k}]", "d2[i, j, {k}, {l}]", "dt[i, j]")
-    exprs = [e.xreplace(rename) for e in exprs]
-    tmp, printed = _cse_block(exprs, ind, printer, "y")
-    lines = list(tmp)
-    for t, p in zip(targets, printed):
-        lines.append(f"{ind}{t} = {p}")
-        if t.startswith("d2["):
-            k, l = t[len("d2[i, j, "):-1].split(", ")
-            if k != l:
-                lines.append(f"{ind}d2[i, j, {l}, {k}] = d2[i, j, {k}, {l}]")
+def _output_block(branches, order, n, rename, printer, ind) -> list:
+    lines = []
+    for b, branch in enumerate(branches):
+        body = ind
+        if branch.condition is not None:
+            kw = "if" if b == 0 else "elif"
+            lines.append(f"{ind}{kw} {printer.doprint(branch.condition.xreplace(rename))}:  # series near the limit")
+            body = ind + "    "
+        elif b > 0:
+            lines.append(f"{ind}else:")
+            body = ind + "    "
+        targets, exprs = _targets(branch.derivs, order, n, "f[i, j]", "d1[i, j, {k}]", "d2[i, j, {k}, {l}]",
+                                  "dt[i, j]")
+        tmp, printed = _cse_block([e.xreplace(rename) for e in exprs], body, printer, "y")
+        lines.extend(tmp)
+        for t, p in zip(targets, printed):
+            lines.append(f"{body}{t} = {p}")
+            if t.startswith("d2["):
+                k, l = t[len("d2[i, j, "):-1].split(", ")
+                if k != l:
+                    lines.append(f"{body}d2[i, j, {l}, {k}] = d2[i, j, {k}, {l}]")
     return lines

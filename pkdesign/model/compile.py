@@ -38,9 +38,21 @@ def cache_dir() -> Path:
     return path / "kernels"
 
 
+def _generator_fingerprint() -> str:
+    """Hash of the code generator's own source, so that a changed generator never reuses old kernels."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in ("symbolic.py", "codegen.py", "compile.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+_FINGERPRINT = _generator_fingerprint()
+
+
 def model_hash(spec: ModelSpec) -> str:
-    """Hash of everything the kernels depend on: structure, pkdesign and numba versions."""
-    text = f"pkdesign {__version__}\nnumba {numba.__version__}\n{spec.structure_key()}"
+    """Hash of everything the kernels depend on: model structure, generator, pkdesign and numba versions."""
+    text = f"pkdesign {__version__} {_FINGERPRINT}\nnumba {numba.__version__}\n{spec.structure_key()}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

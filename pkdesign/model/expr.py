@@ -100,6 +100,11 @@ def _check_number(value: float, where: str, fragment: str) -> None:
         raise ExpressionError(f"{where}: number {fragment} is not finite or exceeds {MAX_ABS_NUMBER:g}")
 
 
+def _is_condition(value) -> bool:
+    # sympy Symbols are also Booleans, so test for the logical node types explicitly
+    return isinstance(value, (sp.core.relational.Relational, sp.And, sp.Or, sp.Not, sp.logic.boolalg.BooleanAtom))
+
+
 class _Builder:
     def __init__(self, text: str, symbols: dict, where: str):
         self.text = text
@@ -206,11 +211,11 @@ class _Builder:
     def _IfExp(self, node):
         cond = self._as_condition(node.test, self.build(node.test))
         a, b = self.build(node.body), self.build(node.orelse)
-        if isinstance(a, sp.logic.boolalg.Boolean) or isinstance(b, sp.logic.boolalg.Boolean):
+        if _is_condition(a) or _is_condition(b):
             self.fail(node, "both branches of 'if ... else' must be numeric expressions")
         return sp.Piecewise((a, cond), (b, True))
 
     def _as_condition(self, node, value):
-        if not isinstance(value, sp.logic.boolalg.Boolean):
+        if not _is_condition(value):
             self.fail(node, "expected a condition (a comparison)")
         return value

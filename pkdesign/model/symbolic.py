@@ -58,7 +58,7 @@ class ResponseDerivs:
 @dataclass
 class OutputDerivs:
     name: str
-    derivs: Derivs  # in terms of T, ψ and the placeholders of assignments and responses
+    branches: list  # of Branch; Derivs in T, ψ and the placeholders of assignments and responses
 
 
 @dataclass
@@ -80,7 +80,8 @@ class Inner:
 class ModelDerivs:
     """Everything the code generator needs.
 
-    assignments : list of (Inner, Derivs)  -- per parameter vector, Derivs in ψ only
+    assignments : list of (Inner, Derivs)  -- per parameter vector, in order; Derivs in ψ and the
+                  placeholders of earlier assignments
     responses   : list of (Inner, ResponseDerivs) -- per dose; Derivs in ψ, T, dose symbols
                   and assignment placeholders
     outputs     : list of OutputDerivs -- per observation
@@ -201,20 +202,20 @@ def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
     """All symbolic derivatives needed by the kernels (see :class:`ModelDerivs`)."""
     psi = spec.psi_symbols
     n = len(psi)
-    full = expand_assignments(spec)
-
     # intermediates evaluated once per parameter vector: assignments, lag time, bioavailability
-    items = [(name, sp.Symbol(name), full[sp.Symbol(name)]) for name, _ in spec.assignments]
+    # Each intermediate is differentiated in terms of the earlier ones (chain rule), so that
+    # nested assignments (eigenvalues of a 3-compartment model) never get expanded.
+    items = [(name, sp.Symbol(name), expr) for name, expr in spec.assignments]
     lag = spec.dosing.lag
     bio = spec.dosing.bioavailability
     if spec.responses:
         if lag != 0:
-            items.append((LAG_NAME, sp.Symbol(LAG_NAME), lag.xreplace(full)))
+            items.append((LAG_NAME, sp.Symbol(LAG_NAME), lag))
         if bio != 1:
-            items.append((BIO_NAME, sp.Symbol(BIO_NAME), bio.xreplace(full)))
+            items.append((BIO_NAME, sp.Symbol(BIO_NAME), bio))
     assignments, inner = [], []
-    for name, sym, expanded in items:
-        dv = _derivs(expanded, psi, with_second)
+    for name, sym, expr in items:
+        dv = _chain(expr, psi, inner, with_second)
         x = _inner(name, sym, [dv.d1[k] != 0 for k in range(n)], n)
         assignments.append((x, dv))
         inner.append(x)
@@ -234,6 +235,9 @@ def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
     all_inner = inner + [x for x, _ in responses]
     outputs = []
     for o in spec.outputs:
-        g = o.expression.xreplace({sp.Symbol("t"): T})
-        outputs.append(OutputDerivs(o.name, _chain(g, psi, all_inner, with_second)))
+        branches = []
+        for cond, e in response_branches(spec, o.name, o.expression):
+            c_expr = None if cond is None else cond.xreplace({sp.Symbol("t"): T})
+            branches.append(Branch(c_expr, _chain(e.xreplace({sp.Symbol("t"): T}), psi, all_inner, with_second)))
+        outputs.append(OutputDerivs(o.name, branches))
     return ModelDerivs(assignments, responses, outputs, lag_sym)

@@ -1,0 +1,221 @@
+"""Kernels against their slow twins: direct sympy evaluation, finite differences, ODE integration.
+
+Tolerances:
+* kernel vs sympy at the same point: 1e-10 relative -- both evaluate the same formula in
+  float64; differences are rounding in a few dozen operations (CSE reorders them).
+* first derivatives vs central differences with relative step 1e-6: truncation ~h^2*f''' ~1e-12
+  and rounding ~eps/h ~1e-10 relative to the function scale, so 1e-6 relative to the largest
+  derivative leaves a wide margin while still catching any wrong formula (errors are O(1)).
+* second derivatives vs central differences of the (exact) first derivatives: same argument.
+* ODE integration at rtol 1e-11: 1e-7 relative.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pkdesign as pk
+
+from .conftest import MODELS, REFERENCE, compiled
+from .helpers import compartment_ode, direct_prediction, fd_jacobian
+
+FAST = ["warfarin", "one_comp_bolus", "one_comp_infusion", "one_comp_oral", "two_comp_bolus",
+        "two_comp_infusion", "effect_compartment", "emax", "sigmoid_emax", "box_lucas"]
+
+
+def _design_obs(spec, group=0):
+    g = spec.default_design.groups[group]
+    t, idx = g.observations(spec.output_names)
+    return g, t, idx
+
+
+def test_warfarin_typical_predictions_match_reference(warfarin):
+    # Reference: ../shared/reference/warfarin_fo.json (PopED), 8-9 significant digits given.
+    ref = json.loads((REFERENCE / "warfarin_fo.json").read_text())["typical_predictions"]
+    spec, model = warfarin
+    res = model.evaluate(spec.theta, ref["times"], pk.Regimen.single(70.0), order=0)
+    np.testing.assert_allclose(res["f"], ref["values"], rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("group", [0, 1])
+def test_kernel_matches_direct_sympy_evaluation(name, group):
+    spec, model = compiled(name)
+    if group >= len(spec.default_design.groups):
+        pytest.skip("single-group design")
+    g, t, idx = _design_obs(spec, group)
+    psi = spec.theta * np.linspace(0.9, 1.15, spec.theta.size)
+    res = model.evaluate(psi, t, g.regimen, idx, order=0)["f"]
+    for k in range(len(spec.outputs)):
+        sel = idx == k
+        ref = direct_prediction(spec, psi, t[sel], g.regimen, output=k)
+        np.testing.assert_allclose(res[sel], ref, rtol=1e-10, atol=1e-13)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scale=st.lists(st.floats(0.3, 3.0), min_size=3, max_size=3),
+       t=st.lists(st.floats(0.01, 200.0), min_size=1, max_size=6))
+def test_warfarin_kernel_equals_sympy_at_random_points(warfarin, scale, t):
+    spec, model = warfarin
+    psi = spec.theta * np.array(scale)
+    times = np.sort(np.array(t))
+    res = model.evaluate(psi, times, pk.Regimen.single(70.0), order=0)["f"]
+    ref = direct_prediction(spec, psi, times, pk.Regimen.single(70.0))
+    np.testing.assert_allclose(res, ref, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_derivatives_match_finite_differences(name):
+    spec, model = compiled(name)
+    g, t, idx = _design_obs(spec, len(spec.default_design.groups) - 1)
+    psi = spec.theta * np.linspace(0.95, 1.1, spec.theta.size)
+    psi = np.where(psi == 0, 0.3, psi)
+    res = model.evaluate(psi, t, g.regimen, idx, order=2)
+
+    def f(p):
+        return model.evaluate(p, t, g.regimen, idx, order=0)["f"]
+
+    def d1(p):
+        return model.evaluate(p, t, g.regimen, idx, order=1)["d1"]
+
+    fd1 = fd_jacobian(f, psi)
+    scale1 = np.abs(fd1).max(axis=0, keepdims=True) + 1e-12
+    np.testing.assert_allclose(res["d1"] / scale1, fd1 / scale1, atol=1e-6)
+    fd2 = fd_jacobian(d1, psi)
+    scale2 = np.abs(fd2).max() + 1e-12
+    np.testing.assert_allclose(res["d2"] / scale2, fd2 / scale2, atol=1e-6)
+    assert np.allclose(res["d2"], res["d2"].transpose(0, 2, 1))
+    # time derivative, away from dose times where the bolus/infusion kinks are
+    h = 1e-6 * np.maximum(t, 1.0)
+    fdt = (model.evaluate(psi, t + h, g.regimen, idx, order=0)["f"]
+           - model.evaluate(psi, np.abs(t - h), g.regimen, idx, order=0)["f"]) / (2 * h)
+    kinks = np.concatenate([g.regimen.times, g.regimen.times + g.regimen.durations])
+    smooth = (np.min(np.abs(t[:, None] - kinks[None, :]), axis=1, initial=np.inf) > 1e-3) & (t > 1e-3)
+    np.testing.assert_allclose(res["dt"][smooth], fdt[smooth], rtol=1e-5, atol=1e-8 * np.abs(res["f"]).max())
+
+
+def test_batch_equals_one_vector_at_a_time(warfarin):
+    spec, model = warfarin
+    g, t, idx = _design_obs(spec)
+    rng = np.random.default_rng(1)
+    psi = spec.theta * np.exp(rng.normal(0, 0.3, (50, 3)))
+    batch = model.evaluate(psi, t, g.regimen, order=2)
+    for i in [0, 17, 49]:
+        one = model.evaluate(psi[i], t, g.regimen, order=2)
+        for key in ("f", "d1", "d2", "dt"):
+            np.testing.assert_array_equal(batch[key][i], one[key])
+
+
+# -- removable singularities ------------------------------------------------------------------
+
+def _exact_oral(spec, psi, times, derivative=None, offset=0):
+    """One-compartment oral model in 100-digit arithmetic (``offset`` added to KA exactly)."""
+    CL, V, KA, t = sp.symbols("CL V KA t")
+    D = sp.Integer(70)
+    e = D / V * KA / (KA - CL / V) * (sp.exp(-CL / V * t) - sp.exp(-KA * t))
+    if derivative:
+        e = sp.diff(e, *derivative)
+    out = []
+    for tt in times:
+        sub = {CL: sp.Float(psi[0], 100), V: sp.Float(psi[1], 100), KA: sp.Float(psi[2], 100) + sp.Float(offset, 100), t: sp.Float(tt, 100)}
+        out.append(float(e.xreplace(sub).evalf(100)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("rel", [0.0, 1e-12, 1e-8, 1e-5, 1e-3, 0.05])
+def test_one_compartment_oral_at_and_near_ka_equal_k(warfarin, rel):
+    spec, model = warfarin
+    k = 0.15 / 8.0
+    psi = np.array([0.15, 8.0, k * (1 + rel)])
+    times = [0.5, 2.0, 24.0, 120.0, 500.0]
+    res = model.evaluate(psi, times, pk.Regimen.single(70.0), order=2)
+    assert np.all(np.isfinite(res["f"])) and np.all(np.isfinite(res["d2"]))
+    psi_exact = psi.copy()
+    off = 1e-20 if rel == 0.0 else 0  # the limit itself, to ~1e-20 (100-digit arithmetic)
+    np.testing.assert_allclose(res["f"], _exact_oral(spec, psi_exact, times, offset=off), rtol=1e-9)
+    CL, V, KA = sp.symbols("CL V KA")
+    for k1, s1 in enumerate((CL, V, KA)):
+        np.testing.assert_allclose(res["d1"][:, k1], _exact_oral(spec, psi_exact, times, (s1,), off), rtol=1e-8)
+    for k1, s1 in enumerate((CL, V, KA)):
+        for k2, s2 in enumerate((CL, V, KA)):
+            if k2 < k1:
+                continue
+            ref = _exact_oral(spec, psi_exact, times, (s1, s2), off)
+            np.testing.assert_allclose(res["d2"][:, k1, k2], ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+
+
+def test_effect_compartment_at_ke0_equal_k():
+    spec, model = compiled("effect_compartment")
+    g, t, idx = _design_obs(spec)
+    psi = spec.theta.copy()
+    psi[2] = psi[0] / psi[1]  # KE0 = K
+    res = model.evaluate(psi, t, g.regimen, idx, order=2)
+    assert all(np.all(np.isfinite(v)) for v in res.values())
+    near = psi.copy()
+    near[2] *= 1 + 1e-7
+    res_near = model.evaluate(near, t, g.regimen, idx, order=1)
+    np.testing.assert_allclose(res["f"], res_near["f"], rtol=1e-6)
+    np.testing.assert_allclose(res["d1"], res_near["d1"], rtol=1e-5, atol=1e-9)
+
+
+def test_box_lucas_at_equal_rates():
+    spec, model = compiled("box_lucas")
+    res = model.evaluate([0.3, 0.3], [0.5, 1.0, 4.0], order=2)
+    # limit: th*t*exp(-th*t)
+    np.testing.assert_allclose(res["f"], 0.3 * np.array([0.5, 1.0, 4.0]) * np.exp(-0.3 * np.array([0.5, 1, 4])),
+                               rtol=1e-12)
+    assert np.all(np.isfinite(res["d2"]))
+
+
+# -- superposition and ODE twins ----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["one_comp_oral", "two_comp_infusion", "effect_compartment"])
+def test_multiple_dose_equals_sum_of_single_doses(name):
+    spec, model = compiled(name)
+    reg = pk.Regimen.from_dict({"amount": [100, 50, 80], "times": [0, 10, 27.5], "duration": 1.5})
+    t = np.array([0.7, 5, 10.2, 12, 28, 30, 48])
+    psi = spec.theta
+    k = 0  # the first output is the (linear) concentration
+    idx = np.zeros(t.size, dtype=np.int64)
+    total = model.evaluate(psi, t, reg, idx, order=1)
+    parts = [model.evaluate(psi, t, pk.Regimen.single(a, td, 1.5), idx, order=1)
+             for a, td in zip(reg.amounts, reg.times)]
+    np.testing.assert_allclose(total["f"], sum(p["f"] for p in parts), rtol=1e-12)
+    np.testing.assert_allclose(total["d1"], sum(p["d1"] for p in parts), rtol=1e-10, atol=1e-14)
+    assert k == 0
+
+
+ODE_CASES = [
+    ("one_comp_bolus", 1, "bolus"), ("one_comp_infusion", 1, "infusion"), ("one_comp_oral", 1, "oral"),
+    ("two_comp_bolus", 2, "bolus"), ("two_comp_infusion", 2, "infusion"), ("two_comp_oral", 2, "oral"),
+    ("three_comp_bolus", 3, "bolus"), ("three_comp_infusion", 3, "infusion"), ("three_comp_oral", 3, "oral"),
+]
+
+
+@pytest.mark.parametrize("name, n_cmt, route", ODE_CASES)
+def test_closed_form_matches_ode_integration(name, n_cmt, route):
+    spec, model = compiled(name)
+    reg = pk.Regimen.from_dict({"amount": 100, "times": [0, 12, 30], "duration": 1.0})
+    t = np.array([0.3, 0.8, 1.5, 4, 11.5, 12.5, 13.2, 29.9, 31, 40, 72])
+    res = model.evaluate(spec.theta, t, reg, order=0)["f"]
+    ode = compartment_ode(n_cmt, route, dict(zip(spec.parameter_names, spec.theta)), reg, t)
+    np.testing.assert_allclose(res, ode, rtol=1e-7)
+
+
+def test_evaluate_input_errors(warfarin):
+    spec, model = warfarin
+    with pytest.raises(pk.DesignError, match=r"expected shape \(n_vec, 3\)"):
+        model.evaluate([1.0, 2.0], [1.0], pk.Regimen.single(70))
+    with pytest.raises(pk.DesignError, match="time at index 1 is -1"):
+        model.evaluate(spec.theta, [1.0, -1.0], pk.Regimen.single(70))
+    with pytest.raises(pk.DesignError, match="give a dose regimen"):
+        model.evaluate(spec.theta, [1.0])
+    with pytest.raises(pk.DesignError, match=r"unknown output name\(s\) \['effect'\]"):
+        model.evaluate(spec.theta, [1.0], pk.Regimen.single(70), output=["effect"])
+    _, inf = compiled("two_comp_bolus")
+    spec_inf = pk.load_model(MODELS / "one_comp_infusion.toml")
+    assert spec_inf.dosing.duration == 1.0
