@@ -71,14 +71,14 @@ def _rename_map(spec: ModelSpec, md) -> dict:
     for x, _ in md.assignments:
         rename[x.sym] = sp.Symbol(f"a_{x.name}")
     for c, (x, _) in enumerate(md.responses):
-        rename[x.sym] = sp.Symbol(f"R[{c}]")
-        rename[x.dt] = sp.Symbol(f"dRt[{c}]")
+        rename[x.sym] = sp.Symbol(f"R{c}")
+        rename[x.dt] = sp.Symbol(f"dRt{c}")
         for k, s in enumerate(x.d1):
             if s != 0:
-                rename[s] = sp.Symbol(f"dR[{c}, {k}]")
+                rename[s] = sp.Symbol(f"dR{c}_{k}")
         for (k, l), s in x.d2.items():
             if s != 0:
-                rename[s] = sp.Symbol(f"d2R[{c}, {k}, {l}]")
+                rename[s] = sp.Symbol(f"d2R{c}_{k}_{l}")
     return rename
 
 
@@ -125,13 +125,6 @@ def _kernel(spec, order, md, rename, printer) -> str:
     L.append("    n_vec = psi.shape[0]")
     L.append("    n_obs = t_obs.shape[0]")
     L.append("    n_dose = dose_t.shape[0]")
-    if nr:
-        L.append(f"    R = np.zeros({nr})")
-        if order >= 1:
-            L.append(f"    dR = np.zeros(({nr}, {n}))")
-            L.append(f"    dRt = np.zeros({nr})")
-        if order >= 2:
-            L.append(f"    d2R = np.zeros(({nr}, {n}, {n}))")
     L.append("    for i in range(n_vec):")
     for k, name in enumerate(spec.parameter_names):
         L.append(f"        p_{name} = psi[i, {k}]")
@@ -145,12 +138,12 @@ def _kernel(spec, order, md, rename, printer) -> str:
     L.append("        for j in range(n_obs):")
     L.append(f"            {T.name} = t_obs[j]")
     if nr:
-        L.append("            R[:] = 0.0")
-        if order >= 1:
-            L.append("            dR[:, :] = 0.0")
-            L.append("            dRt[:] = 0.0")
-        if order >= 2:
-            L.append("            d2R[:, :, :] = 0.0")
+        # summed responses and their derivatives are scalar accumulators (kept in registers)
+        acc = []
+        for c, (x, _) in enumerate(md.responses):
+            targets, _ = _targets(_ZERO_DERIVS, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}", f"dRt{c}", x)
+            acc += targets
+        L.append("            " + " = ".join(acc) + " = 0.0")
         L.append("            for m in range(n_dose):")
         L.append(f"                {TD.name} = dose_t[m]")
         L.append(f"                {AMT.name} = dose_amt[m]")
@@ -183,8 +176,8 @@ def _branches(c, x, resp, order, n, rename, printer) -> list:
             kw = "if" if b == 0 else "elif"
             lines.append(f"{ind}{kw} {printer.doprint(branch.condition.xreplace(rename))}:  # series near the limit")
             body_ind = ind + "    "
-        targets, exprs = _targets(branch.derivs, order, n, f"R[{c}]", f"dR[{c}, {{k}}]", f"d2R[{c}, {{k}}, {{l}}]",
-                                  f"dRt[{c}]", x)
+        targets, exprs = _targets(branch.derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",
+                                  f"dRt{c}", x)
         keep = [(t, e.xreplace(rename)) for t, e in zip(targets, exprs) if e != 0]
         if not keep:
             lines.append(f"{body_ind}pass")
@@ -193,6 +186,22 @@ def _branches(c, x, resp, order, n, rename, printer) -> list:
         lines.extend(tmp)
         lines.extend(f"{body_ind}{t} += {p}" for (t, _), p in zip(keep, printed))
     return lines
+
+
+class _Zero:
+    """Stands in for a Derivs whose every entry is zero (used to list accumulator names)."""
+
+    f = dt = sp.Integer(0)
+
+    class _All(dict):
+        def __missing__(self, key):
+            return sp.Integer(0)
+
+    d1 = _All()
+    d2 = _All()
+
+
+_ZERO_DERIVS = _Zero()
 
 
 def _targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=None):
