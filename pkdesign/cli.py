@@ -1,4 +1,4 @@
-"""Command-line interface: ``pkdesign models`` and ``pkdesign evaluate``.
+"""Command-line interface: ``pkdesign models`` and ``pkdesign evaluate`` (FO FIM table).
 
 The CLI computes nothing of its own: it parses arguments, calls the library and prints.
 Errors from bad input (``PkdesignError``) go to stderr with exit code 2 and no traceback.
@@ -14,7 +14,9 @@ from pathlib import Path
 
 
 from .design import Design
-from .errors import DesignError, PkdesignError
+import numpy as np
+
+from .errors import DesignError, NonIdentifiableError, PkdesignError
 
 
 def models_dir() -> Path:
@@ -73,7 +75,32 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _values(spec, names) -> np.ndarray:
+    vals = {p.name: p.value for p in spec.parameters}
+    vals.update({f"omega2({v.parameter})": v.variance for v in spec.variability})
+    vals.update({f"OMEGA({c.first},{c.second})": c.value for c in spec.covariances})
+    multi = len(spec.outputs) > 1
+    for o in spec.outputs:
+        for term in o.error_terms:
+            vals[f"sigma2_{term.kind}" + (f"({o.name})" if multi else "")] = term.variance
+    return np.array([vals[n] for n in names])
+
+
+def _check_identifiable(names, fim):
+    w, v = np.linalg.eigh(fim)
+    tol = 1e-10 * max(abs(w).max(), 1e-300)
+    null = np.flatnonzero(w <= tol)
+    if null.size:
+        dirs = []
+        for j in null:
+            vec = v[:, j] / np.linalg.norm(v[:, j])
+            dirs.append({n: float(c) for n, c in zip(names, vec) if abs(c) > 1e-3})
+        text = "; ".join(" + ".join(f"{c:.2g}*{n}" for n, c in d.items()) for d in dirs)
+        raise NonIdentifiableError(f"the FIM is singular: not identifiable along {text}", dirs)
+
+
 def cmd_evaluate(args) -> int:
+    from .fim.fo import fo_fim
     from .model import compile_model, load_model
 
     spec = load_model(_resolve_model(args.model))
@@ -81,24 +108,24 @@ def cmd_evaluate(args) -> int:
     if design is None:
         raise DesignError(f"model {spec.name!r} has no default design; give one with --design FILE")
     model = compile_model(spec)
-    groups = []
-    for g in design.groups:
-        t, idx = g.observations(spec.output_names)
-        res = model.evaluate(spec.theta, t, g.regimen, idx, order=1)
-        groups.append({"name": g.name, "n": g.n, "times": t.tolist(),
-                       "outputs": [spec.output_names[i] for i in idx],
-                       "prediction": res["f"].tolist(), "sensitivity": res["d1"].tolist()})
+    names, fim = fo_fim(model, design, args.fim)
+    _check_identifiable(names, fim)
+    values = _values(spec, names)
+    cov = np.linalg.inv(fim)
+    se = np.sqrt(np.diag(cov))
+    rse = 100 * se / np.abs(values)
+    logdet = float(np.linalg.slogdet(fim)[1])
     if args.json:
-        print(json.dumps({"model": spec.name, "parameters": spec.parameter_names,
-                          "values": spec.theta.tolist(), "groups": groups}))
+        print(json.dumps({"model": spec.name, "parameters": names, "values": values.tolist(), "fim": fim.tolist(),
+                          "se": se.tolist(), "rse_percent": rse.tolist(), "logdet": logdet,
+                          "approximation": "fo", "fim_type": args.fim}))
         return 0
-    print(f"model {spec.name}: typical predictions and sensitivities df/dpsi at the typical values")
-    for g in groups:
-        print(f"\ngroup {g['name']} (n = {g['n']:g})")
-        head = f"{'output':>10} {'time':>9} {'prediction':>12} " + " ".join(f"{'d/d' + p:>12}" for p in spec.parameter_names)
-        print(head)
-        for o, t, f, d in zip(g["outputs"], g["times"], g["prediction"], g["sensitivity"]):
-            print(f"{o:>10} {t:>9.4g} {f:>12.6g} " + " ".join(f"{x:>12.5g}" for x in d))
+    print(f"model {spec.name}: FO approximation, {args.fim} FIM, {len(design.groups)} group(s), "
+          f"{design.total_n:g} subjects")
+    print(f"{'parameter':>16} {'value':>12} {'SE':>12} {'RSE%':>9}")
+    for n, v, e, r in zip(names, values, se, rse):
+        print(f"{n:>16} {v:>12.6g} {e:>12.5g} {r:>9.3f}")
+    print(f"ln det(FIM) = {logdet:.6f}")
     return 0
 
 
@@ -111,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a design for a model")
     e.add_argument("model", help="model file (TOML) or name of a bundled model")
     e.add_argument("--design", help="design file (TOML or JSON with a 'groups' list); default: the model's design")
+    e.add_argument("--approx", choices=["fo"], default="fo", help="FIM approximation (FO for now)")
+    e.add_argument("--fim", choices=["full", "reduced"], default="full", help="full or reduced (block-diagonal) FIM")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_evaluate)
     return p

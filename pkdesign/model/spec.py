@@ -26,7 +26,7 @@ VARIABILITY_MODELS = ("exponential", "additive", "proportional")
 ERROR_MODELS = {
     "additive": ("add",),
     "proportional": ("prop",),
-    "combined": ("add", "prop"),
+    "combined": ("prop", "add"),
     "exponential": ("exp",),
 }
 ROUTES = ("none", "bolus", "infusion", "oral")
