@@ -8,7 +8,8 @@ import pkdesign as pk
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-REFERENCE = ROOT.parent / "shared" / "reference"
+# copies of ../shared/reference (published numbers with their sources; see tests/reference/README.md)
+REFERENCE = ROOT / "tests" / "reference"
 
 _COMPILED = {}
 
