@@ -142,6 +142,8 @@ class CompiledModel:
         ``dt`` (n_vec, n_obs); for order 2 ``d2`` (n_vec, n_obs, n_psi, n_psi).  A 1-D
         ``psi`` drops the leading axis.
         """
+        if order not in (0, 1, 2):
+            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
         psi_arr = np.ascontiguousarray(psi, dtype=float)
         single = psi_arr.ndim == 1
         psi2 = np.atleast_2d(psi_arr)
@@ -167,8 +169,6 @@ class CompiledModel:
         if order >= 2:
             res["d2"] = np.empty((nv, no, n, n))
             args += [res["d2"]]
-        if order not in (0, 1, 2):
-            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
         self.kernel(order)(*args)
         if single:
             res = {k: v[0] for k, v in res.items()}

@@ -105,16 +105,6 @@ def expand_assignments(spec: ModelSpec) -> dict:
     return sub
 
 
-def _derivs(expr: sp.Expr, psi: list, with_second: bool = True) -> Derivs:
-    d1 = [sp.diff(expr, p) for p in psi]
-    d2 = {}
-    if with_second:
-        for k in range(len(psi)):
-            for l in range(k, len(psi)):
-                d2[(k, l)] = sp.diff(d1[k], psi[l])
-    return Derivs(expr, d1, d2, sp.diff(expr, T))
-
-
 def _is_singular_at(expr: sp.Expr, a: sp.Symbol, b: sp.Expr) -> bool:
     at = expr.xreplace({a: b})
     return at.has(sp.zoo, sp.nan, sp.oo)
