@@ -12,10 +12,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-
-from .design import Design
 import numpy as np
 
+from .design import Design
 from .errors import DesignError, NonIdentifiableError, PkdesignError
 
 
@@ -75,17 +74,6 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _values(spec, names) -> np.ndarray:
-    vals = {p.name: p.value for p in spec.parameters}
-    vals.update({f"omega2({v.parameter})": v.variance for v in spec.variability})
-    vals.update({f"OMEGA({c.first},{c.second})": c.value for c in spec.covariances})
-    multi = len(spec.outputs) > 1
-    for o in spec.outputs:
-        for term in o.error_terms:
-            vals[f"sigma2_{term.kind}" + (f"({o.name})" if multi else "")] = term.variance
-    return np.array([vals[n] for n in names])
-
-
 def _check_identifiable(names, fim):
     w, v = np.linalg.eigh(fim)
     tol = 1e-10 * max(abs(w).max(), 1e-300)
@@ -100,7 +88,7 @@ def _check_identifiable(names, fim):
 
 
 def cmd_evaluate(args) -> int:
-    from .fim.fo import fo_fim
+    from .fim.fo import fo_fim, parameter_table
     from .model import compile_model, load_model
 
     spec = load_model(_resolve_model(args.model))
@@ -110,7 +98,7 @@ def cmd_evaluate(args) -> int:
     model = compile_model(spec)
     names, fim = fo_fim(model, design, args.fim)
     _check_identifiable(names, fim)
-    values = _values(spec, names)
+    values = parameter_table(spec)[1]
     cov = np.linalg.inv(fim)
     se = np.sqrt(np.diag(cov))
     rse = 100 * se / np.abs(values)

@@ -21,17 +21,22 @@ import numpy as np
 from ..errors import DesignError, PkdesignError
 
 
-def parameter_names(spec) -> list:
-    """Names of the estimated population parameters, in FIM order."""
-    names = [p.name for p in spec.parameters if not p.fixed]
-    names += [f"omega2({v.parameter})" for v in spec.variability if not v.fixed]
-    names += [f"OMEGA({c.first},{c.second})" for c in spec.covariances if not c.fixed]
+def parameter_table(spec) -> tuple:
+    """Names and values (variance scale) of the estimated population parameters, in FIM order."""
+    rows = [(p.name, p.value) for p in spec.parameters if not p.fixed]
+    rows += [(f"omega2({v.parameter})", v.variance) for v in spec.variability if not v.fixed]
+    rows += [(f"OMEGA({c.first},{c.second})", c.value) for c in spec.covariances if not c.fixed]
     multi = len(spec.outputs) > 1
     for o in spec.outputs:
         for term in o.error_terms:
             if not term.fixed:
-                names.append(f"sigma2_{term.kind}" + (f"({o.name})" if multi else ""))
-    return names
+                rows.append((f"sigma2_{term.kind}" + (f"({o.name})" if multi else ""), term.variance))
+    return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=float)
+
+
+def parameter_names(spec) -> list:
+    """Names of the estimated population parameters, in FIM order."""
+    return parameter_table(spec)[0]
 
 
 def fo_fim(model, design, fim: str = "full") -> tuple:
@@ -64,7 +69,7 @@ def _group_fim(model, spec, group, full: bool) -> np.ndarray:
     theta = spec.theta
     res = model.evaluate(theta, t, group.regimen, idx, order=2 if full else 1)
     f, d1 = res["f"], res["d1"]
-    n_obs, n_par = d1.shape
+    n_obs = d1.shape[0]
     pnames = spec.parameter_names
     free = [k for k, p in enumerate(spec.parameters) if not p.fixed]
 

@@ -139,10 +139,11 @@ def _kernel(spec, order, md, rename, printer) -> str:
     L.append(f"            {T.name} = t_obs[j]")
     if nr:
         # summed responses and their derivatives are scalar accumulators (kept in registers)
+        # (the names depend only on the response's structural zeros, not on the branch)
         acc = []
-        for c, (x, _) in enumerate(md.responses):
-            targets, _ = _targets(_ZERO_DERIVS, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}", f"dRt{c}", x)
-            acc += targets
+        for c, (x, resp) in enumerate(md.responses):
+            acc += _targets(resp.branches[0].derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",
+                            f"dRt{c}", x)[0]
         L.append("            " + " = ".join(acc) + " = 0.0")
         L.append("            for m in range(n_dose):")
         L.append(f"                {TD.name} = dose_t[m]")
@@ -162,20 +163,24 @@ def _kernel(spec, order, md, rename, printer) -> str:
     return "\n".join(L) + "\n"
 
 
+def _open_branch(lines, b, branch, ind, printer, rename) -> str:
+    """Append the ``if``/``elif``/``else`` line of branch ``b`` (none for a lone default branch);
+    return the indentation of its body."""
+    if branch.condition is not None:
+        kw = "if" if b == 0 else "elif"
+        lines.append(f"{ind}{kw} {printer.doprint(branch.condition.xreplace(rename))}:  # series near the limit")
+        return ind + "    "
+    if b > 0:
+        lines.append(f"{ind}else:")
+        return ind + "    "
+    return ind
+
+
 def _branches(c, x, resp, order, n, rename, printer) -> list:
     lines = []
     ind = " " * 16
     for b, branch in enumerate(resp.branches):
-        if branch.condition is None:
-            if b == 0:
-                body_ind = ind
-            else:
-                lines.append(f"{ind}else:")
-                body_ind = ind + "    "
-        else:
-            kw = "if" if b == 0 else "elif"
-            lines.append(f"{ind}{kw} {printer.doprint(branch.condition.xreplace(rename))}:  # series near the limit")
-            body_ind = ind + "    "
+        body_ind = _open_branch(lines, b, branch, ind, printer, rename)
         targets, exprs = _targets(branch.derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",
                                   f"dRt{c}", x)
         keep = [(t, e.xreplace(rename)) for t, e in zip(targets, exprs) if e != 0]
@@ -186,22 +191,6 @@ def _branches(c, x, resp, order, n, rename, printer) -> list:
         lines.extend(tmp)
         lines.extend(f"{body_ind}{t} += {p}" for (t, _), p in zip(keep, printed))
     return lines
-
-
-class _Zero:
-    """Stands in for a Derivs whose every entry is zero (used to list accumulator names)."""
-
-    f = dt = sp.Integer(0)
-
-    class _All(dict):
-        def __missing__(self, key):
-            return sp.Integer(0)
-
-    d1 = _All()
-    d2 = _All()
-
-
-_ZERO_DERIVS = _Zero()
 
 
 def _targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=None):
@@ -233,14 +222,7 @@ def _targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=None):
 def _output_block(branches, order, n, rename, printer, ind) -> list:
     lines = []
     for b, branch in enumerate(branches):
-        body = ind
-        if branch.condition is not None:
-            kw = "if" if b == 0 else "elif"
-            lines.append(f"{ind}{kw} {printer.doprint(branch.condition.xreplace(rename))}:  # series near the limit")
-            body = ind + "    "
-        elif b > 0:
-            lines.append(f"{ind}else:")
-            body = ind + "    "
+        body = _open_branch(lines, b, branch, ind, printer, rename)
         targets, exprs = _targets(branch.derivs, order, n, "f[i, j]", "d1[i, j, {k}]", "d2[i, j, {k}, {l}]",
                                   "dt[i, j]")
         tmp, printed = _cse_block([e.xreplace(rename) for e in exprs], body, printer, "y")
