@@ -14,6 +14,13 @@ from .errors import (  # noqa: E402
     PkdesignError,
     SearchError,
 )
+from .fim import (  # noqa: E402
+    APPROXIMATIONS,
+    FIMResult,
+    evaluate_fim,
+    individual_fim,
+    schedule_fims,
+)
 from .model import (  # noqa: E402
     CallableModel,
     CompiledModel,
@@ -27,6 +34,11 @@ from .model import (  # noqa: E402
 
 __all__ = [
     "__version__",
+    "APPROXIMATIONS",
+    "FIMResult",
+    "evaluate_fim",
+    "individual_fim",
+    "schedule_fims",
     "CallableModel",
     "CompiledModel",
     "Design",

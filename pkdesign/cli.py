@@ -1,4 +1,4 @@
-"""Command-line interface: ``pkdesign models`` and ``pkdesign evaluate`` (FO FIM table).
+"""Command-line interface: ``pkdesign models`` and ``pkdesign evaluate`` (FIM table or JSON).
 
 The CLI computes nothing of its own: it parses arguments, calls the library and prints.
 Errors from bad input (``PkdesignError``) go to stderr with exit code 2 and no traceback.
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .design import Design
-from .errors import DesignError, NonIdentifiableError, PkdesignError
+from .errors import DesignError, PkdesignError
+from .fim.api import APPROXIMATIONS
 
 
 def models_dir() -> Path:
@@ -74,21 +75,8 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _check_identifiable(names, fim):
-    w, v = np.linalg.eigh(fim)
-    tol = 1e-10 * max(abs(w).max(), 1e-300)
-    null = np.flatnonzero(w <= tol)
-    if null.size:
-        dirs = []
-        for j in null:
-            vec = v[:, j] / np.linalg.norm(v[:, j])
-            dirs.append({n: float(c) for n, c in zip(names, vec) if abs(c) > 1e-3})
-        text = "; ".join(" + ".join(f"{c:.2g}*{n}" for n, c in d.items()) for d in dirs)
-        raise NonIdentifiableError(f"the FIM is singular: not identifiable along {text}", dirs)
-
-
 def cmd_evaluate(args) -> int:
-    from .fim.fo import fo_fim, parameter_table
+    from .fim import evaluate_fim
     from .model import compile_model, load_model
 
     spec = load_model(_resolve_model(args.model))
@@ -96,24 +84,22 @@ def cmd_evaluate(args) -> int:
     if design is None:
         raise DesignError(f"model {spec.name!r} has no default design; give one with --design FILE")
     model = compile_model(spec)
-    names, fim = fo_fim(model, design, args.fim)
-    _check_identifiable(names, fim)
-    values = parameter_table(spec)[1]
-    cov = np.linalg.inv(fim)
-    se = np.sqrt(np.diag(cov))
-    rse = 100 * se / np.abs(values)
-    logdet = float(np.linalg.slogdet(fim)[1])
+    res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale)
     if args.json:
-        print(json.dumps({"model": spec.name, "parameters": names, "values": values.tolist(), "fim": fim.tolist(),
-                          "se": se.tolist(), "rse_percent": rse.tolist(), "logdet": logdet,
-                          "approximation": "fo", "fim_type": args.fim}))
+        print(json.dumps({"model": spec.name, **res.to_dict()}))
         return 0
-    print(f"model {spec.name}: FO approximation, {args.fim} FIM, {len(design.groups)} group(s), "
-          f"{design.total_n:g} subjects")
+    extra = f", {res.info['draws']} draws, seed {args.seed}" if args.approx not in ("fo", "foi") else ""
+    print(f"model {spec.name}: {args.approx.upper()} approximation, {args.fim} FIM{extra}, "
+          f"{len(design.groups)} group(s), {design.total_n:g} subjects")
     print(f"{'parameter':>16} {'value':>12} {'SE':>12} {'RSE%':>9}")
-    for n, v, e, r in zip(names, values, se, rse):
+    for n, v, e, r in zip(res.names, res.values, res.se, res.rse_percent):
         print(f"{n:>16} {v:>12.6g} {e:>12.5g} {r:>9.3f}")
-    print(f"ln det(FIM) = {logdet:.6f}")
+    print(f"ln det(FIM) = {res.logdet:.6f}   det(FIM)^(1/p) = {res.d_criterion:.6g}   "
+          f"condition number = {res.condition_number:.3g}")
+    if res.mc_se is not None:
+        rel = np.diag(res.mc_se) / np.abs(np.diag(res.matrix))
+        print(f"Monte-Carlo SE: ln det {res.info['logdet_mc_se']:.4f}; FIM diagonal {rel.min():.1%} to {rel.max():.1%} "
+              f"relative (importance-sampling ESS min {res.info['ess_min']:.0f}, median {res.info['ess_median']:.0f})")
     return 0
 
 
@@ -126,8 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a design for a model")
     e.add_argument("model", help="model file (TOML) or name of a bundled model")
     e.add_argument("--design", help="design file (TOML or JSON with a 'groups' list); default: the model's design")
-    e.add_argument("--approx", choices=["fo"], default="fo", help="FIM approximation (FO for now)")
+    e.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
     e.add_argument("--fim", choices=["full", "reduced"], default="full", help="full or reduced (block-diagonal) FIM")
+    e.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo draws (default 0)")
+    e.add_argument("--draws", type=int, default=None,
+                   help="FOCE/FOCEI linearisation points, MC draws, or exact-MC subjects per group")
+    e.add_argument("--scale", choices=["variance", "sd", "declared"], default="variance",
+                   help="scale of omega and sigma in the output (default variance)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_evaluate)
     return p

@@ -1,0 +1,201 @@
+"""One switch over the FIM approximations; population FIM = Σ_groups N_g × per-subject FIM.
+
+``evaluate_fim(model, design, approximation=..., fim=...)`` is the entry point; it returns a
+``FIMResult``.  ``schedule_fims`` evaluates the per-subject FIM of many candidate schedules of one
+group in a single batched pass (used by the design search).  ``individual_fim`` is the FIM of a
+fixed-effects (no random effects) nonlinear regression model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..errors import DesignError, PkdesignError
+from .draws import check_draws, draw_eta
+from .exact import exact_mc_scores
+from .linearized import linearized_fims
+from .montecarlo import mc_fim
+from .params import population_parameters
+from .predict import predict
+from .result import FIMResult
+
+APPROXIMATIONS = ("fo", "foi", "foce", "focei", "mc", "exact-mc")
+#: default number of draws per approximation (exact-mc: simulated subjects per group)
+DEFAULT_DRAWS = {"foce": 1000, "focei": 1000, "mc": 2048, "exact-mc": 2000}
+#: importance samples per simulated subject (exact-mc)
+DEFAULT_IS_SAMPLES = 200
+
+
+def _check_choice(approximation, fim):
+    if approximation not in APPROXIMATIONS:
+        raise PkdesignError(f"approximation: expected one of {list(APPROXIMATIONS)}, got {approximation!r}")
+    if fim not in ("full", "reduced"):
+        raise PkdesignError(f"fim: expected 'full' or 'reduced', got {fim!r}")
+    if approximation == "exact-mc" and fim == "reduced":
+        raise PkdesignError("exact-mc has no reduced form (it is not a linearisation); use fim='full'")
+
+
+def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full: bool = True, *,
+                draws: int | None = None, seed=0, sampling: str = "mc", is_samples: int = DEFAULT_IS_SAMPLES,
+                where: str = "") -> tuple:
+    """Per-subject FIM (p, p) of one sampling schedule, and its Monte-Carlo SE (or None).
+
+    ``times`` (n,) and ``idx`` (n,) are the observation times and output indices; ``regimen`` the
+    doses.  ``draws`` is K for FOCE/FOCEI/MC and the number of simulated subjects for exact-MC.
+    """
+    if times.size == 0:
+        raise DesignError(f"{where}: no sampling times")
+    E = pp.n_eta
+    if approximation in ("fo", "foi"):
+        needs2 = full
+        P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2 if needs2 else 1, where)
+        return linearized_fims(pp, idx, P0, P0, None, interaction=approximation == "foi",
+                               resid_at_star=False, full=full, where=where)[0], None
+    K = check_draws(draws if draws is not None else DEFAULT_DRAWS[approximation], "draws")
+    if approximation in ("foce", "focei"):
+        eta = draw_eta(pp.omega, K, seed, sampling)
+        Ps = predict(model, pp, eta, times, idx, regimen, 2, where)
+        P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2, where)
+        F = linearized_fims(pp, idx, P0, Ps, eta, interaction=approximation == "focei",
+                            resid_at_star=approximation == "focei", full=full, where=where)
+        return F.mean(axis=0), None
+    if approximation == "mc":
+        eta = draw_eta(pp.omega, K, seed, sampling)
+        P = predict(model, pp, eta, times, idx, regimen, 2, where)
+        return mc_fim(pp, idx, P, full=full, where=where), None
+    S = check_draws(is_samples, "is_samples")
+    rng = np.random.default_rng(seed)
+    halves, ess = exact_mc_scores(model, pp, times, idx, regimen, K, S, rng, where)
+    outer = halves[:, 0, :, None] * halves[:, 1, None, :]
+    outer = 0.5 * (outer + np.swapaxes(outer, 1, 2))
+    return outer.mean(axis=0), outer.std(axis=0, ddof=1) / np.sqrt(K), ess, outer
+
+
+def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *, draws: int | None = None,
+                 seed=0, sampling: str | None = None, values: dict | None = None, scale: str = "variance",
+                 is_samples: int = DEFAULT_IS_SAMPLES, check: bool = True) -> FIMResult:
+    """Population FIM of ``design`` under ``model``.
+
+    Parameters
+    ----------
+    model : CompiledModel or CallableModel
+    design : Design
+    approximation : fo | foi | foce | focei | mc | exact-mc
+    fim : full | reduced
+        ``reduced`` drops ∂V/∂θ (and, for MC, ∂μ/∂Ω): the block-diagonal FIM.
+    draws : int, optional
+        FOCE/FOCEI: linearisation points K (default 1000); MC: draws (default 2048);
+        exact-MC: simulated subjects per group (default 2000).
+    seed : int or numpy SeedSequence
+        Same seed, same numbers.
+    sampling : "mc" | "qmc"
+        How η draws are generated (default "mc" for FOCE/FOCEI as in PopED, "qmc" for MC).
+    values : dict, optional
+        Parameter values overriding the model's (names as in the FIM, variance scale).
+    scale : variance | sd | declared
+        Scale of the Ω and σ entries in the result.
+    check : bool
+        Raise ``NonIdentifiableError`` if the FIM is singular (else the result flags it:
+        ``result.identifiable``, ``result.null_directions()``).
+    """
+    _check_choice(approximation, fim)
+    spec = model.spec
+    pp = population_parameters(spec, values)
+    if sampling is None:
+        sampling = "qmc" if approximation == "mc" else "mc"
+    seeds = np.random.SeedSequence(seed).spawn(len(design.groups))
+    total = np.zeros((pp.p, pp.p))
+    var = np.zeros((pp.p, pp.p))
+    ess_all, samples = [], []
+    for gi, g in enumerate(design.groups):
+        where = f"design group {g.name or gi + 1!r}"
+        t, idx = g.observations(spec.output_names)
+        out = subject_fim(model, pp, t, idx, g.regimen, approximation, fim == "full", draws=draws,
+                          seed=seeds[gi], sampling=sampling, is_samples=is_samples, where=where)
+        total += g.n * out[0]
+        if out[1] is not None:
+            var += (g.n * out[1]) ** 2
+            ess_all.append(out[2])
+            samples.append((g.n, out[3]))
+    info = {"draws": draws if draws is not None else DEFAULT_DRAWS.get(approximation),
+            "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
+            "sampling": sampling if approximation not in ("fo", "foi") else None}
+    if ess_all:
+        ess = np.concatenate(ess_all)
+        info.update(is_samples=is_samples, ess_min=float(ess.min()), ess_median=float(np.median(ess)))
+        # delta method: ln det(Σ N_g mean_i X_gi) has SE sqrt(Σ_g N_g² Var_i tr(F⁻¹ X_gi) / M_g)
+        try:
+            Finv = np.linalg.inv(0.5 * (total + total.T))
+            v = sum(n**2 * np.var(np.einsum("ab,iba->i", Finv, X), ddof=1) / len(X) for n, X in samples)
+            info["logdet_mc_se"] = float(np.sqrt(v))
+        except np.linalg.LinAlgError:
+            info["logdet_mc_se"] = float("nan")
+    res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approximation, fim,
+                    mc_se=np.sqrt(var) if approximation == "exact-mc" else None, info=info,
+                    declared_scale=pp.declared_scale)
+    if check:
+        res.check_identifiable()
+    return res.on_scale(scale)
+
+
+def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo", fim: str = "full",
+                  values: dict | None = None, where: str = "candidates") -> np.ndarray:
+    """Per-subject FO/FOI FIMs of B candidate schedules in one batch.
+
+    Parameters
+    ----------
+    times : ndarray (B, n)   each row a sorted schedule (model time units)
+    idx : ndarray of int (n,), optional   output of each column (default: first output)
+
+    Returns
+    -------
+    ndarray (B, p, p)
+    """
+    if approximation not in ("fo", "foi"):
+        raise PkdesignError(f"schedule_fims batches the fo and foi approximations; got {approximation!r}")
+    _check_choice(approximation, fim)
+    pp = population_parameters(model.spec, values)
+    times = np.asarray(times, dtype=float)
+    if times.ndim != 2:
+        raise DesignError(f"{where}: expected times of shape (n_schedules, n_samples), got {times.shape}")
+    if np.any(times < 0) or not np.all(np.isfinite(times)):
+        raise DesignError(f"{where}: times must be finite and >= 0")
+    idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
+    full = fim == "full"
+    P = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2 if full else 1, where)
+    return linearized_fims(pp, idx, P, P, None, interaction=approximation == "foi", resid_at_star=False,
+                           full=full, where=where)
+
+
+def individual_fim(model, times, regimen=None, output=None, *, values: dict | None = None,
+                   variance_term: bool = True, n: float = 1.0, check: bool = True) -> FIMResult:
+    """FIM of a fixed-effects nonlinear regression (random effects ignored) for one schedule.
+
+    y_j ~ N(f(θ, t_j), r_j) with r_j from the residual error model (which may depend on θ through
+    f).  Parameters: the estimated fixed effects, then the residual-error variances.
+    ``variance_term=False`` drops the ½ tr(V⁻¹ ∂V/∂θ V⁻¹ ∂V/∂θ) term (weighted least squares).
+    ``n`` multiplies the result (n identical subjects or replicates of the schedule).
+    """
+    from ..design import check_times
+
+    spec = model.spec
+    pp = population_parameters(spec, values)
+    keep = [k for k, name in enumerate(pp.names) if not (name.startswith("omega2(") or name.startswith("OMEGA("))]
+    pp = replace(pp, eta_par=np.zeros(0, dtype=np.int64), eta_model=(), omega=np.zeros((0, 0)), omega_free=(),
+                 names=tuple(pp.names[k] for k in keep), values=pp.values[keep],
+                 declared_scale=tuple(pp.declared_scale[k] for k in keep))
+    t = check_times(times, "times")
+    if output is None:
+        idx = np.zeros(t.size, dtype=np.int64)
+    else:
+        names = spec.output_names
+        out = np.atleast_1d(np.asarray(output))
+        idx = np.array([names.index(o) if isinstance(o, str) and o in names else int(o) for o in out.tolist()])
+    F, _ = subject_fim(model, pp, t, idx, regimen, "fo", variance_term, where="individual FIM")
+    res = FIMResult(pp.names, n * F, pp.values, "individual", "full" if variance_term else "reduced",
+                    declared_scale=pp.declared_scale)
+    if check:
+        res.check_identifiable()
+    return res

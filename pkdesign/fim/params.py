@@ -1,0 +1,186 @@
+"""The population parameter vector of the FIM and the individual-parameter transform ψ(θ, η).
+
+``PopulationParameters`` fixes, once per model, everything the approximations share: the
+names and values of the estimated parameters in FIM order (fixed effects, Ω variances, Ω
+covariances, residual-error parameters; fixed ones left out), Ω, which structural parameter
+each η acts on and how (exponential ψ = θ·e^η, additive ψ = θ + η, proportional ψ = θ(1 + η)),
+and the residual error terms of every output.
+
+All values are on the variance scale here; the standard-deviation scale is a reparametrisation
+applied to the finished FIM (``FIMResult.on_scale``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DesignError, ModelSpecError
+
+
+@dataclass(frozen=True)
+class ErrorTerm:
+    """One residual-error term: ``kind`` add | prop | exp, on output ``output`` (index)."""
+
+    output: int
+    kind: str
+    variance: float
+    fixed: bool
+    name: str
+    declared_scale: str
+
+
+@dataclass(frozen=True)
+class PopulationParameters:
+    """Structure of the population parameter vector.
+
+    Attributes
+    ----------
+    theta : ndarray (n_psi,)        typical values of all structural parameters
+    free : ndarray of int (p_theta,) indices (into θ) of the estimated fixed effects
+    eta_par : ndarray of int (n_eta,) index of the structural parameter of each η
+    eta_model : tuple of str (n_eta,) exponential | additive | proportional
+    omega : ndarray (n_eta, n_eta)  Ω, variance scale
+    omega_free : list of (i, j)     estimated Ω entries in FIM order (diagonal first)
+    errors : tuple of ErrorTerm     all residual terms, in output order
+    names, values, declared_scale   the estimated parameters in FIM order
+    """
+
+    theta: np.ndarray
+    free: np.ndarray
+    eta_par: np.ndarray
+    eta_model: tuple
+    omega: np.ndarray
+    omega_free: tuple
+    errors: tuple
+    names: tuple
+    values: np.ndarray
+    declared_scale: tuple
+    n_outputs: int
+
+    @property
+    def p_theta(self) -> int:
+        return int(self.free.size)
+
+    @property
+    def p(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_eta(self) -> int:
+        return int(self.eta_par.size)
+
+    @property
+    def free_errors(self) -> list:
+        return [e for e in self.errors if not e.fixed]
+
+    # -- the transform ψ(θ, η) and its derivatives ----------------------------------------
+    def psi(self, eta: np.ndarray) -> np.ndarray:
+        """Individual parameters for draws ``eta`` (K, n_eta) -> (K, n_psi)."""
+        eta = np.atleast_2d(eta)
+        psi = np.repeat(self.theta[None, :], eta.shape[0], axis=0)
+        for j, (k, m) in enumerate(zip(self.eta_par, self.eta_model)):
+            if m == "exponential":
+                psi[:, k] = self.theta[k] * np.exp(eta[:, j])
+            elif m == "additive":
+                psi[:, k] = self.theta[k] + eta[:, j]
+            else:
+                psi[:, k] = self.theta[k] * (1.0 + eta[:, j])
+        return psi
+
+    def transform_derivatives(self, eta: np.ndarray) -> tuple:
+        """Derivatives of ψ for draws ``eta`` (K, n_eta).
+
+        Returns ``(a, b, c, e)``: a (K, n_psi) = ∂ψ_k/∂θ_k; b (K, n_eta) = ∂ψ_k(j)/∂η_j;
+        c (K, n_eta) = ∂²ψ_k(j)/∂θ_k(j)∂η_j; e (K, n_eta) = ∂²ψ_k(j)/∂η_j².
+        (ψ_k depends only on θ_k and its own η.)
+        """
+        eta = np.atleast_2d(eta)
+        K = eta.shape[0]
+        a = np.ones((K, self.theta.size))
+        b = np.empty((K, self.n_eta))
+        c = np.empty((K, self.n_eta))
+        e = np.zeros((K, self.n_eta))
+        for j, (k, m) in enumerate(zip(self.eta_par, self.eta_model)):
+            th = self.theta[k]
+            if m == "exponential":
+                x = np.exp(eta[:, j])
+                a[:, k], b[:, j], c[:, j], e[:, j] = x, th * x, x, th * x
+            elif m == "additive":
+                b[:, j], c[:, j] = 1.0, 0.0
+            else:
+                a[:, k], b[:, j], c[:, j] = 1.0 + eta[:, j], th, 1.0
+        return a, b, c, e
+
+
+def population_parameters(spec, values: dict | None = None) -> PopulationParameters:
+    """Build the parameter structure of ``spec``; ``values`` overrides typical values by name.
+
+    ``values`` may name structural parameters (``CL``), Ω entries (``omega2(CL)``,
+    ``OMEGA(CL,V)``) or residual terms (``sigma2_add``), all on the variance scale.
+    """
+    values = dict(values or {})
+    theta = spec.theta.copy()
+    pnames = spec.parameter_names
+    for k, n in enumerate(pnames):
+        if n in values:
+            theta[k] = float(values.pop(n))
+    var = list(spec.variability)
+    vnames = [v.parameter for v in var]
+    eta_par = np.array([pnames.index(v.parameter) for v in var], dtype=np.int64)
+    omega = spec.omega
+    for j, v in enumerate(var):
+        key = f"omega2({v.parameter})"
+        if key in values:
+            omega[j, j] = float(values.pop(key))
+    for c in spec.covariances:
+        key = f"OMEGA({c.first},{c.second})"
+        if key in values:
+            i, j = vnames.index(c.first), vnames.index(c.second)
+            omega[i, j] = omega[j, i] = float(values.pop(key))
+    multi = len(spec.outputs) > 1
+    errors = []
+    for oi, o in enumerate(spec.outputs):
+        for t in o.error_terms:
+            name = f"sigma2_{t.kind}" + (f"({o.name})" if multi else "")
+            variance = float(values.pop(name)) if name in values else t.variance
+            errors.append(ErrorTerm(oi, t.kind, variance, t.fixed, name, t.scale))
+    if values:
+        known = pnames + [f"omega2({n})" for n in vnames] + [e.name for e in errors]
+        raise DesignError(f"parameter values given for unknown name(s) {sorted(values)}; the model has {known}")
+    if omega.size:
+        w = np.linalg.eigvalsh(omega)
+        if w.min() < -1e-12 * max(1.0, abs(w).max()):
+            raise ModelSpecError(
+                f"{spec.origin}: Omega is not positive semi-definite (smallest eigenvalue {w.min():.3g}); "
+                "check the variances and covariances"
+            )
+    for e in errors:
+        if not (np.isfinite(e.variance) and e.variance >= 0):
+            raise ModelSpecError(f"{spec.origin}: residual {e.name} must be a variance >= 0, got {e.variance}")
+
+    free = np.array([k for k, p in enumerate(spec.parameters) if not p.fixed], dtype=np.int64)
+    omega_free = [(j, j) for j, v in enumerate(var) if not v.fixed]
+    omega_free += [(vnames.index(c.first), vnames.index(c.second)) for c in spec.covariances if not c.fixed]
+    names = [pnames[k] for k in free]
+    vals = [theta[k] for k in free]
+    scales = ["value"] * len(names)
+    for i, j in omega_free:
+        if i == j:
+            names.append(f"omega2({vnames[i]})")
+            scales.append(var[i].scale)
+        else:
+            names.append(f"OMEGA({vnames[i]},{vnames[j]})")
+            scales.append("covariance")
+        vals.append(omega[i, j])
+    for e in errors:
+        if not e.fixed:
+            names.append(e.name)
+            vals.append(e.variance)
+            scales.append(e.declared_scale)
+    return PopulationParameters(
+        theta=theta, free=free, eta_par=eta_par, eta_model=tuple(v.model for v in var), omega=omega,
+        omega_free=tuple(omega_free), errors=tuple(errors), names=tuple(names), values=np.array(vals, dtype=float),
+        declared_scale=tuple(scales), n_outputs=len(spec.outputs),
+    )

@@ -1,0 +1,128 @@
+"""Predictions and their derivatives with respect to θ and η, for a batch of draws or schedules.
+
+The kernels give f, ∂f/∂ψ and ∂²f/∂ψ² for individual parameter vectors ψ.  This module applies
+the chain rule through ψ(θ, η) (``PopulationParameters.transform_derivatives``) and, for outputs
+with an exponential (log-scale) residual error, the log transform of the prediction, so that the
+approximations work with one normal model on the analysis scale.
+
+Shapes: B is the batch (draws of η, or candidate schedules), n the observations of one subject,
+p_theta the estimated fixed effects, n_eta the random effects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DesignError
+
+
+@dataclass
+class Predictions:
+    """f (B, n); fth (B, n, p_theta) = ∂f/∂θ_free; L (B, n, n_eta) = ∂f/∂η;
+    with second order also Lth (B, n, n_eta, p_theta) = ∂²f/∂η∂θ and
+    Leta (B, n, n_eta, n_eta) = ∂²f/∂η∂η; dt (B, n) = ∂f/∂t when order >= 1."""
+
+    f: np.ndarray
+    fth: np.ndarray
+    L: np.ndarray
+    dt: np.ndarray | None = None
+    Lth: np.ndarray | None = None
+    Leta: np.ndarray | None = None
+
+
+def log_outputs(pp, spec) -> np.ndarray:
+    """Boolean per output: True where the residual error is exponential (analysed on log scale)."""
+    flags = np.zeros(pp.n_outputs, dtype=bool)
+    for e in pp.errors:
+        if e.kind == "exp":
+            flags[e.output] = True
+    return flags
+
+
+def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "") -> Predictions:
+    """Predictions with θ/η derivatives.
+
+    Parameters
+    ----------
+    eta : ndarray (B, n_eta) or (n_eta,)
+        Random effects at which to evaluate.  With 2-D ``times`` a single η (shape (n_eta,)).
+    times : ndarray (n,) shared by all draws, or (B, n) one schedule per batch row
+    idx : ndarray of int (n,)
+        Output index of each observation.
+    order : 0, 1 or 2
+        0 gives f only; 2 adds ∂²f/∂η∂θ and ∂²f/∂η∂η.
+    """
+    times = np.asarray(times, dtype=float)
+    eta = np.asarray(eta, dtype=float)
+    if times.ndim == 2:
+        B, n = times.shape
+        eta1 = np.atleast_2d(eta)
+        if eta1.shape[0] != 1:
+            raise DesignError("a batch of schedules is evaluated at one η vector")
+        psi = pp.psi(eta1)
+        res = model.evaluate(psi[0], times.ravel(), regimen, np.tile(idx, B), order=order)
+        res = {k: v.reshape((B, n) + v.shape[1:]) for k, v in res.items()}
+        eta_b = np.repeat(eta1, B, axis=0)
+    else:
+        eta_b = np.atleast_2d(eta)
+        res = model.evaluate(pp.psi(eta_b), times, regimen, idx, order=order)
+    f = res["f"]
+    d1 = res["d1"] if order >= 1 else np.zeros(f.shape + (0,))
+    d2 = res.get("d2")
+    _check_finite(f, d1, d2, times, idx, where)
+    logf = log_outputs(pp, model.spec)[idx] if pp.n_outputs else np.zeros(f.shape[-1], dtype=bool)
+    dt = res["dt"] if order >= 1 else np.zeros(f.shape)
+    if logf.any():
+        fsel = f[:, logf]
+        if np.any(fsel <= 0):
+            b, i = np.argwhere(fsel <= 0)[0]
+            t = times[b, np.flatnonzero(logf)[i]] if times.ndim == 2 else times[np.flatnonzero(logf)[i]]
+            raise DesignError(
+                f"{where}: the prediction at time {t:g} is {fsel[b, i]:.3g}; an exponential (log-scale) residual "
+                "error needs predictions > 0 (is the sample before the first dose?)"
+            )
+        f = f.copy()
+        d1 = d1.copy()
+        dt = dt.copy()
+        if d2 is not None:
+            d2 = d2.copy()
+            d2[:, logf] = d2[:, logf] / fsel[..., None, None] - np.einsum(
+                "bni,bnj->bnij", d1[:, logf], d1[:, logf]) / fsel[..., None, None] ** 2
+        d1[:, logf] /= fsel[..., None]
+        dt[:, logf] /= fsel
+        f[:, logf] = np.log(fsel)
+
+    if order == 0:
+        return Predictions(f=f, fth=None, L=None)
+    a, b, c, e = pp.transform_derivatives(eta_b)
+    free, ep = pp.free, pp.eta_par
+    fth = d1[:, :, free] * a[:, None, free]
+    L = d1[:, :, ep] * b[:, None, :]
+    out = Predictions(f=f, fth=fth, L=L, dt=dt)
+    if order >= 2:
+        # ∂L_j/∂θ_m = ∂²f/∂ψ_kj∂ψ_m · a_m · b_j + [m == k_j] ∂f/∂ψ_kj · c_j
+        Lth = d2[:, :, ep][:, :, :, free] * (b[:, None, :, None] * a[:, None, None, free])
+        for j, k in enumerate(ep):
+            m = np.flatnonzero(free == k)
+            if m.size:
+                Lth[:, :, j, m[0]] += d1[:, :, k] * c[:, None, j]
+        Leta = d2[:, :, ep][:, :, :, ep] * (b[:, None, :, None] * b[:, None, None, :])
+        for j, k in enumerate(ep):
+            Leta[:, :, j, j] += d1[:, :, k] * e[:, None, j]
+        out.Lth, out.Leta = Lth, Leta
+    return out
+
+
+def _check_finite(f, d1, d2, times, idx, where):
+    bad = ~np.isfinite(f) | ~np.all(np.isfinite(d1), axis=-1)
+    if d2 is not None:
+        bad |= ~np.all(np.isfinite(d2), axis=(-2, -1))
+    if bad.any():
+        b, i = np.argwhere(bad)[0]
+        t = times[b, i] if times.ndim == 2 else times[i]
+        raise DesignError(
+            f"{where}: the model's prediction or its derivatives are not finite at time {t:g} "
+            f"(output index {int(idx[i])}); the time is outside the model's domain, or the parameters are"
+        )

@@ -1,0 +1,197 @@
+"""The FIM result: matrix with names, and everything a user reads off it.
+
+``FIMResult`` holds the population (or individual) FIM with the parameter names in FIM order,
+their values, the approximation used and, for Monte-Carlo methods, the Monte-Carlo standard
+error of each element.  Derived quantities (covariance, SE, RSE%, correlation, ln det,
+det^(1/p), eigenvalues, condition number) are computed on demand; a singular FIM raises
+``NonIdentifiableError`` naming the parameter combinations that span its null space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import NonIdentifiableError
+
+#: relative eigenvalue of the diagonally scaled FIM below which a direction counts as not identifiable
+SINGULAR_TOL = 1e-10
+
+
+def _sd_name(name: str) -> str:
+    if name.startswith("omega2("):
+        return "omega(" + name[len("omega2("):]
+    if name.startswith("sigma2_"):
+        return "sigma_" + name[len("sigma2_"):]
+    return name
+
+
+def format_direction(direction: dict) -> str:
+    """``{"KA": 0.707, "K": -0.707}`` -> ``"0.71*KA - 0.71*K"``."""
+    text = ""
+    for i, (n, c) in enumerate(direction.items()):
+        sign = "-" if c < 0 else "+"
+        if i == 0:
+            text += ("-" if c < 0 else "") + f"{abs(c):.2g}*{n}"
+        else:
+            text += f" {sign} {abs(c):.2g}*{n}"
+    return text
+
+
+@dataclass(frozen=True)
+class FIMResult:
+    """A Fisher information matrix with its parameter names.
+
+    Attributes
+    ----------
+    names : tuple of str (p,)     parameters in FIM order
+    matrix : ndarray (p, p)       the FIM (per design: summed over groups and subjects)
+    values : ndarray (p,)         parameter values at which it was computed (same scale)
+    approximation : str           fo | foi | foce | focei | mc | exact-mc | individual
+    fim_type : str                full | reduced
+    scale : str                   variance | sd | declared (scale of Ω and σ entries)
+    mc_se : ndarray (p, p) or None  Monte-Carlo standard error of each element (exact-mc)
+    info : dict                   draws, seed and other settings
+    """
+
+    names: tuple
+    matrix: np.ndarray
+    values: np.ndarray
+    approximation: str
+    fim_type: str = "full"
+    scale: str = "variance"
+    mc_se: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+    declared_scale: tuple = ()
+
+    # -- scale -------------------------------------------------------------------------------
+    def on_scale(self, scale: str) -> "FIMResult":
+        """The same information for Ω variances and σ² on another scale.
+
+        ``"sd"``: every variance parameter v is replaced by s = √v (FIM_s = J FIM J, J = ∂v/∂s = 2s);
+        ``"declared"``: the scale each parameter was declared on in the model file;
+        ``"variance"``: back to variances.  Covariances stay covariances.
+        """
+        if scale not in ("variance", "sd", "declared"):
+            raise ValueError(f"scale: expected 'variance', 'sd' or 'declared', got {scale!r}")
+        if self.scale != "variance":
+            raise ValueError("on_scale converts from the variance scale only")
+        if scale == "variance":
+            return self
+        to_sd = []
+        for k, n in enumerate(self.names):
+            is_var = n.startswith("omega2(") or n.startswith("sigma2_")
+            wants = scale == "sd" or (self.declared_scale and self.declared_scale[k] == "sd")
+            to_sd.append(is_var and wants)
+        to_sd = np.array(to_sd)
+        values = self.values.copy()
+        values[to_sd] = np.sqrt(values[to_sd])
+        J = np.where(to_sd, 2 * values, 1.0)
+        names = tuple(_sd_name(n) if s else n for n, s in zip(self.names, to_sd))
+        mc = None if self.mc_se is None else self.mc_se * np.abs(np.outer(J, J))
+        return replace(self, names=names, matrix=self.matrix * np.outer(J, J), values=values, scale=scale, mc_se=mc)
+
+    # -- identifiability ---------------------------------------------------------------------
+    def null_directions(self, tol: float = SINGULAR_TOL) -> list:
+        """Parameter combinations (dicts name -> coefficient, unit norm) with (near) zero information.
+
+        Judged on the diagonally scaled FIM D^-1/2 FIM D^-1/2, so that parameter units do not matter.
+        """
+        F = 0.5 * (self.matrix + self.matrix.T)
+        d = np.diag(F).copy()
+        dirs = []
+        zero = d <= 0
+        for k in np.flatnonzero(zero):
+            dirs.append({self.names[k]: 1.0})
+        keep = np.flatnonzero(~zero)
+        if keep.size:
+            s = 1 / np.sqrt(d[keep])
+            w, v = np.linalg.eigh(F[np.ix_(keep, keep)] * np.outer(s, s))
+            for j in np.flatnonzero(w <= tol * max(w.max(), 1e-300)):
+                vec = v[:, j] * s
+                vec /= np.linalg.norm(vec)
+                if vec[np.argmax(np.abs(vec))] < 0:
+                    vec = -vec
+                dirs.append({self.names[keep[i]]: float(vec[i]) for i in np.argsort(-np.abs(vec))
+                             if abs(vec[i]) > 1e-3})
+        return dirs
+
+    @property
+    def identifiable(self) -> bool:
+        return not self.null_directions()
+
+    def check_identifiable(self) -> "FIMResult":
+        """Raise ``NonIdentifiableError`` if the FIM is singular; return self otherwise."""
+        dirs = self.null_directions()
+        if dirs:
+            text = "; ".join(format_direction(d) for d in dirs)
+            raise NonIdentifiableError(
+                f"the FIM ({self.approximation}, {self.fim_type}) is singular: the parameters are not identifiable "
+                f"along {text} (the design gives no information on these combinations)", dirs)
+        return self
+
+    # -- derived quantities ------------------------------------------------------------------
+    @property
+    def p(self) -> int:
+        return len(self.names)
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """Inverse FIM (p, p): the asymptotic covariance of the estimates."""
+        self.check_identifiable()
+        return np.linalg.inv(self.matrix)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.covariance))
+
+    @property
+    def rse_percent(self) -> np.ndarray:
+        """100·SE/|value| (inf for a parameter whose value is 0)."""
+        with np.errstate(divide="ignore"):
+            return 100 * self.se / np.abs(self.values)
+
+    @property
+    def correlation(self) -> np.ndarray:
+        c = self.covariance
+        s = np.sqrt(np.diag(c))
+        return c / np.outer(s, s)
+
+    @property
+    def logdet(self) -> float:
+        """ln det FIM (−inf if singular)."""
+        sign, val = np.linalg.slogdet(self.matrix)
+        return float(val) if sign > 0 else -np.inf
+
+    @property
+    def d_criterion(self) -> float:
+        """det(FIM)^(1/p)."""
+        return float(np.exp(self.logdet / self.p))
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        return np.linalg.eigvalsh(0.5 * (self.matrix + self.matrix.T))
+
+    @property
+    def condition_number(self) -> float:
+        w = self.eigenvalues
+        return float(w.max() / w.min()) if w.min() > 0 else np.inf
+
+    def to_frame(self):
+        """pandas DataFrame, one row per parameter: value, se, rse_percent (and the FIM diagonal)."""
+        import pandas as pd
+
+        return pd.DataFrame({"value": self.values, "se": self.se, "rse_percent": self.rse_percent,
+                             "fim_diagonal": np.diag(self.matrix)}, index=pd.Index(self.names, name="parameter"))
+
+    def to_dict(self) -> dict:
+        """The JSON shape of ``pkdesign evaluate --json``."""
+        out = {"parameters": list(self.names), "values": self.values.tolist(), "fim": self.matrix.tolist(),
+               "se": self.se.tolist(), "rse_percent": self.rse_percent.tolist(), "logdet": self.logdet,
+               "d_criterion": self.d_criterion, "condition_number": self.condition_number,
+               "approximation": self.approximation, "fim_type": self.fim_type, "scale": self.scale}
+        if self.mc_se is not None:
+            out["fim_mc_se"] = self.mc_se.tolist()
+        out.update({k: v for k, v in self.info.items() if isinstance(v, (int, float, str, type(None)))})
+        return out
