@@ -4,9 +4,8 @@ For y ~ N(μ(α), V(α)) with n observations and parameters α (p of them):
 
     FIM_ab = ∂μᵀ/∂α_a V⁻¹ ∂μ/∂α_b + ½ tr(V⁻¹ ∂V/∂α_a V⁻¹ ∂V/∂α_b).
 
-With the Cholesky factor V = C Cᵀ and the whitened derivatives G = C⁻¹ ∂μ, W_a = C⁻¹ ∂V_a C⁻ᵀ
-(symmetric), the trace term is the Gram matrix ½ ⟨W_a, W_b⟩ of the flattened W_a, so the whole
-FIM is two batched matrix products; no Python loop over parameters or batch rows.
+The work is done by one numba kernel (``pkdesign.kernels.normal_fim``) that loops over batch
+rows in parallel; no Python loop over parameters, observations or batch rows.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NonIdentifiableError
+from ..kernels.normal_fim import normal_fim_kernel
 
 
 def normal_fim(dmu: np.ndarray, V: np.ndarray, dV: np.ndarray | None, where: str = "") -> np.ndarray:
@@ -33,21 +33,15 @@ def normal_fim(dmu: np.ndarray, V: np.ndarray, dV: np.ndarray | None, where: str
     ndarray (B, p, p)
     """
     B, n, q = dmu.shape
-    try:
-        C = np.linalg.cholesky(V)
-    except np.linalg.LinAlgError:
+    p = q if dV is None else dV.shape[1]
+    if dV is None:
+        dV = np.zeros((B, p, n, n))
+    out = np.empty((B, p, p))
+    normal_fim_kernel(np.ascontiguousarray(dmu, dtype=float), np.ascontiguousarray(V, dtype=float),
+                      np.ascontiguousarray(dV, dtype=float), out)
+    if np.isnan(out).any():
         raise NonIdentifiableError(
             f"{where}: the covariance of the observations is singular (no residual error and more samples "
             "than random effects, or replicate samples without residual error)"
-        ) from None
-    Ci = np.linalg.inv(C)
-    G = Ci @ dmu
-    info_mu = np.swapaxes(G, 1, 2) @ G
-    if dV is None:
-        return info_mu
-    p = dV.shape[1]
-    Ci4 = Ci[:, None]
-    W = (Ci4 @ dV @ np.swapaxes(Ci4, 2, 3)).reshape(B, p, n * n)
-    out = 0.5 * (W @ np.swapaxes(W, 1, 2))
-    out[:, :q, :q] += info_mu
+        )
     return out

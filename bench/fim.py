@@ -1,0 +1,110 @@
+"""Benchmark: FIM evaluation for warfarin (8 times, 32 subjects, combined error).
+
+Measures, best of several repeats after a warm-up:
+- FO full and reduced, one design per call (``evaluate_fim``);
+- FO full and reduced batched over 10,000 random candidate schedules (``schedule_fims``), per schedule;
+- FOCE with 1,000 draws, MC with 2,048 draws, exact-MC with 2,000 subjects x 200 importance samples;
+- the baseline, in the same run: a plain numpy implementation in the style of PopED (closed-form
+  predictions, every derivative of the mean and the covariance by central finite differences),
+  one FO full FIM per call.
+Prints one JSON object on its last line (times in microseconds unless the key says ms or s).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pkdesign as pk  # noqa: E402
+
+TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
+
+
+def best(fn, repeat=5):
+    fn()
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return min(out)
+
+
+def baseline_fo_full(alpha, t=TIMES, dose=70.0, n=32, h=1e-5):
+    """PopED-style FO FIM: predictions in numpy, all derivatives by central differences."""
+
+    def f(theta, eta):
+        cl, v, ka = theta * np.exp(eta)
+        k = cl / v
+        return dose / v * ka / (ka - k) * (np.exp(-k * t) - np.exp(-ka * t))
+
+    def moments(a):
+        theta, om, s2p, s2a = a[:3], np.diag(a[3:6]), a[6], a[7]
+        f0 = f(theta, np.zeros(3))
+        L = np.empty((t.size, 3))
+        for j in range(3):
+            e = np.zeros(3)
+            e[j] = h
+            L[:, j] = (f(theta, e) - f(theta, -e)) / (2 * h)
+        return f0, L @ om @ L.T + np.diag(s2a + s2p * f0**2)
+
+    mu0, V0 = moments(alpha)
+    Vi = np.linalg.inv(V0)
+    dmu, dV = [], []
+    for a in range(alpha.size):
+        step = h * max(abs(alpha[a]), 1e-3)
+        ap, am = alpha.copy(), alpha.copy()
+        ap[a] += step
+        am[a] -= step
+        (mp, Vp), (mm, Vm) = moments(ap), moments(am)
+        dmu.append((mp - mm) / (2 * step))
+        dV.append((Vp - Vm) / (2 * step))
+    p = alpha.size
+    F = np.empty((p, p))
+    for a in range(p):
+        for b in range(p):
+            F[a, b] = dmu[a] @ Vi @ dmu[b] + 0.5 * np.trace(Vi @ dV[a] @ Vi @ dV[b])
+    return n * F
+
+
+def main():
+    spec = pk.load_model(ROOT / "models" / "warfarin.toml")
+    model = pk.compile_model(spec)
+    design = spec.default_design
+    reg = design.groups[0].regimen
+    res = {}
+    for kind in ("full", "reduced"):
+        res[f"fo_{kind}_single_us"] = 1e6 * best(lambda kind=kind: pk.evaluate_fim(model, design, "fo", kind))
+    rng = np.random.default_rng(0)
+    cand = np.sort(rng.uniform(0.1, 120.0, (10_000, 8)), axis=1)
+    for kind in ("full", "reduced"):
+        res[f"fo_{kind}_batched_us_per_schedule"] = 1e6 * best(
+            lambda kind=kind: pk.schedule_fims(model, cand, regimen=reg, fim=kind)) / cand.shape[0]
+    res["foce_1000_draws_ms"] = 1e3 * best(lambda: pk.evaluate_fim(model, design, "foce", draws=1000))
+    res["focei_1000_draws_ms"] = 1e3 * best(lambda: pk.evaluate_fim(model, design, "focei", draws=1000))
+    res["mc_2048_draws_ms"] = 1e3 * best(lambda: pk.evaluate_fim(model, design, "mc", draws=2048))
+    res["exact_mc_2000x200_s"] = best(lambda: pk.evaluate_fim(model, design, "exact-mc"), repeat=2)
+
+    alpha = np.r_[spec.theta, [v.variance for v in spec.variability], 0.01, 0.25]
+    F_base = baseline_fo_full(alpha)
+    F_ours = pk.evaluate_fim(model, design, "fo", "full").matrix
+    res["baseline_agreement_max_rel"] = float(np.max(np.abs(F_base - F_ours)) / np.max(np.abs(F_ours)))
+    res["baseline_numpy_fd_fo_full_us"] = 1e6 * best(lambda: baseline_fo_full(alpha))
+    res["speedup_single_vs_baseline"] = res["baseline_numpy_fd_fo_full_us"] / res["fo_full_single_us"]
+    res["speedup_batched_vs_baseline"] = res["baseline_numpy_fd_fo_full_us"] / res["fo_full_batched_us_per_schedule"]
+    res["poped_reference_fo_ms"] = 6.35
+    res["poped_reference_foce_1000_s"] = 8.6
+    for k, v in res.items():
+        print(f"{k:>40}: {v:.4g}")
+    print(json.dumps({k: float(f"{v:.6g}") for k, v in res.items()}))
+
+
+if __name__ == "__main__":
+    main()
