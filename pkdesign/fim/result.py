@@ -111,10 +111,11 @@ class FIMResult:
             for j in np.flatnonzero(w <= tol * max(w.max(), 1e-300)):
                 vec = v[:, j] * s
                 vec /= np.linalg.norm(vec)
-                if vec[np.argmax(np.abs(vec))] < 0:
+                # largest coefficients first (ties in FIM order), the first one positive
+                order = sorted(range(vec.size), key=lambda i: (-round(abs(vec[i]), 6), i))
+                if vec[order[0]] < 0:
                     vec = -vec
-                dirs.append({self.names[keep[i]]: float(vec[i]) for i in np.argsort(-np.abs(vec))
-                             if abs(vec[i]) > 1e-3})
+                dirs.append({self.names[keep[i]]: float(vec[i]) for i in order if abs(vec[i]) > 1e-3})
         return dirs
 
     @property
