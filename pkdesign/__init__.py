@@ -5,7 +5,9 @@ The public API is re-exported here; everything else is private.
 
 __version__ = "0.1.0"
 
+from .criteria import ACriterion, Criterion, DCriterion, DsCriterion, EDCriterion, make_criterion  # noqa: E402
 from .design import Design, Group, Regimen, check_times  # noqa: E402
+from .equivalence import Certificate, certificate, sensitivity  # noqa: E402
 from .errors import (  # noqa: E402
     DesignError,
     ExpressionError,
@@ -32,8 +34,29 @@ from .model import (  # noqa: E402
     parse_model_text,
 )
 
+from .prior import Prior  # noqa: E402
+from .search import DesignResult, Status, apportion, optimize_approximate, optimize_design  # noqa: E402
+from .space import SamplingSpace, candidate_schedules  # noqa: E402
+
 __all__ = [
     "__version__",
+    "ACriterion",
+    "Certificate",
+    "Criterion",
+    "DCriterion",
+    "DesignResult",
+    "DsCriterion",
+    "EDCriterion",
+    "Prior",
+    "SamplingSpace",
+    "Status",
+    "apportion",
+    "candidate_schedules",
+    "certificate",
+    "make_criterion",
+    "optimize_approximate",
+    "optimize_design",
+    "sensitivity",
     "APPROXIMATIONS",
     "FIMResult",
     "evaluate_fim",

@@ -8,8 +8,6 @@ fixed-effects (no random effects) nonlinear regression model.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ..errors import DesignError, PkdesignError
@@ -141,22 +139,27 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
 
 
 def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo", fim: str = "full",
-                  values: dict | None = None, where: str = "candidates") -> np.ndarray:
+                  values: dict | None = None, *, random_effects: bool = True, parameters=None,
+                  where: str = "candidates") -> tuple:
     """Per-subject FO/FOI FIMs of B candidate schedules in one batch.
 
     Parameters
     ----------
-    times : ndarray (B, n)   each row a sorted schedule (model time units)
+    times : ndarray (B, n)   each row a schedule (model time units)
     idx : ndarray of int (n,), optional   output of each column (default: first output)
+    random_effects : bool    False: the fixed-effects (individual) FIM, no Ω entries
+    parameters : list of str, optional   keep only these parameters (the others are treated as known)
 
     Returns
     -------
-    ndarray (B, p, p)
+    (names, ndarray (B, p, p))
     """
     if approximation not in ("fo", "foi"):
         raise PkdesignError(f"schedule_fims batches the fo and foi approximations; got {approximation!r}")
     _check_choice(approximation, fim)
     pp = population_parameters(model.spec, values)
+    if not random_effects:
+        pp = pp.without_random_effects()
     times = np.asarray(times, dtype=float)
     if times.ndim != 2:
         raise DesignError(f"{where}: expected times of shape (n_schedules, n_samples), got {times.shape}")
@@ -165,8 +168,17 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
     full = fim == "full"
     P = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2 if full else 1, where)
-    return linearized_fims(pp, idx, P, P, None, interaction=approximation == "foi", resid_at_star=False,
-                           full=full, where=where)
+    F = linearized_fims(pp, idx, P, P, None, interaction=approximation == "foi", resid_at_star=False,
+                        full=full, where=where)
+    names = list(pp.names)
+    if parameters is not None:
+        unknown = [n for n in parameters if n not in names]
+        if unknown:
+            raise DesignError(f"parameters {unknown} are not in the FIM; it has {names}")
+        keep = [names.index(n) for n in parameters]
+        F = F[:, keep][:, :, keep]
+        names = list(parameters)
+    return names, F
 
 
 def individual_fim(model, times, regimen=None, output=None, *, values: dict | None = None,
@@ -181,11 +193,7 @@ def individual_fim(model, times, regimen=None, output=None, *, values: dict | No
     from ..design import check_times
 
     spec = model.spec
-    pp = population_parameters(spec, values)
-    keep = [k for k, name in enumerate(pp.names) if not (name.startswith("omega2(") or name.startswith("OMEGA("))]
-    pp = replace(pp, eta_par=np.zeros(0, dtype=np.int64), eta_model=(), omega=np.zeros((0, 0)), omega_free=(),
-                 names=tuple(pp.names[k] for k in keep), values=pp.values[keep],
-                 declared_scale=tuple(pp.declared_scale[k] for k in keep))
+    pp = population_parameters(spec, values).without_random_effects()
     t = check_times(times, "times")
     if output is None:
         idx = np.zeros(t.size, dtype=np.int64)

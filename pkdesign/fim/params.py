@@ -75,6 +75,15 @@ class PopulationParameters:
     def free_errors(self) -> list:
         return [e for e in self.errors if not e.fixed]
 
+    def without_random_effects(self) -> "PopulationParameters":
+        """The fixed-effects model: no η, no Ω entries (individual FIM)."""
+        from dataclasses import replace
+
+        keep = [k for k, n in enumerate(self.names) if not (n.startswith("omega2(") or n.startswith("OMEGA("))]
+        return replace(self, eta_par=np.zeros(0, dtype=np.int64), eta_model=(), omega=np.zeros((0, 0)),
+                       omega_free=(), names=tuple(self.names[k] for k in keep), values=self.values[keep],
+                       declared_scale=tuple(self.declared_scale[k] for k in keep))
+
     # -- the transform ψ(θ, η) and its derivatives ----------------------------------------
     def psi(self, eta: np.ndarray) -> np.ndarray:
         """Individual parameters for draws ``eta`` (K, n_eta) -> (K, n_psi)."""

@@ -1,0 +1,195 @@
+"""Design criteria: value and gradient with respect to the FIM.
+
+Every criterion is *maximised* and concave in the FIM M (p × p); ``gradient(M)`` is ∂Φ/∂M, a
+symmetric p × p matrix, which gives the sensitivity (directional-derivative) function of an
+approximate design used by the first-order and multiplicative algorithms and by the
+equivalence theorem:  ψ(x, ξ) = tr(∇Φ(M) μ(x)) − tr(∇Φ(M) M) ≤ 0 for all x at the optimum.
+
+- ``D``: ln det M.                                ∇ = M⁻¹;  tr(∇ M) = p.
+- ``Ds``: ln det M − ln det M_nn (nuisance block) = −ln det (M⁻¹)_ss for the subset s of interest.
+- ``A``: −tr(W M⁻¹) (weights W diagonal, default 1).   ∇ = M⁻¹ W M⁻¹.
+- ``ED``: the mean over prior draws of ln det M(θ_k) (a list of FIMs, one per draw).
+- cost-normalised D is D applied to per-cost information (see ``pkdesign.search.candidates``).
+
+A user criterion is a small subclass of ``Criterion`` with ``value`` and ``gradient``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NonIdentifiableError, SearchError
+
+
+class Criterion:
+    """Base class: subclasses implement ``value(M)`` and ``gradient(M)`` for one FIM (p, p)."""
+
+    name = "criterion"
+
+    def value(self, M: np.ndarray) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def gradient(self, M: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def values(self, Ms: np.ndarray) -> np.ndarray:
+        """Criterion of a batch (B, p, p) -> (B,); −inf where singular."""
+        return np.array([self._safe(M) for M in Ms])
+
+    def _safe(self, M):
+        try:
+            return self.value(M)
+        except (np.linalg.LinAlgError, NonIdentifiableError):
+            return -np.inf
+
+    def efficiency_lower_bound(self, sens_max: float, M: np.ndarray) -> float | None:
+        """Lower bound on efficiency from the maximum of the sensitivity function, if known."""
+        return None
+
+    def bound(self, M: np.ndarray) -> float:
+        """tr(∇Φ(M) M): the value the sensitivity function may not exceed at the optimum."""
+        return float(np.sum(self.gradient(M) * M))
+
+
+def _chol_logdet(M):
+    C = np.linalg.cholesky(0.5 * (M + M.T))
+    return 2.0 * float(np.sum(np.log(np.diag(C))))
+
+
+class DCriterion(Criterion):
+    """ln det M."""
+
+    name = "D"
+
+    def value(self, M):
+        sign, val = np.linalg.slogdet(M)
+        return float(val) if sign > 0 else -np.inf
+
+    def values(self, Ms):
+        sign, val = np.linalg.slogdet(Ms)
+        return np.where(sign > 0, val, -np.inf)
+
+    def gradient(self, M):
+        return np.linalg.inv(M)
+
+    def efficiency_lower_bound(self, sens_max, M):
+        """D-efficiency ≥ p / max_x tr(M⁻¹ μ(x)) (Atwood 1969)."""
+        p = M.shape[0]
+        return float(min(1.0, p / sens_max)) if sens_max > 0 else None
+
+
+class DsCriterion(Criterion):
+    """ln det M − ln det M_nn: D-optimality for the parameters ``subset`` (indices)."""
+
+    name = "Ds"
+
+    def __init__(self, subset, names=None):
+        self.subset = np.asarray(subset, dtype=int)
+        self.names = names
+
+    def _split(self, M):
+        s = self.subset
+        n = np.setdiff1d(np.arange(M.shape[0]), s)
+        return s, n
+
+    def value(self, M):
+        s, n = self._split(M)
+        sign, total = np.linalg.slogdet(M)
+        if sign <= 0:
+            return -np.inf
+        if n.size == 0:
+            return float(total)
+        sign2, nn = np.linalg.slogdet(M[np.ix_(n, n)])
+        return float(total - nn) if sign2 > 0 else -np.inf
+
+    def gradient(self, M):
+        s, n = self._split(M)
+        G = np.linalg.inv(M)
+        if n.size:
+            G[np.ix_(n, n)] -= np.linalg.inv(M[np.ix_(n, n)])
+        return G
+
+    def efficiency_lower_bound(self, sens_max, M):
+        k = self.subset.size
+        return float(min(1.0, k / sens_max)) if sens_max > 0 else None
+
+
+class ACriterion(Criterion):
+    """−tr(W M⁻¹), W = diag(weights) (default: identity)."""
+
+    name = "A"
+
+    def __init__(self, weights=None):
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+
+    def _W(self, p):
+        return np.ones(p) if self.weights is None else self.weights
+
+    def value(self, M):
+        try:
+            Mi = np.linalg.inv(M)
+        except np.linalg.LinAlgError:
+            return -np.inf
+        if np.linalg.slogdet(M)[0] <= 0:
+            return -np.inf
+        return float(-np.sum(self._W(M.shape[0]) * np.diag(Mi)))
+
+    def gradient(self, M):
+        Mi = np.linalg.inv(M)
+        return (Mi * self._W(M.shape[0])) @ Mi
+
+    def efficiency_lower_bound(self, sens_max, M):
+        # A-efficiency ≥ tr(W M⁻¹)/max_x tr(M⁻¹ W M⁻¹ μ(x)) -> bound / sens_max
+        b = self.bound(M)
+        return float(min(1.0, b / sens_max)) if sens_max > 0 else None
+
+
+class EDCriterion(Criterion):
+    """Mean ln det over prior draws; FIMs come as a stack (K, p, p) (one per draw)."""
+
+    name = "ED"
+
+    def value(self, Ms):
+        Ms = np.asarray(Ms)
+        if Ms.ndim == 2:
+            Ms = Ms[None]
+        sign, val = np.linalg.slogdet(Ms)
+        if np.any(sign <= 0):
+            return -np.inf
+        return float(val.mean())
+
+    def values(self, Ms):
+        """(B, K, p, p) -> (B,)."""
+        sign, val = np.linalg.slogdet(Ms)
+        return np.where(np.all(sign > 0, axis=-1), val.mean(axis=-1), -np.inf)
+
+    def gradient(self, Ms):
+        """(K, p, p) -> (K, p, p): ∂/∂M_k of the mean = M_k⁻¹ / K."""
+        Ms = np.asarray(Ms)
+        return np.linalg.inv(Ms) / Ms.shape[0]
+
+    def bound(self, Ms):
+        return float(Ms[0].shape[0])
+
+    def efficiency_lower_bound(self, sens_max, Ms):
+        return None
+
+
+def make_criterion(name: str, names=None, subset=None, weights=None) -> Criterion:
+    """Criterion by name (``D``, ``Ds``, ``A``, ``ED``); ``subset`` names parameters for Ds."""
+    key = str(name).upper()
+    if key == "D":
+        return DCriterion()
+    if key == "DS":
+        if not subset:
+            raise SearchError("criterion Ds needs the subset of parameters of interest")
+        names = list(names or [])
+        unknown = [s for s in subset if s not in names]
+        if unknown:
+            raise SearchError(f"criterion Ds: unknown parameter(s) {unknown}; the FIM has {names}")
+        return DsCriterion([names.index(s) for s in subset], list(subset))
+    if key == "A":
+        return ACriterion(weights)
+    if key == "ED":
+        return EDCriterion()
+    raise SearchError(f"criterion: expected D, Ds, A or ED, got {name!r}")

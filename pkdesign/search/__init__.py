@@ -1,0 +1,12 @@
+"""Design searches: exact designs (``optimize_design``: exchange, continuous) and approximate
+designs over candidate schedules (``optimize_approximate``: Fedorov–Wynn, multiplicative), with
+``DesignResult`` and efficient rounding (``apportion``)."""
+
+from .approximate import ALGORITHMS as APPROXIMATE_ALGORITHMS
+from .approximate import optimize_approximate
+from .driver import EXACT_ALGORITHMS, optimize_design
+from .result import DesignResult, Status
+from .rounding import apportion
+
+__all__ = ["APPROXIMATE_ALGORITHMS", "EXACT_ALGORITHMS", "DesignResult", "Status", "apportion",
+           "optimize_approximate", "optimize_design"]

@@ -1,0 +1,251 @@
+"""Approximate designs over candidate schedules: one driver for the weight algorithms.
+
+1. enumerate the candidate schedules of every sampling space (``candidate_schedules``);
+2. compute their elementary (per-subject) FIMs in one batch per space (and per prior draw for ED);
+   with cost normalisation each is divided by the cost of a subject on that space;
+3. optimise the weights (Fedorov–Wynn or multiplicative);
+4. optionally refine the support times continuously (off the grid) together with the weights;
+5. certify with the equivalence theorem over all candidates, and build the ``DesignResult``:
+   groups with weights (the fraction of subjects — of the budget with costs), and, when
+   ``total_n`` is given, integer group sizes by efficient apportionment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ..criteria import make_criterion
+from ..design import Design, Group
+from ..equivalence import certificate, criterion_value, information
+from ..errors import DesignError, SearchError
+from ..fim.api import schedule_fims
+from ..fim.result import FIMResult
+from ..space import SamplingSpace, candidate_schedules
+from .fedorov_wynn import fedorov_wynn
+from .multiplicative import multiplicative
+from .result import DesignResult, Status
+from .rounding import apportion
+
+ALGORITHMS = {"fedorov-wynn": fedorov_wynn, "multiplicative": multiplicative}
+
+
+class InformationModel:
+    """Elementary information of schedules: (B, K, p, p) for B schedules of one space, K prior draws."""
+
+    def __init__(self, model, approximation="fo", fim="full", random_effects=True, parameters=None,
+                 prior_values=None):
+        self.model = model
+        self.approximation, self.fim = approximation, fim
+        self.random_effects, self.parameters = random_effects, parameters
+        self.prior_values = prior_values or [None]
+        self.evaluations = 0
+        self.names = None
+
+    def __call__(self, space: SamplingSpace, times: np.ndarray) -> np.ndarray:
+        spec = self.model.spec
+        out = space.output or spec.output_names[0]
+        if out not in spec.output_names:
+            raise DesignError(f"sampling space {space.name!r}: unknown output {out!r}; the model has {spec.output_names}")
+        idx = np.full(times.shape[1], spec.output_names.index(out), dtype=np.int64)
+        stack = []
+        for vals in self.prior_values:
+            names, F = schedule_fims(self.model, times, idx, space.regimen, self.approximation, self.fim, vals,
+                                     random_effects=self.random_effects, parameters=self.parameters,
+                                     where=f"sampling space {space.name!r}")
+            stack.append(F)
+            self.names = names
+        self.evaluations += times.shape[0] * len(self.prior_values)
+        return np.stack(stack, axis=1)
+
+
+def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedorov-wynn", approximation="fo",
+                         fim="full", random_effects=True, parameters=None, prior=None, prior_draws=32, seed=0,
+                         subset=None, a_weights=None, cost_normalised=False, refine=False, tol=1e-6,
+                         max_iter=None, total_n=None, callback=None) -> DesignResult:
+    """Optimal approximate design over the candidate schedules of ``spaces``.
+
+    Parameters
+    ----------
+    model : CompiledModel
+    spaces : SamplingSpace or list of them (one per arm/regimen)
+    criterion : "D" | "Ds" | "A" | "ED" or a ``Criterion`` instance
+    algorithm : "fedorov-wynn" | "multiplicative"
+    random_effects : False for the fixed-effects (individual) FIM
+    parameters : names kept in the FIM (others known), e.g. the fixed effects when σ is known
+    prior : ``Prior`` for ED (``prior_draws`` QMC draws, ``seed``)
+    subset : parameter names of interest (Ds)
+    cost_normalised : maximise information per unit cost (Fedorov & Leonov)
+    refine : optimise the support times off the grid, with the weights (continuous refinement)
+    total_n : round to this many subjects (efficient apportionment)
+    callback : called with a state dict each iteration; return True to stop
+    """
+    spaces = [spaces] if isinstance(spaces, SamplingSpace) else list(spaces)
+    if not spaces:
+        raise DesignError("no sampling spaces given")
+    if algorithm not in ALGORITHMS:
+        raise SearchError(f"algorithm: expected one of {list(ALGORITHMS)}, got {algorithm!r}")
+    crit_name = criterion if isinstance(criterion, str) else criterion.name
+    prior_values = None
+    if str(crit_name).upper() == "ED":
+        if prior is None:
+            raise SearchError("criterion ED needs a prior on the fixed effects")
+        prior.check(model.spec.parameter_names)
+        prior_values = prior.draws(prior_draws, seed)
+    info = InformationModel(model, approximation, fim, random_effects, parameters, prior_values)
+    cands, mus, owner = [], [], []
+    for si, sp_ in enumerate(spaces):
+        T = candidate_schedules(sp_)
+        mu = info(sp_, T)
+        if cost_normalised:
+            if sp_.cost <= 0:
+                raise DesignError(f"sampling space {sp_.name!r}: total cost per subject is 0; cost normalisation "
+                                  "needs a positive cost")
+            mu = mu / sp_.cost
+        cands.append(T)
+        mus.append(mu)
+        owner += [si] * T.shape[0]
+    width = max(T.shape[1] for T in cands)
+    T_all = np.full((sum(T.shape[0] for T in cands), width), np.nan)
+    r = 0
+    for T in cands:
+        T_all[r:r + T.shape[0], :T.shape[1]] = T
+        r += T.shape[0]
+    mus = np.concatenate(mus)
+    owner = np.array(owner)
+    crit = make_criterion(criterion, info.names, subset, a_weights) if isinstance(criterion, str) else criterion
+
+    w0 = np.full(mus.shape[0], 1.0 / mus.shape[0])
+    if not np.isfinite(criterion_value(crit, information(w0, mus))):
+        raise SearchError(_singular_message(info.names, information(w0, mus)[0]))
+    kw = {"tol": tol, "callback": callback}
+    if max_iter is not None:
+        kw["max_iter"] = max_iter
+    w, status, iters, history = ALGORITHMS[algorithm](mus, crit, w0, **kw)
+
+    support = np.flatnonzero(w > 1e-7 * w.max())
+    ws = w[support] / w[support].sum()
+    times = T_all[support]
+    s_owner = owner[support]
+    M = information(ws, mus[support])
+    if refine:
+        times, ws, s_owner = _merge(spaces, s_owner, times, ws)
+        times, ws, M = _refine(info, spaces, s_owner, times, ws, crit, cost_normalised)
+        keep = ws >= 1e-4 * ws.max()
+        if not keep.all():  # points the refinement emptied: drop them and refine once more
+            times, ws, s_owner = times[keep], ws[keep] / ws[keep].sum(), s_owner[keep]
+            times, ws, M = _refine(info, spaces, s_owner, times, ws, crit, cost_normalised)
+        mus_cert = np.concatenate([mus, _infos(info, spaces, s_owner, times, cost_normalised)])
+    else:
+        mus_cert = mus
+    cert = certificate(crit, M, mus_cert, tol=max(tol, 1e-9) * 10)
+    value = criterion_value(crit, M)
+
+    # subjects: with costs, weight w_i of the budget buys w_i / c_i subjects
+    frac = ws.copy()
+    if cost_normalised:
+        frac = ws / np.array([spaces[o].cost for o in s_owner])
+        frac /= frac.sum()
+    ns = apportion(frac, total_n) if total_n is not None else frac
+    groups = []
+    for j, (t, o, n) in enumerate(zip(times, s_owner, ns)):
+        if n <= 0:
+            continue
+        sp_ = spaces[o]
+        t = t[~np.isnan(t)]
+        out = sp_.output or model.spec.output_names[0]
+        groups.append(Group(float(n), {out: t}, sp_.regimen, f"{sp_.name}:{j + 1}"))
+    design = Design(tuple(groups))
+    names = info.names
+    fim_res = FIMResult(tuple(names), M[0] if M.shape[0] == 1 else M.mean(0), np.full(len(names), np.nan),
+                        f"{approximation} (normalised information)", fim)
+    msg = (f"{algorithm}: {status.value} after {iters} iterations; max sensitivity {cert.sensitivity_max:.6g} "
+           f"vs bound {cert.bound:.6g}")
+    return DesignResult(design, fim_res, crit.name, value, status, msg, iters, info.evaluations, weights=ws,
+                        candidates=times, certificate=cert, history=history,
+                        info={"n_candidates": int(mus.shape[0]), "algorithm": algorithm})
+
+
+def _merge(spaces, owners, times, ws):
+    """Merge support schedules of one space whose times all lie within 3 grid steps (weighted mean)."""
+    order = np.argsort(-ws)
+    groups = []  # [owner, weight, weighted time sum]
+    for j in order:
+        o, t = owners[j], times[j]
+        step = np.median(np.diff(spaces[o].grid)) if spaces[o].grid.size > 1 else 0.0
+        for g in groups:
+            if g[0] == o and np.nanmax(np.abs(g[2] / g[1] - t)) <= 3 * step + 1e-12:
+                g[1] += ws[j]
+                g[2] = g[2] + ws[j] * t
+                break
+        else:
+            groups.append([o, ws[j], ws[j] * t])
+    T = np.array([g[2] / g[1] for g in groups])
+    return T, np.array([g[1] for g in groups]), np.array([g[0] for g in groups])
+
+
+def _infos(info, spaces, owners, times, cost_normalised):
+    out = []
+    for t, o in zip(times, owners):
+        t = t[~np.isnan(t)][None]
+        mu = info(spaces[o], t)
+        out.append(mu / spaces[o].cost if cost_normalised else mu)
+    return np.concatenate(out)
+
+
+def _refine(info, spaces, owners, times, ws, crit, cost_normalised):
+    """Optimise support times (within windows, spacing kept) and weights jointly, off the grid."""
+    m = times.shape[0]
+    free = [(j, i) for j in range(m) for i in range(times.shape[1]) if not np.isnan(times[j, i])
+            and not np.any(np.isclose(times[j, i], spaces[owners[j]].fixed))]
+    lo, hi = [], []
+    for j, i in free:
+        sp_ = spaces[owners[j]]
+        k = sum(1 for (jj, ii) in free if jj == j and ii < i)
+        a, b = sp_.windows[min(k, len(sp_.windows) - 1)]
+        lo.append(a)
+        hi.append(b if np.isfinite(b) else times[j, i] * 10 + 10)
+    x0 = np.r_[[times[j, i] for j, i in free], np.log(ws)]
+    nt = len(free)
+
+    def unpack(x):
+        T = times.copy()
+        for (j, i), v in zip(free, x[:nt]):
+            T[j, i] = v
+        z = x[nt:] - x[nt:].max()
+        w = np.exp(z) / np.exp(z).sum()
+        return T, w
+
+    def neg(x):
+        T, w = unpack(x)
+        try:
+            M = information(w, _infos(info, spaces, owners, np.sort(T, axis=1), cost_normalised))
+        except DesignError:
+            return 1e300
+        v = criterion_value(crit, M)
+        return -v if np.isfinite(v) else 1e300
+
+    cons = []
+    for j in range(m):
+        sp_ = spaces[owners[j]]
+        idxs = [free.index((j, i)) for i in range(times.shape[1]) if (j, i) in free]
+        if sp_.min_spacing > 0:
+            for a, b in zip(idxs[:-1], idxs[1:]):
+                cons.append({"type": "ineq", "fun": lambda x, a=a, b=b, s=sp_.min_spacing: x[b] - x[a] - s})
+    bounds = list(zip(lo, hi)) + [(-30.0, 5.0)] * m
+    res = minimize(neg, x0, method="SLSQP", bounds=bounds, constraints=cons,
+                   options={"ftol": 1e-14, "maxiter": 500})
+    x = res.x if res.fun <= neg(x0) else x0
+    T, w = unpack(x)
+    T = np.sort(T, axis=1)
+    return T, w, information(w, _infos(info, spaces, owners, T, cost_normalised))
+
+
+def _singular_message(names, M):
+    from ..fim.result import FIMResult, format_direction
+
+    dirs = FIMResult(tuple(names), M, np.ones(len(names)), "candidates").null_directions()
+    text = "; ".join(format_direction(d) for d in dirs) or "(numerically singular)"
+    return ("the information of the uniform design over all candidates is singular, so no design on these "
+            f"candidates identifies the parameters: not identifiable along {text}. Add samples, widen the windows, "
+            "or fix parameters.")

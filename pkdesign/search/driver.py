@@ -1,0 +1,94 @@
+"""One entry point for exact-design searches: ``optimize_design``.
+
+Algorithms:
+- ``exchange``: coordinate exchange on a grid (``exchange.py``);
+- ``continuous``: the same exchange as a cheap global phase, then SLSQP on the sampling times off the
+  grid from its end point (``continuous.py``) — like the random/line search PopED's ``poped_optim``
+  runs before its gradient step.
+Each of ``starts`` starts (the given design, then random feasible schedules from ``seed``) runs
+both phases; the best end point wins.
+
+Approximate designs over candidate schedules are ``optimize_approximate`` (``approximate.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SearchError
+from ..fim.api import evaluate_fim
+from .continuous import polish
+from .exact import ScheduleProblem
+from .exchange import exchange_from
+from .result import DesignResult, Status
+
+EXACT_ALGORITHMS = ("continuous", "exchange")
+
+
+def optimize_design(model, design=None, criterion="D", algorithm: str = "continuous", *, approximation="fo",
+                    fim="full", window=None, windows=None, min_spacing=0.0, fixed=None, grid=None, starts=4, seed=0,
+                    prior=None, prior_draws=16, subset=None, a_weights=None, max_iter=300,
+                    callback=None) -> DesignResult:
+    """Optimise the sampling times of ``design`` (default: the model's) for fixed group sizes and doses.
+
+    Parameters
+    ----------
+    criterion : "D" | "Ds" | "A" | "ED" or a ``Criterion``
+    algorithm : "continuous" | "exchange"
+    window : (lo, hi) for all free samples (default: 0 to the latest time of the design)
+    windows : dict group name -> list of (lo, hi), one per free sample
+    min_spacing : minimum distance between consecutive samples of a group and output
+    fixed : dict group name -> times that are not moved
+    grid : candidate times for the exchange algorithm (default: 121 points across the window)
+    starts : number of starts; seed : random starts (same seed, same design)
+    prior : ``Prior`` for ED (``prior_draws`` draws)
+    subset : names of interest for Ds; a_weights : weights for A
+    callback : called with a state dict; return True to stop
+    """
+    design = design if design is not None else model.spec.default_design
+    if design is None:
+        raise SearchError(f"model {model.spec.name!r} has no default design; give one")
+    if algorithm not in EXACT_ALGORITHMS:
+        raise SearchError(f"algorithm: expected one of {list(EXACT_ALGORITHMS)} for exact designs, got {algorithm!r}")
+    prior_values = None
+    crit_name = criterion if isinstance(criterion, str) else criterion.name
+    if str(crit_name).upper() == "ED":
+        if prior is None:
+            raise SearchError("criterion ED needs a prior on the fixed effects")
+        prior.check(model.spec.parameter_names)
+        prior_values = prior.draws(prior_draws, seed)
+    problem = ScheduleProblem(model, design, criterion, approximation=approximation, fim=fim, window=window,
+                              windows=windows, min_spacing=min_spacing, fixed=fixed, prior_values=prior_values,
+                              subset=subset, a_weights=a_weights)
+    if grid is None:
+        grid = np.linspace(problem.lower.min(), problem.upper.max(), 121)
+    grid = np.asarray(grid, dtype=float)
+    rng = np.random.default_rng(seed)
+    x_start = problem.repair(problem.x0())
+    start_value = problem.value(x_start)
+    best_x, value, iters, history = None, -np.inf, 0, []
+    status = Status.CONVERGED
+    for k in range(max(1, starts)):
+        x0 = x_start if k == 0 else problem.feasible_start(rng)
+        # exchange on the grid (the global phase), then, for "continuous", gradient polish off the grid
+        x, v, sweeps, stopped = exchange_from(problem, grid, x0, callback=callback)
+        iters += sweeps
+        if algorithm == "continuous" and not stopped and np.isfinite(v):
+            x, v, nit = polish(problem, x, max_iter=max_iter)
+            iters += nit
+        history.append(v)
+        if v > value:
+            best_x, value = x, v
+        if stopped:
+            status = Status.STOPPED
+            break
+    x = best_x
+    if not np.isfinite(value):
+        raise SearchError("the search found no design with a non-singular FIM")
+    best = problem.to_design(x)
+    res_fim = evaluate_fim(model, best, approximation, fim, check=False)
+    msg = (f"{algorithm}: {status.value}; criterion {crit_name} from {start_value:.6g} (start) to {value:.6g}; "
+           f"{problem.evaluations} schedule FIMs")
+    return DesignResult(best, res_fim, problem.criterion.name, float(value), status, msg, iters, problem.evaluations,
+                        history=history, info={"start_value": float(start_value), "algorithm": algorithm,
+                                               "min_spacing": float(min_spacing)})

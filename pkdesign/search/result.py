@@ -1,0 +1,71 @@
+"""The result of a design search: ``DesignResult`` and its ``Status``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class Status(str, Enum):
+    CONVERGED = "converged"          # the stopping rule (equivalence theorem or tolerance) is met
+    MAX_ITERATIONS = "max_iterations"
+    STOPPED = "stopped"              # the callback asked to stop
+
+
+@dataclass
+class DesignResult:
+    """Outcome of a search.
+
+    Attributes
+    ----------
+    design : Design
+        The design found (exact: groups with N; approximate: groups with weights as ``n``).
+    fim : FIMResult or None
+        Its FIM (population FIM for exact designs; normalised information for approximate ones).
+    criterion : str
+    criterion_value : float
+    status : Status
+    message : str
+    iterations : int
+    n_fim_evaluations : int
+        Number of (per-schedule) FIM evaluations made.
+    weights, candidates : approximate designs: weights (m,) and schedules (m, k) of the support
+    certificate : equivalence-theorem ``Certificate`` (approximate designs)
+    history : list of criterion values per iteration
+    """
+
+    design: object
+    fim: object
+    criterion: str
+    criterion_value: float
+    status: Status
+    message: str
+    iterations: int
+    n_fim_evaluations: int
+    weights: np.ndarray | None = None
+    candidates: np.ndarray | None = None
+    certificate: object = None
+    history: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def logdet(self) -> float:
+        return float(self.fim.logdet) if self.fim is not None else float("nan")
+
+    def to_dict(self) -> dict:
+        """The JSON shape of ``pkdesign optimize --json``."""
+        out = {"design": self.design.to_dict() if self.design is not None else None, "logdet": self.logdet,
+               "criterion": self.criterion, "criterion_value": self.criterion_value,
+               "status": self.status.value, "message": self.message, "iterations": self.iterations,
+               "n_fim_evaluations": self.n_fim_evaluations}
+        if self.certificate is not None:
+            c = self.certificate
+            out.update(sensitivity_max=c.sensitivity_max, sensitivity_bound=c.bound,
+                       efficiency_lower_bound=c.efficiency_lower_bound, equivalence_holds=c.holds)
+        if self.weights is not None:
+            out["weights"] = np.asarray(self.weights).tolist()
+            out["support"] = np.asarray(self.candidates).tolist()
+        out.update({k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool, type(None)))})
+        return out

@@ -1,0 +1,130 @@
+"""Design spaces: where and how many samples a schedule may have, and what it costs.
+
+A ``SamplingSpace`` describes the admissible sampling schedules of one group (arm): its dose
+regimen, the output sampled, the number of free samples per subject, a window for all samples or
+one per sample, an optional candidate grid, a minimum spacing between samples, fixed samples
+that every schedule contains, and costs per subject and per sample (Fedorov & Leonov's cost
+model: a subject with k samples costs ``cost_subject + k * cost_sample``).
+
+``candidate_schedules`` enumerates all admissible k-subsets of the grid (sorted times), which
+the approximate-design algorithms weigh against each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .design import Regimen, check_times
+from .errors import DesignError
+
+#: refuse to enumerate more candidate schedules than this (use a coarser grid or fewer samples)
+MAX_CANDIDATES = 2_000_000
+
+
+@dataclass(frozen=True)
+class SamplingSpace:
+    """Admissible schedules of one group.
+
+    Attributes
+    ----------
+    n_samples : int            free samples per subject (> 0)
+    window : (float, float)    interval for every free sample (model time units)
+    windows : list of (lo, hi), optional   one window per free sample (overrides ``window``)
+    grid : array, optional     candidate times (sorted); needed for approximate designs
+    min_spacing : float        minimum distance between consecutive samples (>= 0)
+    fixed : array              samples every schedule contains (not counted in n_samples)
+    output : str or None       output sampled (default: the model's first output)
+    regimen : Regimen          doses of the group
+    cost_subject, cost_sample : costs (>= 0, not both 0 when costs are used)
+    name : str
+    """
+
+    n_samples: int
+    window: tuple = (0.0, np.inf)
+    windows: tuple | None = None
+    grid: np.ndarray | None = None
+    min_spacing: float = 0.0
+    fixed: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    output: str | None = None
+    regimen: Regimen = field(default_factory=Regimen)
+    cost_subject: float = 1.0
+    cost_sample: float = 0.0
+    name: str = "group1"
+
+    def __post_init__(self):
+        where = f"sampling space {self.name!r}"
+        k = self.n_samples
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise DesignError(f"{where}: n_samples must be a whole number >= 1, got {k!r}")
+        if not (np.isfinite(self.min_spacing) and self.min_spacing >= 0):
+            raise DesignError(f"{where}: min_spacing must be >= 0, got {self.min_spacing!r}")
+        wins = self.windows if self.windows is not None else [self.window] * k
+        wins = [tuple(float(x) for x in w) for w in wins]
+        if len(wins) != k:
+            raise DesignError(f"{where}: {len(wins)} windows for {k} samples")
+        for i, (lo, hi) in enumerate(wins):
+            if not (lo >= 0 and hi >= lo) or np.isnan(lo) or np.isnan(hi):
+                raise DesignError(f"{where}: window {i} is [{lo:g}, {hi:g}]; expected 0 <= lo <= hi")
+        object.__setattr__(self, "windows", tuple(wins))
+        object.__setattr__(self, "fixed", check_times(np.sort(np.atleast_1d(np.asarray(self.fixed, dtype=float))),
+                                                      f"{where}.fixed"))
+        if self.grid is not None:
+            g = check_times(np.unique(np.asarray(self.grid, dtype=float)), f"{where}.grid")
+            object.__setattr__(self, "grid", g)
+            for i, (lo, hi) in enumerate(wins):
+                if not np.any((g >= lo) & (g <= hi)):
+                    raise DesignError(f"{where}: window {i} [{lo:g}, {hi:g}] contains no grid time")
+            if k > g.size:
+                raise DesignError(f"{where}: {k} samples requested but the grid has only {g.size} times")
+        span = max(hi for _, hi in wins) - min(lo for lo, _ in wins)
+        if np.isfinite(span) and (k - 1) * self.min_spacing > span + 1e-12:
+            raise DesignError(
+                f"{where}: {k} samples with spacing {self.min_spacing:g} need {(k - 1) * self.min_spacing:g} time "
+                f"units, but the windows span only {span:g}"
+            )
+        if self.cost_subject < 0 or self.cost_sample < 0:
+            raise DesignError(f"{where}: costs must be >= 0")
+
+    @property
+    def cost(self) -> float:
+        """Cost of one subject on this space's schedules."""
+        return self.cost_subject + (self.n_samples + self.fixed.size) * self.cost_sample
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """(n_samples, 2) lower and upper bounds of the free samples."""
+        return np.array(self.windows, dtype=float)
+
+
+def candidate_schedules(space: SamplingSpace) -> np.ndarray:
+    """All admissible schedules on the grid: (C, n_samples + n_fixed), each row sorted.
+
+    A schedule picks ``n_samples`` distinct grid times, sample i within window i (windows are
+    matched to the sorted times), consecutive times at least ``min_spacing`` apart (also from the
+    fixed samples).
+    """
+    where = f"sampling space {space.name!r}"
+    if space.grid is None:
+        raise DesignError(f"{where}: approximate designs need a candidate grid")
+    g, k = space.grid, space.n_samples
+    from math import comb
+
+    if comb(g.size, k) > MAX_CANDIDATES:
+        raise DesignError(f"{where}: {comb(g.size, k)} candidate schedules ({k} of {g.size} grid times) is too many; "
+                          f"use a coarser grid or fewer samples (limit {MAX_CANDIDATES})")
+    combos = np.array(list(itertools.combinations(range(g.size), k)), dtype=np.int64).reshape(-1, k)
+    T = g[combos]
+    ok = np.ones(T.shape[0], dtype=bool)
+    for i, (lo, hi) in enumerate(space.windows):
+        ok &= (T[:, i] >= lo) & (T[:, i] <= hi)
+    if space.fixed.size:
+        T = np.sort(np.concatenate([T, np.broadcast_to(space.fixed, (T.shape[0], space.fixed.size))], axis=1), axis=1)
+    if space.min_spacing > 0 and T.shape[1] > 1:
+        ok &= np.all(np.diff(T, axis=1) >= space.min_spacing - 1e-12, axis=1)
+    T = T[ok]
+    if T.shape[0] == 0:
+        raise DesignError(f"{where}: no schedule on the grid satisfies the windows and the minimum spacing")
+    return T
