@@ -21,6 +21,20 @@ import numpy as np
 from .errors import NonIdentifiableError, SearchError
 
 
+#: a FIM whose diagonally scaled form has eigenvalues below this fraction of the largest is singular
+SINGULAR_RTOL = 1e-12
+
+
+def nonsingular(Ms: np.ndarray) -> np.ndarray:
+    """True where the FIM (..., p, p) is numerically non-singular (judged after diagonal scaling)."""
+    Ms = np.asarray(Ms)
+    d = np.diagonal(Ms, axis1=-2, axis2=-1)
+    ok = np.all(d > 0, axis=-1)
+    s = 1.0 / np.sqrt(np.where(d > 0, d, 1.0))
+    w = np.linalg.eigvalsh(Ms * s[..., :, None] * s[..., None, :])
+    return ok & (w[..., 0] > SINGULAR_RTOL * w[..., -1])
+
+
 class Criterion:
     """Base class: subclasses implement ``value(M)`` and ``gradient(M)`` for one FIM (p, p)."""
 
@@ -37,6 +51,8 @@ class Criterion:
         return np.array([self._safe(M) for M in Ms])
 
     def _safe(self, M):
+        if not np.all(nonsingular(M)):
+            return -np.inf
         try:
             return self.value(M)
         except (np.linalg.LinAlgError, NonIdentifiableError):
@@ -67,7 +83,7 @@ class DCriterion(Criterion):
 
     def values(self, Ms):
         sign, val = np.linalg.slogdet(Ms)
-        return np.where(sign > 0, val, -np.inf)
+        return np.where((sign > 0) & nonsingular(Ms), val, -np.inf)
 
     def gradient(self, M):
         return np.linalg.inv(M)
@@ -161,7 +177,7 @@ class EDCriterion(Criterion):
     def values(self, Ms):
         """(B, K, p, p) -> (B,)."""
         sign, val = np.linalg.slogdet(Ms)
-        return np.where(np.all(sign > 0, axis=-1), val.mean(axis=-1), -np.inf)
+        return np.where(np.all((sign > 0) & nonsingular(Ms), axis=-1), val.mean(axis=-1), -np.inf)
 
     def gradient(self, Ms):
         """(K, p, p) -> (K, p, p): ∂/∂M_k of the mean = M_k⁻¹ / K."""

@@ -59,3 +59,36 @@ def test_bad_input_exits_2_without_traceback(tmp_path):
     design.write_text("[[groups]]\nn = 10\ntimes = [1, -2]\ndose = 70\n")
     out = run("evaluate", str(MODELS / "warfarin.toml"), "--design", str(design))
     assert out.returncode == 2 and "time at index 1 is -2" in out.stderr
+
+
+def test_evaluate_other_approximations_and_seed():
+    a = json.loads(run("evaluate", "warfarin", "--approx", "foce", "--draws", "50", "--seed", "3", "--json").stdout)
+    b = json.loads(run("evaluate", "warfarin", "--approx", "foce", "--draws", "50", "--seed", "3", "--json").stdout)
+    assert a["approximation"] == "foce" and a["fim"] == b["fim"]
+    sd = json.loads(run("evaluate", "warfarin", "--scale", "sd", "--json").stdout)
+    assert "omega(CL)" in sd["parameters"] and "sigma_add" in sd["parameters"]
+    ex = run("evaluate", "warfarin", "--approx", "exact-mc", "--draws", "200")
+    assert ex.returncode == 0 and "Monte-Carlo SE" in ex.stdout
+
+
+def test_optimize_exact_and_approximate_json(tmp_path):
+    out = run("optimize", "warfarin", "--fim", "reduced", "--window", "0", "120", "--json",
+              "--plot", str(tmp_path / "d.png"))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["logdet"] >= 56.717 and data["criterion_value"] == data["logdet"]
+    assert data["design"]["groups"][0]["n"] == 32 and len(data["design"]["groups"][0]["times"]["conc"]) == 8
+    assert (tmp_path / "d.png").stat().st_size > 0
+    out = run("optimize", "box_lucas", "--algorithm", "multiplicative", "--grid", "0:40:81", "--samples", "1",
+              "--refine", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert abs(data["sensitivity_max"] - 2) < 1e-3 and data["efficiency_lower_bound"] > 0.999
+    assert sorted(round(s[0], 2) for s in data["support"]) == [1.23, 6.86]
+
+
+def test_optimize_bad_input_exits_2():
+    out = run("optimize", "warfarin", "--criterion", "Ds", "--subset", "CLEARANCE")
+    assert out.returncode == 2 and "unknown parameter" in out.stderr and "Traceback" not in out.stderr
+    out = run("optimize", "warfarin", "--window", "0", "10", "--min-spacing", "5")
+    assert out.returncode == 2 and "spacing" in out.stderr

@@ -84,11 +84,21 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
             break
     x = best_x
     if not np.isfinite(value):
-        raise SearchError("the search found no design with a non-singular FIM")
+        raise SearchError("the search found no design with a non-singular FIM: " + _diagnose(problem, x_start))
     best = problem.to_design(x)
     res_fim = evaluate_fim(model, best, approximation, fim, check=False)
-    msg = (f"{algorithm}: {status.value}; criterion {crit_name} from {start_value:.6g} (start) to {value:.6g}; "
+    note = "" if np.isfinite(start_value) else f" (the starting design was singular: {_diagnose(problem, x_start)})"
+    msg = (f"{algorithm}: {status.value}{note}; criterion {crit_name} from {start_value:.6g} (start) to {value:.6g}; "
            f"{problem.evaluations} schedule FIMs")
     return DesignResult(best, res_fim, problem.criterion.name, float(value), status, msg, iters, problem.evaluations,
                         history=history, info={"start_value": float(start_value), "algorithm": algorithm,
                                                "min_spacing": float(min_spacing)})
+
+
+def _diagnose(problem, x) -> str:
+    from ..fim.result import FIMResult, format_direction
+
+    F = problem.total_fims(x)[0]
+    dirs = FIMResult(tuple(problem.names), F, np.ones(len(problem.names)), "start").null_directions()
+    text = "; ".join(format_direction(d) for d in dirs) or "numerically singular"
+    return f"not identifiable along {text}; add samples, widen the windows or fix parameters"

@@ -42,10 +42,11 @@ def exchange_from(problem, grid, x, *, max_sweeps: int = 50, tol: float = 1e-9, 
             X[:, i] = cand
             vals = problem.values_varying(X, i)
             j = int(np.argmax(vals))
-            if vals[j] > val + tol * max(1.0, abs(val)):
+            better = vals[j] > val + tol * max(1.0, abs(val)) if np.isfinite(val) else np.isfinite(vals[j])
+            if better:
                 x, val = X[j], float(vals[j])
         if callback is not None and callback({"iteration": sweeps, "criterion_value": val, "x": x}):
             return x, val, sweeps, True
-        if val - start_val <= tol * max(1.0, abs(val)):
+        if not np.isfinite(val) or (np.isfinite(start_val) and val - start_val <= tol * max(1.0, abs(val))):
             break
     return x, val, sweeps, False
