@@ -22,7 +22,7 @@ from ..errors import DesignError
 class Predictions:
     """f (B, n); fth (B, n, p_theta) = ∂f/∂θ_free; L (B, n, n_eta) = ∂f/∂η;
     with second order also Lth (B, n, n_eta, p_theta) = ∂²f/∂η∂θ and
-    Leta (B, n, n_eta, n_eta) = ∂²f/∂η∂η; dt (B, n) = ∂f/∂t when order >= 1."""
+    Leta (B, n, n_eta, n_eta) = ∂²f/∂η∂η; dt (B, n) = ∂f/∂t when the model provides it (else None)."""
 
     f: np.ndarray
     fth: np.ndarray
@@ -73,7 +73,7 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "") ->
     d2 = res.get("d2")
     _check_finite(f, d1, d2, times, idx, where)
     logf = log_outputs(pp, model.spec)[idx] if pp.n_outputs else np.zeros(f.shape[-1], dtype=bool)
-    dt = res["dt"] if order >= 1 else np.zeros(f.shape)
+    dt = res.get("dt") if order >= 1 else None
     if logf.any():
         fsel = f[:, logf]
         if np.any(fsel <= 0):
@@ -85,13 +85,14 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "") ->
             )
         f = f.copy()
         d1 = d1.copy()
-        dt = dt.copy()
+        dt = None if dt is None else dt.copy()
         if d2 is not None:
             d2 = d2.copy()
             d2[:, logf] = d2[:, logf] / fsel[..., None, None] - np.einsum(
                 "bni,bnj->bnij", d1[:, logf], d1[:, logf]) / fsel[..., None, None] ** 2
         d1[:, logf] /= fsel[..., None]
-        dt[:, logf] /= fsel
+        if dt is not None:
+            dt[:, logf] /= fsel
         f[:, logf] = np.log(fsel)
 
     if order == 0:
