@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import DesignError, PkdesignError
 from .draws import check_draws, draw_eta
 from .exact import exact_mc_scores
-from .linearized import linearized_fims
+from .linearized import fo_fims, linearized_fims
 from .montecarlo import mc_fim
 from .params import population_parameters
 from .predict import predict
@@ -24,6 +24,20 @@ APPROXIMATIONS = ("fo", "foi", "foce", "focei", "mc", "exact-mc")
 DEFAULT_DRAWS = {"foce": 1000, "focei": 1000, "mc": 2048, "exact-mc": 2000}
 #: importance samples per simulated subject (exact-mc)
 DEFAULT_IS_SAMPLES = 200
+
+
+def _parameters(model, values):
+    """Population parameters of ``model`` (cached on the model object for its own values)."""
+    if values:
+        return population_parameters(model.spec, values)
+    cached = getattr(model, "_pkdesign_pp", None)
+    if cached is None or cached[0] is not model.spec:
+        cached = (model.spec, population_parameters(model.spec))
+        try:
+            model._pkdesign_pp = cached
+        except AttributeError:  # a model class with __slots__: no caching
+            pass
+    return cached[1]
 
 
 def _check_choice(approximation, fim):
@@ -49,8 +63,7 @@ def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full:
     if approximation in ("fo", "foi"):
         needs2 = full
         P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2 if needs2 else 1, where)
-        return linearized_fims(pp, idx, P0, P0, None, interaction=approximation == "foi",
-                               resid_at_star=False, full=full, where=where)[0], None
+        return fo_fims(pp, idx, P0, interaction=approximation == "foi", full=full, where=where)[0], None
     K = check_draws(draws if draws is not None else DEFAULT_DRAWS[approximation], "draws")
     if approximation in ("foce", "focei"):
         eta = draw_eta(pp.omega, K, seed, sampling)
@@ -61,7 +74,7 @@ def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full:
         return F.mean(axis=0), None
     if approximation == "mc":
         eta = draw_eta(pp.omega, K, seed, sampling)
-        P = predict(model, pp, eta, times, idx, regimen, 2, where)
+        P = predict(model, pp, eta, times, idx, regimen, 2, where, eta2=True)
         return mc_fim(pp, idx, P, full=full, where=where), None
     S = check_draws(is_samples, "is_samples")
     rng = np.random.default_rng(seed)
@@ -100,10 +113,11 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
     """
     _check_choice(approximation, fim)
     spec = model.spec
-    pp = population_parameters(spec, values)
+    pp = _parameters(model, values)
     if sampling is None:
         sampling = "qmc" if approximation == "mc" else "mc"
-    seeds = np.random.SeedSequence(seed).spawn(len(design.groups))
+    seeds = ([None] * len(design.groups) if approximation in ("fo", "foi")
+             else np.random.SeedSequence(seed).spawn(len(design.groups)))
     total = np.zeros((pp.p, pp.p))
     var = np.zeros((pp.p, pp.p))
     ess_all, samples = [], []
@@ -157,7 +171,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     if approximation not in ("fo", "foi"):
         raise PkdesignError(f"schedule_fims batches the fo and foi approximations; got {approximation!r}")
     _check_choice(approximation, fim)
-    pp = population_parameters(model.spec, values)
+    pp = _parameters(model, values)
     if not random_effects:
         pp = pp.without_random_effects()
     times = np.asarray(times, dtype=float)
@@ -168,8 +182,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
     full = fim == "full"
     P = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2 if full else 1, where)
-    F = linearized_fims(pp, idx, P, P, None, interaction=approximation == "foi", resid_at_star=False,
-                        full=full, where=where)
+    F = fo_fims(pp, idx, P, interaction=approximation == "foi", full=full, where=where)
     names = list(pp.names)
     if parameters is not None:
         unknown = [n for n in parameters if n not in names]

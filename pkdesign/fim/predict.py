@@ -41,7 +41,7 @@ def log_outputs(pp, spec) -> np.ndarray:
     return flags
 
 
-def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "") -> Predictions:
+def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", eta2: bool = False) -> Predictions:
     """Predictions with θ/η derivatives.
 
     Parameters
@@ -52,7 +52,7 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "") ->
     idx : ndarray of int (n,)
         Output index of each observation.
     order : 0, 1 or 2
-        0 gives f only; 2 adds ∂²f/∂η∂θ and ∂²f/∂η∂η.
+        0 gives f only; 2 adds ∂²f/∂η∂θ, and with ``eta2`` also ∂²f/∂η∂η.
     """
     times = np.asarray(times, dtype=float)
     eta = np.asarray(eta, dtype=float)
@@ -104,15 +104,17 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "") ->
     out = Predictions(f=f, fth=fth, L=L, dt=dt)
     if order >= 2:
         # ∂L_j/∂θ_m = ∂²f/∂ψ_kj∂ψ_m · a_m · b_j + [m == k_j] ∂f/∂ψ_kj · c_j
-        Lth = d2[:, :, ep][:, :, :, free] * (b[:, None, :, None] * a[:, None, None, free])
+        Lth = d2[:, :, ep[:, None], free[None, :]] * (b[:, None, :, None] * a[:, None, None, free])
         for j, k in enumerate(ep):
             m = np.flatnonzero(free == k)
             if m.size:
                 Lth[:, :, j, m[0]] += d1[:, :, k] * c[:, None, j]
-        Leta = d2[:, :, ep][:, :, :, ep] * (b[:, None, :, None] * b[:, None, None, :])
-        for j, k in enumerate(ep):
-            Leta[:, :, j, j] += d1[:, :, k] * e[:, None, j]
-        out.Lth, out.Leta = Lth, Leta
+        out.Lth = Lth
+        if eta2:
+            Leta = d2[:, :, ep[:, None], ep[None, :]] * (b[:, None, :, None] * b[:, None, None, :])
+            for j, k in enumerate(ep):
+                Leta[:, :, j, j] += d1[:, :, k] * e[:, None, j]
+            out.Leta = Leta
     return out
 
 

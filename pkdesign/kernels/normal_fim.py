@@ -1,100 +1,238 @@
-"""Batched normal-model FIM in numba (one pass per batch row, no temporaries across rows).
+"""Batched normal-model FIM in numba, and the fused FO/FOI kernel built on it.
 
-    out[b, a, c] = Σ_{k<q} ... mean term  dmu[b,:,a]ᵀ V⁻¹ dmu[b,:,c]  (a, c < q)
-                 + ½ tr(V⁻¹ dV[b,a] V⁻¹ dV[b,c])
+    FIM_ac = ∂μᵀ/∂α_a V⁻¹ ∂μ/∂α_c  (a, c < q)  +  ½ tr(V⁻¹ ∂V/∂α_a V⁻¹ ∂V/∂α_c)
 
-V⁻¹ from a Cholesky factorisation; M_a = V⁻¹ dV_a once per parameter, then the trace term is
-Σ_ij M_a[i,j] M_c[j,i].  A row whose V is not positive definite gets NaN (the caller reports it).
-Shapes: dmu (B, n, q), V (B, n, n), dV (B, p, n, n), out (B, p, p).
+``row_fim`` does one batch row: V⁻¹ from a Cholesky factorisation, M_a = V⁻¹ dV_a once per
+parameter (skipped when dV_a is zero), then the trace term Σ_ij M_a[i,j] M_c[j,i].  A row whose
+V is not positive definite gets NaN (the caller reports it).
+
+``normal_fim_kernel``: dmu (B, n, q), V (B, n, n), dV (B, p, n, n) -> out (B, p, p).
+``fo_fim_kernel``: builds μ-derivatives, V and ∂V of the FO/FOI linearisation at η = 0 from the
+prediction derivatives row by row (no (B, p, n, n) temporaries), then ``row_fim``.
 """
 
 import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def normal_fim_kernel(dmu, V, dV, out):  # pragma: no cover - compiled
-    B, n, q = dmu.shape
-    p = dV.shape[1]
-    for b in prange(B):
-        # Cholesky V = C Cᵀ
-        C = np.zeros((n, n))
-        ok = True
-        for j in range(n):
-            s = V[b, j, j]
-            for k in range(j):
-                s -= C[j, k] * C[j, k]
-            if s <= 0.0:
-                ok = False
-                break
-            C[j, j] = np.sqrt(s)
-            for i in range(j + 1, n):
-                s = V[b, i, j]
-                for k in range(j):
-                    s -= C[i, k] * C[j, k]
-                C[i, j] = s / C[j, j]
-        if not ok:
+@njit(cache=True, nogil=True, error_model="numpy")
+def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
+    n, q = dmu.shape
+    p = dV.shape[0]
+    row_fim_work(dmu, V, dV, out, np.zeros((n, n)), np.zeros((n, n)), np.empty((n, n)), np.empty((p, n, n)),
+                 np.empty(n), np.zeros(p, dtype=np.bool_), np.zeros(p, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cover - compiled
+    """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal (else dense)."""
+    n, q = dmu.shape
+    p = dV.shape[0]
+    for j in range(n):
+        s = V[j, j]
+        for k in range(j):
+            s -= C[j, k] * C[j, k]
+        if s <= 0.0:
             for a in range(p):
                 for c in range(p):
-                    out[b, a, c] = np.nan
-            continue
-        # V⁻¹ = C⁻ᵀ C⁻¹
-        Ci = np.zeros((n, n))
+                    out[a, c] = np.nan
+            return
+        C[j, j] = np.sqrt(s)
+        for i in range(j + 1, n):
+            s = V[i, j]
+            for k in range(j):
+                s -= C[i, k] * C[j, k]
+            C[i, j] = s / C[j, j]
+    for i in range(n):
+        for j in range(i + 1, n):
+            Ci[i, j] = 0.0
+        Ci[i, i] = 1.0 / C[i, i]
+        for j in range(i):
+            s = 0.0
+            for k in range(j, i):
+                s -= C[i, k] * Ci[k, j]
+            Ci[i, j] = s / C[i, i]
+    for i in range(n):
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, n):
+                s += Ci[k, i] * Ci[k, j]
+            Vi[i, j] = s
+            Vi[j, i] = s
+    for a in range(p):
+        for c in range(a + 1):
+            out[a, c] = 0.0
+    for c in range(q):
         for i in range(n):
-            Ci[i, i] = 1.0 / C[i, i]
-            for j in range(i):
-                s = 0.0
-                for k in range(j, i):
-                    s -= C[i, k] * Ci[k, j]
-                Ci[i, j] = s / C[i, i]
-        Vi = np.zeros((n, n))
-        for i in range(n):
-            for j in range(i + 1):
-                s = 0.0
-                for k in range(i, n):
-                    s += Ci[k, i] * Ci[k, j]
-                Vi[i, j] = s
-                Vi[j, i] = s
-        # mean term
-        for a in range(q):
-            for c in range(a + 1):
-                s = 0.0
-                for i in range(n):
-                    t = 0.0
-                    for j in range(n):
-                        t += Vi[i, j] * dmu[b, j, c]
-                    s += dmu[b, i, a] * t
-                out[b, a, c] = s
-        for a in range(p):
-            for c in range(a + 1):
-                if a >= q or c >= q:
-                    out[b, a, c] = 0.0
-        # trace term
-        M = np.empty((p, n, n))
-        nz = np.zeros(p, dtype=np.bool_)
-        for a in range(p):
+            s = 0.0
+            for j in range(n):
+                s += Vi[i, j] * dmu[j, c]
+            t[i] = s
+        for a in range(c, q):
+            s = 0.0
             for i in range(n):
-                for j in range(n):
-                    if dV[b, a, i, j] != 0.0:
-                        nz[a] = True
+                s += dmu[i, a] * t[i]
+            out[a, c] = s
+    for a in range(p):
+        nz[a] = False
+        if kind[a] == 1:
+            for i in range(n):
+                if dV[a, i, i] != 0.0:
+                    nz[a] = True
             if nz[a]:
                 for i in range(n):
                     for j in range(n):
-                        s = 0.0
-                        for k in range(n):
-                            s += Vi[i, k] * dV[b, a, k, j]
-                        M[a, i, j] = s
-        for a in range(p):
-            if not nz[a]:
+                        M[a, i, j] = Vi[i, j] * dV[a, j, j]
+            continue
+        for i in range(n):
+            for j in range(n):
+                if dV[a, i, j] != 0.0:
+                    nz[a] = True
+        if nz[a]:
+            for i in range(n):
+                for j in range(n):
+                    s = 0.0
+                    for k in range(n):
+                        s += Vi[i, k] * dV[a, k, j]
+                    M[a, i, j] = s
+    for a in range(p):
+        if not nz[a]:
+            continue
+        for c in range(a + 1):
+            if not nz[c]:
                 continue
-            for c in range(a + 1):
-                if not nz[c]:
-                    continue
-                s = 0.0
+            s = 0.0
+            for i in range(n):
+                for j in range(n):
+                    s += M[a, i, j] * M[c, j, i]
+            out[a, c] += 0.5 * s
+    for a in range(p):
+        for c in range(a):
+            out[c, a] = out[a, c]
+
+
+def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
+    for b in prange(dmu.shape[0]):
+        row_fim(dmu[b], V[b], dV[b], out[b])
+
+
+def _fo_fim(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, idx, full, interaction,
+            out):  # pragma: no cover - compiled
+    """FO/FOI per-subject FIMs at η = 0.
+
+    f (B, n); fth (B, n, pt); L (B, n, E); Lth (B, n, E, pt) (used when ``full``); omega (E, E);
+    om_i, om_j (n_om,) the estimated Ω entries; err_out, err_prop, err_var, err_free (T,) the residual
+    terms (output index, proportional?, variance, estimated?); idx (n,) output of each observation.
+    out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
+    Rows are processed in chunks (one set of work arrays per chunk).
+    """
+    B, n = f.shape
+    pt = fth.shape[2]
+    E = L.shape[2]
+    n_om = om_i.shape[0]
+    T = err_out.shape[0]
+    p = out.shape[1]
+    n_chunks = min(B, 64)
+    for ch in prange(n_chunks):
+        LO = np.zeros((n, E))
+        V = np.empty((n, n))
+        Sd = np.empty(n)
+        dV = np.zeros((p, n, n))
+        C = np.zeros((n, n))
+        Ci = np.zeros((n, n))
+        Vi = np.empty((n, n))
+        M = np.empty((p, n, n))
+        tv = np.empty(n)
+        nz = np.zeros(p, dtype=np.bool_)
+        kind = np.zeros(p, dtype=np.int64)
+        for r in range(pt + n_om, p):
+            kind[r] = 1
+        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
+            for i in range(n):
+                for e in range(E):
+                    s = 0.0
+                    for k in range(E):
+                        s += L[b, i, k] * omega[k, e]
+                    LO[i, e] = s
+            for i in range(n):
+                for j in range(n):
+                    s = 0.0
+                    for e in range(E):
+                        s += LO[i, e] * L[b, j, e]
+                    V[i, j] = s
+            for i in range(n):
+                Sd[i] = V[i, i]
+            for a in range(p):
                 for i in range(n):
                     for j in range(n):
-                        s += M[a, i, j] * M[c, j, i]
-                out[b, a, c] += 0.5 * s
-        for a in range(p):
-            for c in range(a):
-                out[b, c, a] = out[b, a, c]
+                        dV[a, i, j] = 0.0
+            for t in range(T):
+                for i in range(n):
+                    if idx[i] == err_out[t]:
+                        if err_prop[t]:
+                            V[i, i] += err_var[t] * f[b, i] * f[b, i]
+                            if interaction:
+                                V[i, i] += err_var[t] * Sd[i]
+                        else:
+                            V[i, i] += err_var[t]
+            if full:
+                for m in range(pt):
+                    for i in range(n):
+                        for j in range(n):
+                            s = 0.0
+                            for e in range(E):
+                                s += Lth[b, i, e, m] * LO[j, e]
+                            dV[m, i, j] += s
+                            dV[m, j, i] += s
+                    for t in range(T):
+                        if err_prop[t]:
+                            for i in range(n):
+                                if idx[i] == err_out[t]:
+                                    dV[m, i, i] += 2.0 * err_var[t] * f[b, i] * fth[b, i, m]
+                                    if interaction:
+                                        s = 0.0
+                                        for e in range(E):
+                                            s += Lth[b, i, e, m] * LO[i, e]
+                                        dV[m, i, i] += 2.0 * err_var[t] * s
+            for k in range(n_om):
+                a, c = om_i[k], om_j[k]
+                for i in range(n):
+                    for j in range(n):
+                        v = L[b, i, a] * L[b, j, c]
+                        if a != c:
+                            v += L[b, i, c] * L[b, j, a]
+                        dV[pt + k, i, j] = v
+                if interaction:
+                    for t in range(T):
+                        if err_prop[t]:
+                            for i in range(n):
+                                if idx[i] == err_out[t]:
+                                    dV[pt + k, i, i] += err_var[t] * L[b, i, a] * L[b, i, c] * (1.0 if a == c else 2.0)
+            r = pt + n_om
+            for t in range(T):
+                if not err_free[t]:
+                    continue
+                for i in range(n):
+                    if idx[i] == err_out[t]:
+                        if err_prop[t]:
+                            dV[r, i, i] = f[b, i] * f[b, i] + (Sd[i] if interaction else 0.0)
+                        else:
+                            dV[r, i, i] = 1.0
+                r += 1
+            row_fim_work(fth[b], V, dV, out[b], C, Ci, Vi, M, tv, nz, kind)
+
+
+# parallel variants for large batches; serial ones avoid the thread-pool start-up for a few rows
+normal_fim_parallel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_normal_fim)
+normal_fim_serial = njit(cache=True, nogil=True, error_model="numpy")(_normal_fim)
+fo_fim_parallel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_fo_fim)
+fo_fim_serial = njit(cache=True, nogil=True, error_model="numpy")(_fo_fim)
+PARALLEL_MIN_ROWS = 64
+
+
+def normal_fim_kernel(dmu, V, dV, out):
+    (normal_fim_parallel if dmu.shape[0] >= PARALLEL_MIN_ROWS else normal_fim_serial)(dmu, V, dV, out)
+
+
+def fo_fim_kernel(f, *args):
+    (fo_fim_parallel if f.shape[0] >= PARALLEL_MIN_ROWS else fo_fim_serial)(f, *args)
