@@ -35,6 +35,7 @@ from .model import (  # noqa: E402
 )
 
 from .prior import Prior  # noqa: E402
+from .report import approximation_report  # noqa: E402
 from .search import DesignResult, Status, apportion, optimize_approximate, optimize_design  # noqa: E402
 from .space import SamplingSpace, candidate_schedules  # noqa: E402
 
@@ -51,6 +52,7 @@ __all__ = [
     "SamplingSpace",
     "Status",
     "apportion",
+    "approximation_report",
     "candidate_schedules",
     "certificate",
     "make_criterion",

@@ -84,6 +84,18 @@ def cmd_evaluate(args) -> int:
     if design is None:
         raise DesignError(f"model {spec.name!r} has no default design; give one with --design FILE")
     model = compile_model(spec)
+    if args.compare:
+        from .report import approximation_report
+
+        frame = approximation_report(model, design, args.fim, seed=args.seed, draws=args.draws)
+        if args.json:
+            print(json.dumps({"model": spec.name, "fim_type": args.fim, "logdet_mc_se": frame.attrs["logdet_mc_se"],
+                              "approximations": json.loads(frame.to_json(orient="index"))}))
+            return 0
+        print(f"model {spec.name}: {args.fim} FIM of each approximation against exact-MC "
+              f"(ln det Monte-Carlo SE {frame.attrs['logdet_mc_se']:.3f})")
+        print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
+        return 0
     res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale)
     if args.json:
         print(json.dumps({"model": spec.name, **res.to_dict()}))
@@ -216,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FOCE/FOCEI linearisation points, MC draws, or exact-MC subjects per group")
     e.add_argument("--scale", choices=["variance", "sd", "declared"], default="variance",
                    help="scale of omega and sigma in the output (default variance)")
+    e.add_argument("--compare", action="store_true",
+                   help="evaluate every approximation and judge it against exact-MC (which one to trust)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_evaluate)
     o = sub.add_parser("optimize", help="optimise the sampling times of a design")
@@ -248,6 +262,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into e.g. `head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except PkdesignError as exc:
         print(f"pkdesign: error: {exc}", file=sys.stderr)
         return 2

@@ -248,3 +248,25 @@ def test_individual_fim_matches_least_squares_simulation():
     assert corr(emp) == pytest.approx(corr(cov), abs=0.05)
     # dropping the variance term changes nothing for additive error, but does for proportional
     assert np.allclose(pk.individual_fim(model, t, variance_term=False).matrix, r.matrix)
+
+
+def test_approximation_report_trusts_what_matches_exact_mc(linear_model):
+    # linear in η, additive error: every approximation is exact, so all are trusted
+    spec, model = linear_model
+    frame = pk.approximation_report(model, spec.default_design, draws=2000, seed=2)
+    assert list(frame.index) == ["fo", "foi", "foce", "focei", "mc", "exact-mc"]
+    assert frame["trusted"].all(), frame[["logdet_z", "max_rse_deviation"]]
+    # warfarin (proportional error): the full FO FIM overstates the information on KA
+    spec, model = compiled("warfarin_prop")
+    frame = pk.approximation_report(model, spec.default_design, draws=1000, seed=2)
+    assert not frame.loc["fo", "trusted"] and frame.loc["fo", "logdet_z"] > 2
+
+
+def test_executor_gives_the_same_numbers():
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec, model = compiled("effect_compartment")
+    serial = pk.evaluate_fim(model, spec.default_design, "foce", draws=20, seed=3)
+    with ThreadPoolExecutor(2) as ex:
+        threaded = pk.evaluate_fim(model, spec.default_design, "foce", draws=20, seed=3, executor=ex)
+    np.testing.assert_array_equal(serial.matrix, threaded.matrix)

@@ -44,6 +44,9 @@ def test_box_lucas(algorithm):
     mus = pk.schedule_fims(model, r.candidates, random_effects=False)[1][:, None]
     d, _ = pk.sensitivity(pk.DCriterion(), r.fim.matrix[None], mus)
     np.testing.assert_allclose(d, 2.0, atol=1e-4)
+    # the reported sensitivity function over the grid stays below the bound
+    assert r.sensitivity["values"].max() <= r.sensitivity["bound"] * (1 + 1e-4)
+    assert r.sensitivity["candidates"].shape[0] == r.sensitivity["values"].shape[0] == 161
 
 
 @pytest.mark.parametrize("algorithm", ["fedorov-wynn", "multiplicative"])

@@ -17,7 +17,7 @@ from scipy.optimize import minimize
 
 from ..criteria import make_criterion
 from ..design import Design, Group
-from ..equivalence import certificate, criterion_value, information
+from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
 from ..fim.api import schedule_fims
 from ..fim.result import FIMResult
@@ -34,7 +34,8 @@ class InformationModel:
     """Elementary information of schedules: (B, K, p, p) for B schedules of one space, K prior draws."""
 
     def __init__(self, model, approximation="fo", fim="full", random_effects=True, parameters=None,
-                 prior_values=None):
+                 prior_values=None, executor=None):
+        self.executor = executor
         self.model = model
         self.approximation, self.fim = approximation, fim
         self.random_effects, self.parameters = random_effects, parameters
@@ -48,13 +49,14 @@ class InformationModel:
         if out not in spec.output_names:
             raise DesignError(f"sampling space {space.name!r}: unknown output {out!r}; the model has {spec.output_names}")
         idx = np.full(times.shape[1], spec.output_names.index(out), dtype=np.int64)
-        stack = []
-        for vals in self.prior_values:
-            names, F = schedule_fims(self.model, times, idx, space.regimen, self.approximation, self.fim, vals,
-                                     random_effects=self.random_effects, parameters=self.parameters,
-                                     where=f"sampling space {space.name!r}")
-            stack.append(F)
-            self.names = names
+        kw = dict(random_effects=self.random_effects, parameters=self.parameters, where=f"sampling space {space.name!r}")
+        args = [(self.model, times, idx, space.regimen, self.approximation, self.fim, vals) for vals in self.prior_values]
+        if self.executor is not None and len(args) > 1:  # prior draws as independent tasks
+            results = [f.result() for f in [self.executor.submit(schedule_fims, *a, **kw) for a in args]]
+        else:
+            results = [schedule_fims(*a, **kw) for a in args]
+        stack = [F for _, F in results]
+        self.names = results[0][0]
         self.evaluations += times.shape[0] * len(self.prior_values)
         return np.stack(stack, axis=1)
 
@@ -62,7 +64,7 @@ class InformationModel:
 def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedorov-wynn", approximation="fo",
                          fim="full", random_effects=True, parameters=None, prior=None, prior_draws=32, seed=0,
                          subset=None, a_weights=None, cost_normalised=False, refine=False, tol=1e-6,
-                         max_iter=None, total_n=None, callback=None) -> DesignResult:
+                         max_iter=None, total_n=None, callback=None, executor=None) -> DesignResult:
     """Optimal approximate design over the candidate schedules of ``spaces``.
 
     Parameters
@@ -79,6 +81,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     refine : optimise the support times off the grid, with the weights (continuous refinement)
     total_n : round to this many subjects (efficient apportionment)
     callback : called with a state dict each iteration; return True to stop
+    executor : concurrent.futures.Executor for the elementary FIMs of the prior draws (ED)
     """
     spaces = [spaces] if isinstance(spaces, SamplingSpace) else list(spaces)
     if not spaces:
@@ -92,7 +95,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
             raise SearchError("criterion ED needs a prior on the fixed effects")
         prior.check(model.spec.parameter_names)
         prior_values = prior.draws(prior_draws, seed)
-    info = InformationModel(model, approximation, fim, random_effects, parameters, prior_values)
+    info = InformationModel(model, approximation, fim, random_effects, parameters, prior_values, executor)
     cands, mus, owner = [], [], []
     for si, sp_ in enumerate(spaces):
         T = candidate_schedules(sp_)
@@ -139,6 +142,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     else:
         mus_cert = mus
     cert = certificate(crit, M, mus_cert, tol=max(tol, 1e-9) * 10)
+    d_all, bound = sensitivity(crit, M, mus)
     value = criterion_value(crit, M)
 
     # subjects: with costs, weight w_i of the budget buys w_i / c_i subjects
@@ -163,6 +167,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
            f"vs bound {cert.bound:.6g}")
     return DesignResult(design, fim_res, crit.name, value, status, msg, iters, info.evaluations, weights=ws,
                         candidates=times, certificate=cert, history=history,
+                        sensitivity={"candidates": T_all, "values": d_all, "bound": bound},
                         info={"n_candidates": int(mus.shape[0]), "algorithm": algorithm})
 
 

@@ -33,6 +33,8 @@ class DesignResult:
         Number of (per-schedule) FIM evaluations made.
     weights, candidates : approximate designs: weights (m,) and schedules (m, k) of the support
     certificate : equivalence-theorem ``Certificate`` (approximate designs)
+    sensitivity : approximate designs: {"candidates" (C, k), "values" (C,) = tr(∇Φ μ_i), "bound" = tr(∇Φ M)},
+        the sensitivity function over all grid candidates at the design found
     history : list of criterion values per iteration
     """
 
@@ -48,6 +50,7 @@ class DesignResult:
     candidates: np.ndarray | None = None
     certificate: object = None
     history: list = field(default_factory=list)
+    sensitivity: dict | None = None
     info: dict = field(default_factory=dict)
 
     @property
