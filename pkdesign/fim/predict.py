@@ -64,7 +64,7 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
         psi = pp.psi(eta1)
         res = model.evaluate(psi[0], times.ravel(), regimen, np.tile(idx, B), order=order)
         res = {k: v.reshape((B, n) + v.shape[1:]) for k, v in res.items()}
-        eta_b = np.repeat(eta1, B, axis=0)
+        eta_b = eta1  # one η for every row: the transform derivatives broadcast
     else:
         eta_b = np.atleast_2d(eta)
         res = model.evaluate(pp.psi(eta_b), times, regimen, idx, order=order)
@@ -99,12 +99,17 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
         return Predictions(f=f, fth=None, L=None)
     a, b, c, e = pp.transform_derivatives(eta_b)
     free, ep = pp.free, pp.eta_par
-    fth = d1[:, :, free] * a[:, None, free]
-    L = d1[:, :, ep] * b[:, None, :]
+    fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
+    L = np.ascontiguousarray(d1[:, :, ep] * b[:, None, :])
     out = Predictions(f=f, fth=fth, L=L, dt=dt)
     if order >= 2:
         # ∂L_j/∂θ_m = ∂²f/∂ψ_kj∂ψ_m · a_m · b_j + [m == k_j] ∂f/∂ψ_kj · c_j
-        Lth = d2[:, :, ep[:, None], free[None, :]] * (b[:, None, :, None] * a[:, None, None, free])
+        P_all = d1.shape[2]
+        if np.array_equal(ep, np.arange(P_all)) and np.array_equal(free, np.arange(P_all)):
+            sub = d2  # every parameter has an η and is estimated: no gather needed
+        else:
+            sub = d2[:, :, ep[:, None], free[None, :]]
+        Lth = sub * (b[:, None, :, None] * a[:, None, None, free])
         for j, k in enumerate(ep):
             m = np.flatnonzero(free == k)
             if m.size:

@@ -7,8 +7,8 @@ parameter (skipped when dV_a is zero), then the trace term Σ_ij M_a[i,j] M_c[j,
 V is not positive definite gets NaN (the caller reports it).
 
 ``normal_fim_kernel``: dmu (B, n, q), V (B, n, n), dV (B, p, n, n) -> out (B, p, p).
-``fo_fim_kernel``: builds μ-derivatives, V and ∂V of the FO/FOI linearisation at η = 0 from the
-prediction derivatives row by row (no (B, p, n, n) temporaries), then ``row_fim``.
+``fo_fim_kernel``: builds V and ∂V of a linearisation (FO/FOI at η = 0, FOCE/FOCEI at draws) from
+the prediction derivatives row by row (no (B, p, n, n) temporaries), then ``row_fim``.
 """
 
 import numpy as np
@@ -116,11 +116,13 @@ def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
         row_fim(dmu[b], V[b], dV[b], out[b])
 
 
-def _fo_fim(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, idx, full, interaction,
+def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, idx, full, interaction,
             out):  # pragma: no cover - compiled
-    """FO/FOI per-subject FIMs at η = 0.
+    """Per-subject FIMs of a linearisation (FO, FOI, FOCE, FOCEI), one per row.
 
-    f (B, n); fth (B, n, pt); L (B, n, E); Lth (B, n, E, pt) (used when ``full``); omega (E, E);
+    dmu (B, n, pt) = ∂E[y]/∂θ; f (B, n), fth (B, n, pt): the prediction the residual variance is
+    evaluated at and its θ-derivative; L (B, n, E) = ∂f/∂η at the linearisation point; Lth (B, n, E, pt)
+    its θ-derivative (used when ``full``); omega (E, E);
     om_i, om_j (n_om,) the estimated Ω entries; err_out, err_prop, err_var, err_free (T,) the residual
     terms (output index, proportional?, variance, estimated?); idx (n,) output of each observation.
     out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
@@ -219,7 +221,7 @@ def _fo_fim(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_f
                         else:
                             dV[r, i, i] = 1.0
                 r += 1
-            row_fim_work(fth[b], V, dV, out[b], C, Ci, Vi, M, tv, nz, kind)
+            row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, tv, nz, kind)
 
 
 # parallel variants for large batches; serial ones avoid the thread-pool start-up for a few rows
