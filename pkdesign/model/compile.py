@@ -211,6 +211,11 @@ class CompiledModel:
                 np.ascontiguousarray(durations, dtype=float))
 
 
-def compile_model(spec: ModelSpec) -> CompiledModel:
-    """Generate (or load from the cache) the kernels of ``spec``."""
+def compile_model(spec: ModelSpec):
+    """Generate (or load from the cache) the kernels of ``spec``: a ``CompiledModel`` for closed
+    forms, an ``OdeModel`` (same ``evaluate`` interface) for models with an ``[ode]`` section."""
+    if spec.ode is not None:
+        from .ode import OdeModel
+
+        return OdeModel(spec)
     return CompiledModel(spec)

@@ -24,13 +24,16 @@ from .spec import (
     CovarianceSpec,
     DosingSpec,
     ErrorTermSpec,
+    SOLVERS,
     ModelSpec,
+    OdeSpec,
     OutputSpec,
     ParameterSpec,
     VariabilitySpec,
 )
 
-_SECTIONS = {"model", "parameters", "variability", "covariance", "assignments", "dosing", "responses", "outputs", "design"}
+_SECTIONS = {"model", "parameters", "variability", "covariance", "assignments", "dosing", "responses", "outputs", "design",
+             "ode"}
 
 
 def load_model(path) -> ModelSpec:
@@ -139,10 +142,23 @@ class _Reader:
 
         assignments = []
         syms = dict(psyms)
+        state_syms = {}
+        if "ode" in d:  # states may appear in assignments (e.g. C = central/V)
+            states = self.table("ode", d["ode"]).get("states")
+            if not isinstance(states, list) or not states or not all(isinstance(x, str) for x in states):
+                self.err("ode.states", "expected a non-empty list of state names, e.g. [\"depot\", \"central\"]")
+            if len(set(states)) != len(states):
+                self.err("ode.states", f"duplicate state names in {states}")
+            for x in states:
+                self.check_name(f"ode.states ({x})", x, taken)
+                taken[x] = "a state"
+                state_syms[x] = sp.Symbol(x)
+        syms_a = dict(syms, **state_syms)
         for aname, text in self.table("assignments", d.get("assignments", {})).items():
             self.check_name(f"assignments.{aname}", aname, taken)
-            assignments.append((aname, self.expr(f"assignments.{aname}", text, syms)))
+            assignments.append((aname, self.expr(f"assignments.{aname}", text, syms_a)))
             syms[aname] = sp.Symbol(aname)
+            syms_a[aname] = sp.Symbol(aname)
             taken[aname] = "an assignment"
 
         dosing = self.read_dosing(d.get("dosing", {}), syms)
@@ -158,13 +174,36 @@ class _Reader:
             taken[rname] = "a response"
         if responses and independent != "t":
             self.err("model.independent", "dose responses need time 't' as the independent variable")
+        ode = self.read_ode(d["ode"], syms, list(state_syms)) if "ode" in d else None
+        if ode is not None:
+            from .symbolic import expand_assignments
+
+            probe = ModelSpec(name=name, parameters=tuple(params), outputs=(), assignments=tuple(assignments))
+            full = expand_assignments(probe)
+            for key, e in (("dosing.bioavailability", dosing.bioavailability), ("dosing.lag", dosing.lag)):
+                bad = sorted(s.name for s in sp.sympify(e).xreplace(full).free_symbols if s.name in state_syms)
+                if bad:
+                    self.err(key, f"must not depend on states {bad}")
+        if ode is not None:
+            if responses:
+                self.err("responses", "an ODE model describes its doses through [ode] and dosing.compartment; "
+                                      "remove [responses]")
+            if dosing.route != "none" and dosing.compartment is None:
+                self.err("dosing.compartment", f"an ODE model needs the state that receives the doses; one of {list(ode.states)}")
+            if dosing.compartment is not None and dosing.compartment not in ode.states:
+                self.err("dosing.compartment", f"doses go into unknown compartment {dosing.compartment!r}; "
+                                               f"the states are {list(ode.states)}")
+        elif dosing.compartment is not None:
+            self.err("dosing.compartment", "only ODE models take a dose compartment")
         if responses and dosing.route == "none":
             self.err("dosing.route", f"the model has responses {[r for r, _ in responses]}; give a route ({', '.join(ROUTES[1:])})")
-        if not responses and dosing.route != "none":
+        if not responses and ode is None and dosing.route != "none":
             self.err("responses", f"dosing route {dosing.route!r} is given but no [responses] use the dose")
 
         osyms = dict(syms)
         osyms.update({r: sp.Symbol(r) for r, _ in responses})
+        if ode is not None:
+            osyms.update({x: sp.Symbol(x) for x in ode.states})
         osyms[independent] = sp.Symbol("t")
         outputs = self.read_outputs(d.get("outputs"), osyms, taken)
 
@@ -196,6 +235,7 @@ class _Reader:
             time_unit=self.string("model.time_unit", meta.get("time_unit", "h")),
             independent=independent,
             origin=self.origin,
+            ode=ode,
         )
         check_spec(spec)
         if "design" in d:
@@ -233,8 +273,39 @@ class _Reader:
             taken[pname] = "a parameter"
         return out
 
+    def read_ode(self, section, syms, states) -> OdeSpec:
+        section = self.table("ode", section, {"states", "derivatives", "initial", "solver", "rtol", "atol", "max_steps"})
+        xsyms = dict(syms, **{x: sp.Symbol(x) for x in states}, t=sp.Symbol("t"))
+        ders = self.table("ode.derivatives", section.get("derivatives", {}))
+        unknown = sorted(set(ders) - set(states))
+        if unknown:
+            self.err("ode.derivatives", f"derivatives given for unknown state(s) {unknown}; the states are {states}")
+        missing = [x for x in states if x not in ders]
+        if missing:
+            self.err("ode.derivatives", f"missing the derivative of state(s) {missing}")
+        derivatives = tuple(self.expr(f"ode.derivatives.{x}", ders[x], xsyms) for x in states)
+        init = self.table("ode.initial", section.get("initial", {}))
+        unknown = sorted(set(init) - set(states))
+        if unknown:
+            self.err("ode.initial", f"initial conditions for unknown state(s) {unknown}; the states are {states}")
+        initial = []
+        for x in states:
+            e = self.expr(f"ode.initial.{x}", init.get(x, 0), {k: v for k, v in syms.items()})
+            if e.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+                self.err(f"ode.initial.{x}", f"the initial condition is not finite: {e}")
+            initial.append(e)
+        solver = section.get("solver", "dopri5")
+        if solver not in SOLVERS:
+            self.err("ode.solver", f"unknown solver {solver!r}; expected one of {list(SOLVERS)}")
+        rtol = self.number("ode.rtol", section.get("rtol", 1e-8), positive=True)
+        atol = self.number("ode.atol", section.get("atol", 1e-10), positive=True)
+        max_steps = section.get("max_steps", 100000)
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            self.err("ode.max_steps", f"expected a whole number >= 1, got {max_steps!r}")
+        return OdeSpec(tuple(states), derivatives, tuple(initial), solver, rtol, atol, max_steps)
+
     def read_dosing(self, section, syms) -> DosingSpec:
-        section = self.table("dosing", section, {"route", "bioavailability", "lag", "duration"})
+        section = self.table("dosing", section, {"route", "bioavailability", "lag", "duration", "compartment"})
         route = section.get("route", "none")
         if route not in ROUTES:
             self.err("dosing.route", f"unknown route {route!r}; expected one of {list(ROUTES)}")
@@ -246,6 +317,7 @@ class _Reader:
             bioavailability=self.expr("dosing.bioavailability", section.get("bioavailability", 1), syms),
             lag=self.expr("dosing.lag", section.get("lag", 0), syms),
             duration=duration,
+            compartment=self.string("dosing.compartment", section["compartment"]) if "compartment" in section else None,
         )
 
     def read_outputs(self, section, syms, taken) -> list:
@@ -358,6 +430,8 @@ def check_spec(spec: ModelSpec) -> None:
     for o in spec.outputs:
         free = {s.name for s in o.expression.free_symbols}
         allowed = set(spec.parameter_names) | {a for a, _ in spec.assignments} | {r for r, _ in spec.responses} | {"t"}
+        if spec.ode is not None:
+            allowed |= set(spec.ode.states)
         bad = sorted(free - allowed)
         if bad:
             raise ModelSpecError(f"{spec.origin}: outputs.{o.name}: unknown names {bad}")

@@ -100,6 +100,25 @@ class DosingSpec:
     bioavailability: sp.Expr = sp.Integer(1)
     lag: sp.Expr = sp.Integer(0)
     duration: float | None = None  # default infusion duration (time units)
+    compartment: str | None = None  # ODE models: the state that receives the doses
+
+
+SOLVERS = ("dopri5", "lsoda")
+
+
+@dataclass(frozen=True)
+class OdeSpec:
+    """An ODE system: states, their time derivatives and initial conditions (sympy, in parameters,
+    assignments, states and ``t``); the solver (``dopri5`` compiled, or ``lsoda`` for stiff systems)
+    and its relative and absolute tolerances."""
+
+    states: tuple
+    derivatives: tuple
+    initial: tuple
+    solver: str = "dopri5"
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_steps: int = 100000
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,7 @@ class ModelSpec:
     independent: str = "t"
     default_design: object = None  # a pkdesign.Design or None
     origin: str = "<python>"       # file path or "<python>", for messages
+    ode: OdeSpec | None = None     # an ODE-defined model (then ``responses`` is empty)
 
     # -- derived views -------------------------------------------------------------------
     @property
@@ -161,7 +181,7 @@ class ModelSpec:
         return om
 
     def uses_doses(self) -> bool:
-        return bool(self.responses)
+        return bool(self.responses) or (self.ode is not None and self.dosing.route != "none")
 
     def structure_key(self) -> str:
         """A canonical text of everything the compiled kernels depend on (not parameter values)."""
@@ -176,4 +196,9 @@ class ModelSpec:
         parts += [f"r:{n}={sp.srepr(e)}" for n, e in self.responses]
         parts += [f"o:{o.name}={sp.srepr(o.expression)}" for o in self.outputs]
         parts += [f"s:{sp.srepr(a)}={sp.srepr(b)}" for a, b in self.singularities]
+        if self.ode is not None:
+            o = self.ode
+            parts.append("ode:" + ",".join(o.states) + f";cmt={self.dosing.compartment};solver={o.solver}")
+            parts += [f"dx:{n}={sp.srepr(e)}" for n, e in zip(o.states, o.derivatives)]
+            parts += [f"x0:{n}={sp.srepr(e)}" for n, e in zip(o.states, o.initial)]
         return "\n".join(parts)
