@@ -12,6 +12,7 @@ Tolerances:
 
 import json
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
@@ -219,3 +220,90 @@ def test_evaluate_input_errors(warfarin):
     _, inf = compiled("two_comp_bolus")
     spec_inf = pk.load_model(MODELS / "one_comp_infusion.toml")
     assert spec_inf.dosing.duration == 1.0
+
+
+# -- KA equal to a disposition rate constant in the 2-compartment oral model --------------------
+_TWO_CMT_ORAL_OLD = ("KA*DOSE/V1 * ((K21 - ALPHA)/((KA - ALPHA)*(BETA - ALPHA))*exp(-ALPHA*t)"
+                     " + (K21 - BETA)/((KA - BETA)*(ALPHA - BETA))*exp(-BETA*t)"
+                     " + (K21 - KA)/((ALPHA - KA)*(BETA - KA))*exp(-KA*t))")
+
+
+def _two_cmt_reference(psi, times, which, rel, derivative=()):
+    """The textbook three-exponential form (singular at KA == ALPHA/BETA) in 100-digit arithmetic,
+    at KA = ALPHA*(1 + rel) (+1e-20 exactly at the limit)."""
+    CL, V1, Q, V2, KA, t, DOSE = sp.symbols("CL V1 Q V2 KA t DOSE")
+    K10, K12, K21 = CL / V1, Q / V1, Q / V2
+    SUMK = K10 + K12 + K21
+    DISC = sp.sqrt(SUMK**2 - 4 * K10 * K21)
+    ALPHA, BETA = (SUMK + DISC) / 2, (SUMK - DISC) / 2
+    e = sp.sympify(_TWO_CMT_ORAL_OLD, locals={"ALPHA": ALPHA, "BETA": BETA, "K21": K21})
+    if derivative:
+        e = sp.diff(e, *derivative)
+    vals = {CL: sp.Float(psi[0], 100), V1: sp.Float(psi[1], 100), Q: sp.Float(psi[2], 100), V2: sp.Float(psi[3], 100)}
+    lam = (ALPHA if which == "ALPHA" else BETA).xreplace(vals).evalf(100)
+    ka = lam * (1 + sp.Float(rel, 100)) + (sp.Float(1e-20, 100) if rel == 0 else 0)
+    out = []
+    for tt in times:
+        sub = dict(vals, **{}) | {KA: ka, t: sp.Float(tt, 100), DOSE: sp.Float(100, 100)}
+        out.append(float(e.xreplace(sub).evalf(100)))
+    return np.array(out), float(ka)
+
+
+@pytest.mark.parametrize("which", ["ALPHA", "BETA"])
+@pytest.mark.parametrize("rel", [0.0, 1e-9, 1e-5, 1e-2])
+def test_two_compartment_oral_at_and_near_ka_equal_to_a_rate_constant(which, rel):
+    spec, model = compiled("two_comp_oral")
+    psi = spec.theta.copy()
+    psi[5] = 0.0  # no lag (TLAG)
+    times = [0.5, 2.0, 8.0, 24.0, 96.0]
+    f_ref, ka = _two_cmt_reference(psi, times, which, rel)
+    psi[4] = ka
+    res = model.evaluate(psi, times, pk.Regimen.single(100.0), order=2)
+    assert all(np.all(np.isfinite(v)) for v in res.values())
+    np.testing.assert_allclose(res["f"], f_ref, rtol=1e-9)
+    syms = sp.symbols("CL V1 Q V2 KA")
+    for k in (0, 4):  # CL and KA: first and second derivatives
+        d_ref = _two_cmt_reference(psi, times, which, rel, (syms[k],))[0]
+        np.testing.assert_allclose(res["d1"][:, k], d_ref, rtol=1e-8, atol=1e-12 * np.abs(d_ref).max())
+    d2_ref = _two_cmt_reference(psi, times, which, rel, (syms[4], syms[4]))[0]
+    np.testing.assert_allclose(res["d2"][:, 4, 4], d2_ref, rtol=1e-7, atol=1e-10 * np.abs(d2_ref).max())
+    d2_ref = _two_cmt_reference(psi, times, which, rel, (syms[0], syms[4]))[0]
+    np.testing.assert_allclose(res["d2"][:, 0, 4], d2_ref, rtol=1e-7, atol=1e-10 * np.abs(d2_ref).max())
+
+
+def test_ediff_special_function_against_mpmath():
+    from pkdesign.model.special import ediff_mp
+
+    mod = compiled("two_comp_oral")[1].module
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        x = float(rng.uniform(0, 50))
+        y = x + float(rng.choice([0.0, 1e-12, 1e-6, 1e-3, 0.5, 3.0, 40.0])) * rng.choice([-1, 1])
+        y = max(y, 0.0)
+        for p in range(3):
+            for q in range(3 - p):
+                with mpmath.workdps(80):  # the reference itself needs the digits near x == y
+                    ref = float(ediff_mp(p, q, mpmath.mpf(x), mpmath.mpf(y)))
+                got = mod._ediff(p, q, x, y)
+                assert got == pytest.approx(ref, rel=1e-12, abs=1e-300), (p, q, x, y)
+
+
+def test_three_compartment_oral_at_each_disposition_rate():
+    spec, model = compiled("three_comp_oral")
+    names = spec.parameter_names
+    p = dict(zip(names, spec.theta))
+    k10, k12, k21 = p["CL"] / p["V1"], p["Q2"] / p["V1"], p["Q2"] / p["V2"]
+    k13, k31 = p["Q3"] / p["V1"], p["Q3"] / p["V3"]
+    A = np.array([[-(k10 + k12 + k13), k21, k31], [k12, -k21, 0.0], [k13, 0.0, -k31]])
+    rates = np.sort(-np.linalg.eigvals(A).real)
+    times = [0.5, 3.0, 12.0, 48.0]
+    for lam in rates:
+        at = spec.theta.copy()
+        at[names.index("KA")] = lam
+        near = at.copy()
+        near[names.index("KA")] = lam * (1 + 1e-7)
+        a = model.evaluate(at, times, pk.Regimen.single(100.0), order=2)
+        b = model.evaluate(near, times, pk.Regimen.single(100.0), order=2)
+        assert all(np.all(np.isfinite(v)) for v in a.values())
+        for k in ("f", "d1", "d2"):  # continuous through the former singularity
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-9 * np.abs(b[k]).max())

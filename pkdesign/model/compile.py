@@ -42,7 +42,7 @@ def _generator_fingerprint() -> str:
     """Hash of the code generator's own source, so that a changed generator never reuses old kernels."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for name in ("symbolic.py", "codegen.py", "compile.py"):
+    for name in ("symbolic.py", "codegen.py", "compile.py", "special.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 

@@ -16,6 +16,7 @@ import math
 import sympy as sp
 
 from ..errors import ExpressionError
+from .special import ediff as _ediff
 
 #: Functions allowed in expressions: name -> (sympy builder, number of arguments or None for >= 1).
 FUNCTIONS = {
@@ -33,6 +34,7 @@ FUNCTIONS = {
     "acos": (sp.acos, 1),
     "asin": (sp.asin, 1),
     "atan": (sp.atan, 1),
+    "ediff": (_ediff, 2),  # (exp(-x) - exp(-y))/(y - x), finite at x == y: see pkdesign.model.special
 }
 
 #: Named constants allowed in expressions.
