@@ -71,7 +71,7 @@ class Regimen:
 
     @classmethod
     def from_dict(cls, spec, where: str = "dose") -> "Regimen":
-        """Build from ``{amount, times | (interval, count[, start]), duration}`` or a number.
+        """Build from ``{amount, times | (interval, count[, start]), duration | rate}`` or a number.
 
         A number means one dose of that amount at time 0.
         """
@@ -81,7 +81,7 @@ class Regimen:
             spec = {"amount": spec}
         if not isinstance(spec, dict):
             raise DesignError(f"{where}: expected a number or a table with 'amount', got {spec!r}")
-        allowed = {"amount", "times", "interval", "count", "start", "duration"}
+        allowed = {"amount", "times", "interval", "count", "start", "duration", "rate"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise DesignError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -112,6 +112,16 @@ class Regimen:
         bad = np.flatnonzero(~(amounts > 0) | ~np.isfinite(amounts))
         if bad.size:
             raise DesignError(f"{where}.amount: dose at index {bad[0]} is {amounts[bad[0]]!r}; doses must be > 0")
+        if "rate" in spec:  # zero-order infusion given by its rate: duration = amount / rate
+            if "duration" in spec:
+                raise DesignError(f"{where}: give either 'duration' or 'rate' of the infusion, not both")
+            rates = _as_float_array(spec["rate"], f"{where}.rate")
+            bad = np.flatnonzero(~(rates > 0) | ~np.isfinite(rates))
+            if bad.size:
+                raise DesignError(f"{where}.rate: entry {bad[0]} is {rates[bad[0]]!r}; rates must be > 0")
+            if rates.size not in (1, amounts.size):
+                raise DesignError(f"{where}.rate: {rates.size} rates for {amounts.size} doses")
+            spec = dict(spec, duration=(amounts / rates).tolist())
         durations = _as_float_array(spec.get("duration", 0.0), f"{where}.duration")
         if durations.size == 1:
             durations = np.full(times.size, durations[0])

@@ -187,3 +187,14 @@ def test_ode_models_in_the_library_give_finite_fims():
         r = pk.evaluate_fim(model, spec.default_design, "fo", "reduced")
         assert np.isfinite(r.logdet) and np.all(np.isfinite(r.rse_percent))
     assert (MODELS / "transit_absorption.toml").exists()
+
+
+def test_infusion_given_by_rate_equals_duration():
+    (so, mo), _ = _pair("one_comp_infusion_ode", "one_comp_infusion")
+    by_rate = pk.Regimen.from_dict({"amount": 100, "times": [0.0, 12.0], "rate": 40.0})
+    by_dur = pk.Regimen.from_dict({"amount": 100, "times": [0.0, 12.0], "duration": 2.5})
+    t = [1.0, 2.5, 3.0, 13.0, 20.0]
+    np.testing.assert_array_equal(mo.evaluate(so.theta, t, by_rate, order=0)["f"],
+                                  mo.evaluate(so.theta, t, by_dur, order=0)["f"])
+    with pytest.raises(pk.DesignError, match="rates must be > 0"):
+        pk.Regimen.from_dict({"amount": 100, "rate": 0.0})
