@@ -44,6 +44,8 @@ from .symbolic import expand_assignments
 
 _LOCK = threading.Lock()
 _MODULES: dict = {}
+#: batches with at least this many parameter vectors are integrated in parallel threads
+PARALLEL_MIN_VECTORS = 64
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,7 +198,12 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
             L += [f"        {printer.doprint(s)} = {printer.doprint(e)}" for s, e in repl]
             L += [f"        vals[{j}] = {printer.doprint(e)}" for j, e in enumerate(reduced)]
         parts.append("\n".join(L))
-        parts.append(SOLVER_TEMPLATE.replace("{K}", str(order)))
+        # the serial solver, and a parallel twin (separate source, separate numba cache entries)
+        advance, solve = SOLVER_TEMPLATE.split("\n\n\ndef solve")
+        parts.append(advance.replace("{K}", str(order)))
+        for suffix, rng in (("", "range"), ("_parallel", "numba.prange")):
+            parts.append(("def solve" + solve).replace("{K}", str(order)).replace("{SUFFIX}", suffix)
+                         .replace("{RANGE}", rng))
     parts.append(f"N_X = {len(spec.ode.states)}")
     parts.append(f"N_PSI = {P}")
     parts.append(f"CMT = {spec.ode.states.index(spec.dosing.compartment) if spec.dosing.compartment else -1}")
@@ -265,7 +272,7 @@ def advance{K}(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5
     return t_end, h, 0, steps
 
 
-def solve{K}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
+def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
              f, d1, dt, d2, status, fail):
     n_vec = psi_all.shape[0]
     n_obs = t_obs.shape[0]
@@ -274,24 +281,24 @@ def solve{K}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, ma
     nx = N_X
     P = psi_all.shape[1]
     order_obs = np.argsort(t_obs)
-    y = np.empty(ny)
-    k1 = np.empty(ny)
-    k2 = np.empty(ny)
-    k3 = np.empty(ny)
-    k4 = np.empty(ny)
-    k5 = np.empty(ny)
-    k6 = np.empty(ny)
-    k7 = np.empty(ny)
-    yt = np.empty(ny)
-    yn = np.empty(ny)
-    gm = np.empty(NY0)
-    gp = np.empty(NY0)
-    fd = np.empty(NDOSE{K})
-    vals = np.empty(NOUT{K})
-    ev_t = np.empty(2 * n_dose)
-    ev_k = np.empty(2 * n_dose, dtype=np.int64)
-    ev_a = np.empty(2 * n_dose)
-    for v in range(n_vec):
+    for v in {RANGE}(n_vec):
+        y = np.empty(ny)
+        k1 = np.empty(ny)
+        k2 = np.empty(ny)
+        k3 = np.empty(ny)
+        k4 = np.empty(ny)
+        k5 = np.empty(ny)
+        k6 = np.empty(ny)
+        k7 = np.empty(ny)
+        yt = np.empty(ny)
+        yn = np.empty(ny)
+        gm = np.empty(NY0)
+        gp = np.empty(NY0)
+        fd = np.empty(NDOSE{K})
+        vals = np.empty(NOUT{K})
+        ev_t = np.empty(2 * n_dose)
+        ev_k = np.empty(2 * n_dose, dtype=np.int64)
+        ev_a = np.empty(2 * n_dose)
         psi = psi_all[v]
         status[v] = 0
         dose{K}(psi, fd)
@@ -443,6 +450,9 @@ def _load(spec: ModelSpec):
                     setattr(module, f"{base}{k}", numba.njit(**jit)(getattr(module, f"{base}{k}")))
         for k in (0, 1, 2):
             setattr(module, f"advance{k}", numba.njit(**jit)(getattr(module, f"advance{k}")))
+            # large batches of parameter vectors run in parallel threads (each vector has its own work
+            # arrays); the serial variant (prange acts as range) avoids the parallel compile for small ones
+            setattr(module, f"solve{k}_parallel", numba.njit(parallel=True, **jit)(getattr(module, f"solve{k}_parallel")))
             setattr(module, f"solve{k}", numba.njit(**jit)(getattr(module, f"solve{k}")))
         _MODULES[key] = module
         return module, generated
@@ -509,7 +519,8 @@ class OdeModel:
         status = np.zeros(nv, dtype=np.int64)
         fail = np.zeros((nv, 1 + len(self.spec.ode.states)))
         if self.solver == "dopri5":
-            getattr(self.module, f"solve{order}")(psi2, t, idx, dt_, da, dd, self.rtol, self.atol, self.max_steps,
+            name = f"solve{order}_parallel" if nv >= PARALLEL_MIN_VECTORS else f"solve{order}"
+            getattr(self.module, name)(psi2, t, idx, dt_, da, dd, self.rtol, self.atol, self.max_steps,
                                                   self.lag_depends_on_parameters, res["f"], res["d1"], res["dt"],
                                                   res["d2"], status, fail)
         else:
