@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import norm, qmc
 
 from .errors import DesignError
 
@@ -41,6 +40,8 @@ class Prior:
             raise DesignError(f"prior: unknown parameter(s) {unknown}; the model has {list(parameter_names)}")
 
     def draws(self, n: int, seed=0) -> list:
+        from scipy.stats import norm, qmc  # lazy: scipy.stats takes ~0.8 s to import
+
         names = list(self.spec)
         sob = qmc.Sobol(len(names), scramble=True, rng=np.random.default_rng(seed))
         with warnings.catch_warnings():

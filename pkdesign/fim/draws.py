@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import norm, qmc
 
 from ..errors import DesignError
 
@@ -29,6 +28,8 @@ def standard_normal(n: int, d: int, seed, method: str = "mc") -> np.ndarray:
     if method == "mc":
         return np.random.default_rng(seed).standard_normal((n, d))
     if method == "qmc":
+        from scipy.stats import norm, qmc  # lazy: scipy.stats takes ~0.8 s to import
+
         sob = qmc.Sobol(d, scramble=True, rng=np.random.default_rng(seed))
         with warnings.catch_warnings():  # balance properties need 2^m points; any n is still valid
             warnings.simplefilter("ignore", UserWarning)

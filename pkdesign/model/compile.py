@@ -90,6 +90,46 @@ def _load_module(spec: ModelSpec):
         return module, generated
 
 
+#: batches with at least this many (vector x time) points are split across threads (the kernels
+#: release the GIL, so the chunks run in parallel)
+PARALLEL_MIN_WORK = 20000
+_POOL = None
+
+
+def _threads() -> int:
+    return max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
+
+
+def _run_split(kernel, psi, t, idx, doses, res, keys, threads):
+    """Evaluate in ``threads`` chunks: along the vectors when there are enough, else along the times."""
+    global _POOL
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pkdesign-kernel")
+    nv, no = psi.shape[0], t.size
+    jobs = []
+    if nv >= threads:
+        for c in np.array_split(np.arange(nv), threads):
+            sl = slice(c[0], c[-1] + 1)
+            jobs.append(_POOL.submit(kernel, psi[sl], t, idx, *doses, *[res[k][sl] for k in keys]))
+        for j in jobs:
+            j.result()
+        return
+    parts = []
+    for c in np.array_split(np.arange(no), threads):
+        sl = slice(c[0], c[-1] + 1)
+        outs = [np.empty((nv, c.size) + res[k].shape[2:]) for k in keys]
+        parts.append((sl, outs))
+        jobs.append(_POOL.submit(kernel, psi, np.ascontiguousarray(t[sl]), np.ascontiguousarray(idx[sl]), *doses,
+                                 *outs))
+    for j in jobs:
+        j.result()
+    for sl, outs in parts:
+        for k, o in zip(keys, outs):
+            res[k][:, sl] = o
+
+
 class CompiledModel:
     """Numba kernels of a model with a batch interface.
 
@@ -161,15 +201,18 @@ class CompiledModel:
         dt_, da, dd = self._doses(regimen)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
         res = {"f": np.empty((nv, no))}
-        args = [psi2, t, idx, dt_, da, dd, res["f"]]
         if order >= 1:
             res["d1"] = np.empty((nv, no, n))
             res["dt"] = np.empty((nv, no))
-            args += [res["d1"], res["dt"]]
         if order >= 2:
             res["d2"] = np.empty((nv, no, n, n))
-            args += [res["d2"]]
-        self.kernel(order)(*args)
+        keys = ["f", "d1", "dt", "d2"][: 1 + 2 * (order >= 1) + (order >= 2)]
+        kernel = self.kernel(order)
+        threads = _threads()
+        if threads > 1 and nv * no >= PARALLEL_MIN_WORK:
+            _run_split(kernel, psi2, t, idx, (dt_, da, dd), res, keys, threads)
+        else:
+            kernel(psi2, t, idx, dt_, da, dd, *[res[k] for k in keys])
         if single:
             res = {k: v[0] for k, v in res.items()}
         return res

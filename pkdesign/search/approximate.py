@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 
 from ..criteria import make_criterion
 from ..design import Design, Group
@@ -200,6 +199,8 @@ def _infos(info, spaces, owners, times, cost_normalised):
 
 def _refine(info, spaces, owners, times, ws, crit, cost_normalised):
     """Optimise support times (within windows, spacing kept) and weights jointly, off the grid."""
+    from scipy.optimize import minimize  # lazy: keeps `import pkdesign` fast
+
     m = times.shape[0]
     free = [(j, i) for j in range(m) for i in range(times.shape[1]) if not np.isnan(times[j, i])
             and not np.any(np.isclose(times[j, i], spaces[owners[j]].fixed))]

@@ -8,11 +8,12 @@ using the gradient of ``ScheduleProblem``.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 
 
 def polish(problem, x0, *, max_iter: int = 300, tol: float = 1e-10):
     """Local optimum from ``x0``; returns ``(x, value, iterations)``."""
+    from scipy.optimize import minimize  # lazy: keeps `import pkdesign` fast
+
     pairs = problem.spacing_pairs()
     cons = []
     if pairs:

@@ -13,7 +13,6 @@ plain first-order method near the optimum into fast convergence.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from ..equivalence import criterion_value, information, sensitivity
 from .result import Status
@@ -87,6 +86,8 @@ def _reweight(criterion, mus, w, iterations):
 
 def _line_search(criterion, M, dM, amax):
     """argmax over α in [0, amax] of Φ(M + α dM)."""
+    from scipy.optimize import minimize_scalar  # lazy: keeps `import pkdesign` fast
+
     if criterion.name == "D" and M.shape[0] == 1:
         # ln det(M + α dM) − ln det M = Σ ln(1 + α λ_i), λ = eig(M^-1/2 dM M^-1/2): Newton on α
         C = np.linalg.cholesky(M[0])
