@@ -222,7 +222,13 @@ def advance{K}(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5
     while t < t_end:
         if steps >= max_steps:
             return t, h, 2, steps
-        if h > t_end - t:
+        if t_end - t <= 1e-13 * max(1.0, abs(t)):  # a negligible remainder: one Euler step
+            for i in range(ny):
+                y[i] += (t_end - t) * k1[i]
+            return t_end, h, 0, steps
+        h_full = h
+        clipped = h > t_end - t
+        if clipped:
             h = t_end - t
         if h <= 1e-14 * max(1.0, abs(t)):
             return t, h, 1, steps
@@ -266,9 +272,11 @@ def advance{K}(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5
                 if not math.isfinite(y[i]):
                     return t, h, 3, steps
             fac = 5.0 if err == 0.0 else min(5.0, max(0.2, 0.9 * err ** -0.2))
+            h *= fac
+            if clipped:  # a step shortened to hit t_end says nothing against the longer one
+                h = max(h, h_full)
         else:
-            fac = max(0.2, 0.9 * err ** -0.2)
-        h *= fac
+            h *= max(0.2, 0.9 * err ** -0.2)
     return t_end, h, 0, steps
 
 
