@@ -206,5 +206,7 @@ def test_tiny_time_intervals_and_design_search_on_an_ode_model():
     t = [0.0, 1e-300, 1.0, 1.0 + 1e-15, 2.0]  # optimisers and finite differences produce such times
     np.testing.assert_allclose(mo.evaluate(so.theta, t, reg, order=1)["f"],
                                mc.evaluate(sc.theta, t, reg, order=1)["f"], rtol=1e-7, atol=1e-12)
-    r = pk.optimize_design(mo, so.default_design, "D", "continuous", fim="reduced", window=(0, 120), starts=1)
-    assert r.criterion_value == pytest.approx(56.71721, abs=1e-4)  # the closed form's optimum
+    r = pk.optimize_design(mo, so.default_design, "D", "continuous", fim="reduced", window=(0, 120))
+    c = pk.optimize_design(mc, sc.default_design, "D", "continuous", fim="reduced", window=(0, 120))
+    assert r.criterion_value == pytest.approx(c.criterion_value, abs=1e-5)  # the closed form's optimum
+    assert r.criterion_value >= 56.717
