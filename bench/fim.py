@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
+from common import best  # noqa: E402  (bench/common.py)
 
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
 
 
-def best(fn, repeat=5):
-    fn()
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return min(out)
 
 
 def baseline_fo_full(alpha, t=TIMES, dose=70.0, n=32, h=1e-5):

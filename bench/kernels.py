@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
+from common import best  # noqa: E402  (bench/common.py)
 
 N_VEC = 100_000
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120], dtype=float)
@@ -40,13 +41,6 @@ print(t1 - t0, t2 - t1, m.generated)
 """
 
 
-def best_of(fn, repeat=5):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():
@@ -56,7 +50,7 @@ def main():
     psi = spec.theta * np.exp(rng.normal(0.0, 0.3, (N_VEC, 3)))
     reg = pk.Regimen.single(70.0)
     model.evaluate(psi[:10], TIMES, reg, order=1)  # compile / load outside the timing
-    t_kernel = best_of(lambda: model.evaluate(psi, TIMES, reg, order=1))
+    t_kernel = best(lambda: model.evaluate(psi, TIMES, reg, order=1))
 
     CL, V, KA, t = sp.symbols("CL V KA t")
     expr = 70.0 / V * KA / (KA - CL / V) * (sp.exp(-CL / V * t) - sp.exp(-KA * t))
@@ -75,7 +69,7 @@ def main():
             out.append((f(*up, TIMES) - f(*dn, TIMES)) / (2 * h))
         return out
 
-    t_base = best_of(baseline, repeat=3)
+    t_base = best(baseline, repeat=3)
     ref = baseline()
     got = model.evaluate(psi[:100], TIMES, reg, order=1)
     agree = float(np.max(np.abs(got["d1"][:, :, 2] - ref[3][:100]) / (np.abs(ref[3][:100]) + 1e-12)))

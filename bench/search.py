@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
+from common import timed  # noqa: E402  (bench/common.py)
 from pkdesign.search.continuous import polish  # noqa: E402
 from pkdesign.search.exact import ScheduleProblem  # noqa: E402
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 class UnbatchedProblem(ScheduleProblem):

@@ -75,15 +75,21 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from .fim import evaluate_fim
+def _model_and_design(args):
+    """The model (spec, compiled) and the design (--design FILE or the model's default) of a command."""
     from .model import compile_model, load_model
 
     spec = load_model(_resolve_model(args.model))
     design = _load_design(args.design, spec) if args.design else spec.default_design
     if design is None:
         raise DesignError(f"model {spec.name!r} has no default design; give one with --design FILE")
-    model = compile_model(spec)
+    return spec, compile_model(spec), design
+
+
+def cmd_evaluate(args) -> int:
+    from .fim import evaluate_fim
+
+    spec, model, design = _model_and_design(args)
     if args.compare:
         from .report import approximation_report
 
@@ -156,15 +162,10 @@ def _progress(enabled):
 
 
 def cmd_optimize(args) -> int:
-    from .model import compile_model, load_model
     from .search import APPROXIMATE_ALGORITHMS, optimize_approximate, optimize_design
     from .space import SamplingSpace
 
-    spec = load_model(_resolve_model(args.model))
-    design = _load_design(args.design, spec) if args.design else spec.default_design
-    if design is None:
-        raise DesignError(f"model {spec.name!r} has no default design; give one with --design FILE")
-    model = compile_model(spec)
+    spec, model, design = _model_and_design(args)
     t_max = max(float(np.max(v)) for g in design.groups for v in g.times.values())
     grid = _grid(args.grid, None)
     if args.window:

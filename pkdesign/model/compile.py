@@ -66,28 +66,78 @@ def _signature(order: int):
     return numba.void(*sig)
 
 
-def _load_module(spec: ModelSpec):
-    key = model_hash(spec)
+def load_generated_module(key: str, prefix: str, make_source):
+    """Import the generated module ``{prefix}_{key}.py`` from the cache directory, writing it first
+    with ``make_source()`` if absent.  Returns ``(module, generated)``; one module per key per process."""
     with _LOCK:
         if key in _MODULES:
             return _MODULES[key], False
         directory = cache_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"pkd_{key}.py"
+        path = directory / f"{prefix}_{key}.py"
         generated = False
         if not path.exists():
-            src = generate_source(spec, header=f"# model hash {key}; pkdesign {__version__}; numba {numba.__version__}")
             tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(src, encoding="utf-8")
+            tmp.write_text(make_source(), encoding="utf-8")
             os.replace(tmp, path)  # atomic: concurrent processes never see half a file
             generated = True
-        modname = f"pkdesign_kernels_{key}"
+        modname = f"pkdesign_{prefix}_{key}"
         mspec = importlib.util.spec_from_file_location(modname, path)
         module = importlib.util.module_from_spec(mspec)
         sys.modules[modname] = module
         mspec.loader.exec_module(module)
         _MODULES[key] = module
         return module, generated
+
+
+def _load_module(spec: ModelSpec):
+    key = model_hash(spec)
+    header = f"# model hash {key}; pkdesign {__version__}; numba {numba.__version__}"
+    return load_generated_module(key, "pkd", lambda: generate_source(spec, header=header))
+
+
+def output_index(output, n_obs: int, names: list) -> np.ndarray:
+    """Output index (n_obs,) int64 from None (all the first output), names or indices; validated."""
+    if output is None:
+        return np.zeros(n_obs, dtype=np.int64)
+    out = np.asarray(output)
+    if out.dtype.kind in "US":
+        bad = [o for o in out.tolist() if o not in names]
+        if bad:
+            raise DesignError(f"output: unknown output name(s) {sorted(set(bad))}; the model has {names}")
+        out = np.array([names.index(o) for o in out.tolist()], dtype=np.int64)
+    out = np.ascontiguousarray(out, dtype=np.int64).ravel()
+    if out.size != n_obs:
+        raise DesignError(f"output: {out.size} output indices for {n_obs} times")
+    if out.size and (out.min() < 0 or out.max() >= len(names)):
+        raise DesignError(f"output: indices must be in 0..{len(names) - 1}")
+    return out
+
+
+def dose_arrays(spec: ModelSpec, regimen, *, durations_only_for_infusion: bool = False) -> tuple:
+    """(dose times, amounts, durations) as float64 arrays for the kernels; empty if the model takes no doses.
+
+    Infusion models take each dose's duration, or the model's default ``dosing.duration``.
+    ``durations_only_for_infusion`` zeroes durations for other routes (ODE models, where a duration
+    makes a dose an infusion)."""
+    if not spec.uses_doses():
+        z = np.zeros(0)
+        return z, z, z
+    if regimen is None or regimen.times.size == 0:
+        raise DesignError(f"model {spec.name!r} takes doses; give a dose regimen")
+    durations = regimen.durations
+    if spec.dosing.route == "infusion":
+        if spec.dosing.duration is not None:
+            durations = np.where(durations > 0, durations, spec.dosing.duration)
+        if np.any(durations <= 0):
+            raise DesignError(
+                f"model {spec.name!r} doses by infusion: every dose needs a duration > 0 "
+                "(give 'duration' or 'rate' in the dose, or 'duration' in the model's [dosing])"
+            )
+    elif durations_only_for_infusion:
+        durations = np.zeros_like(durations)
+    return (np.ascontiguousarray(regimen.times, dtype=float), np.ascontiguousarray(regimen.amounts, dtype=float),
+            np.ascontiguousarray(durations, dtype=float))
 
 
 #: batches with at least this many (vector x time) points are split across threads (the kernels
@@ -218,40 +268,10 @@ class CompiledModel:
         return res
 
     def _output_index(self, output, n_obs):
-        if output is None:
-            return np.zeros(n_obs, dtype=np.int64)
-        out = np.asarray(output)
-        if out.dtype.kind in "US":
-            names = self.output_names
-            bad = [o for o in out.tolist() if o not in names]
-            if bad:
-                raise DesignError(f"output: unknown output name(s) {sorted(set(bad))}; the model has {names}")
-            out = np.array([names.index(o) for o in out.tolist()], dtype=np.int64)
-        out = np.ascontiguousarray(out, dtype=np.int64).ravel()
-        if out.size != n_obs:
-            raise DesignError(f"output: {out.size} output indices for {n_obs} times")
-        if out.size and (out.min() < 0 or out.max() >= len(self.output_names)):
-            raise DesignError(f"output: indices must be in 0..{len(self.output_names) - 1}")
-        return out
+        return output_index(output, n_obs, self.output_names)
 
     def _doses(self, regimen):
-        spec = self.spec
-        if not spec.responses:
-            z = np.zeros(0)
-            return z, z, z
-        if regimen is None or regimen.times.size == 0:
-            raise DesignError(f"model {spec.name!r} has dose responses; give a dose regimen")
-        durations = regimen.durations
-        if spec.dosing.route == "infusion":
-            if spec.dosing.duration is not None:
-                durations = np.where(durations > 0, durations, spec.dosing.duration)
-            if np.any(durations <= 0):
-                raise DesignError(
-                    f"model {spec.name!r} doses by infusion: every dose needs a duration > 0 "
-                    "(give 'duration' in the dose or in the model's [dosing])"
-                )
-        return (np.ascontiguousarray(regimen.times, dtype=float), np.ascontiguousarray(regimen.amounts, dtype=float),
-                np.ascontiguousarray(durations, dtype=float))
+        return dose_arrays(self.spec, regimen)
 
 
 def compile_model(spec: ModelSpec):

@@ -24,9 +24,6 @@ Two solvers, chosen per model (``[ode] solver``):
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -38,12 +35,12 @@ from .. import __version__
 from ..design import Regimen
 from ..errors import DesignError, ModelSpecError
 from .codegen import KernelPrinter
+from .compile import dose_arrays, output_index
 from .special import NUMBA_SOURCE
 from .spec import ModelSpec
 from .symbolic import expand_assignments
 
 _LOCK = threading.Lock()
-_MODULES: dict = {}
 #: batches with at least this many parameter vectors are integrated in parallel threads
 PARALLEL_MIN_VECTORS = 64
 
@@ -429,41 +426,24 @@ def ode_model_hash(spec: ModelSpec) -> str:
 
 
 def _load(spec: ModelSpec):
-    from .compile import cache_dir
+    from .compile import load_generated_module
 
     key = ode_model_hash(spec)
+    module, generated = load_generated_module(key, "pkdode", lambda: generate_ode_source(spec, f"# model hash {key}"))
     with _LOCK:
-        if key in _MODULES:
-            return _MODULES[key], False
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"pkdode_{key}.py"
-        generated = False
-        if not path.exists():
-            src = generate_ode_source(spec, header=f"# model hash {key}")
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(src, encoding="utf-8")
-            os.replace(tmp, path)
-            generated = True
-        modname = f"pkdesign_ode_{key}"
-        mspec = importlib.util.spec_from_file_location(modname, path)
-        module = importlib.util.module_from_spec(mspec)
-        sys.modules[modname] = module
-        mspec.loader.exec_module(module)
-        # compile every function in dependency order (numba resolves globals at compile time)
-        jit = dict(cache=True, error_model="numpy", nogil=True)
-        for base in ("rhs", "jac", "init", "dose", "out"):
+        if not getattr(module, "_pkdesign_jitted", False):
+            # wrap every function (numba resolves the module globals when it compiles the solvers)
+            jit = dict(cache=True, error_model="numpy", nogil=True)
+            for base in ("rhs", "jac", "init", "dose", "out", "advance", "solve"):
+                for k in (0, 1, 2):
+                    if hasattr(module, f"{base}{k}"):
+                        setattr(module, f"{base}{k}", numba.njit(**jit)(getattr(module, f"{base}{k}")))
+            # large batches of parameter vectors run in parallel threads; small ones keep the serial
+            # solver and its short compile
             for k in (0, 1, 2):
-                if hasattr(module, f"{base}{k}"):
-                    setattr(module, f"{base}{k}", numba.njit(**jit)(getattr(module, f"{base}{k}")))
-        for k in (0, 1, 2):
-            setattr(module, f"advance{k}", numba.njit(**jit)(getattr(module, f"advance{k}")))
-            # large batches of parameter vectors run in parallel threads (each vector has its own work
-            # arrays); the serial variant (prange acts as range) avoids the parallel compile for small ones
-            setattr(module, f"solve{k}_parallel", numba.njit(parallel=True, **jit)(getattr(module, f"solve{k}_parallel")))
-            setattr(module, f"solve{k}", numba.njit(**jit)(getattr(module, f"solve{k}")))
-        _MODULES[key] = module
-        return module, generated
+                setattr(module, f"solve{k}_parallel", numba.njit(parallel=True, **jit)(getattr(module, f"solve{k}_parallel")))
+            module._pkdesign_jitted = True
+    return module, generated
 
 
 class OdeModel:
@@ -487,22 +467,7 @@ class OdeModel:
         return Path(self.module.__file__).read_text(encoding="utf-8")
 
     def _doses(self, regimen):
-        spec = self.spec
-        if spec.dosing.route == "none":
-            z = np.zeros(0)
-            return z, z, z
-        if regimen is None or regimen.times.size == 0:
-            raise DesignError(f"model {spec.name!r} takes doses; give a dose regimen")
-        durations = regimen.durations
-        if spec.dosing.route == "infusion":
-            if spec.dosing.duration is not None:
-                durations = np.where(durations > 0, durations, spec.dosing.duration)
-            if np.any(durations <= 0):
-                raise DesignError(f"model {spec.name!r} doses by infusion: every dose needs a duration > 0")
-        else:
-            durations = np.zeros_like(durations)
-        return (np.ascontiguousarray(regimen.times, dtype=float), np.ascontiguousarray(regimen.amounts, dtype=float),
-                np.ascontiguousarray(durations, dtype=float))
+        return dose_arrays(self.spec, regimen, durations_only_for_infusion=True)
 
     def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1):
         """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2)."""
@@ -519,7 +484,7 @@ class OdeModel:
         t = np.ascontiguousarray(times, dtype=float).ravel()
         if not np.all(np.isfinite(t)) or np.any(t < 0):
             raise DesignError("times: all times must be finite and >= 0")
-        idx = np.zeros(t.size, dtype=np.int64) if output is None else self._output_index(output, t.size)
+        idx = self._output_index(output, t.size)
         dt_, da, dd = self._doses(regimen)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
         res = {"f": np.zeros((nv, no)), "d1": np.zeros((nv, no, n)), "dt": np.zeros((nv, no)),
@@ -554,16 +519,4 @@ class OdeModel:
         return out
 
     def _output_index(self, output, n_obs):
-        out = np.asarray(output)
-        if out.dtype.kind in "US":
-            names = self.output_names
-            bad = [o for o in out.tolist() if o not in names]
-            if bad:
-                raise DesignError(f"output: unknown output name(s) {bad}; the model has {names}")
-            return np.array([names.index(o) for o in out.tolist()], dtype=np.int64)
-        idx = np.ascontiguousarray(out, dtype=np.int64).ravel()
-        if idx.size != n_obs:
-            raise DesignError(f"output: {idx.size} output indices for {n_obs} times")
-        if np.any((idx < 0) | (idx >= len(self.output_names))):
-            raise DesignError(f"output: indices must be in 0..{len(self.output_names) - 1}")
-        return idx
+        return output_index(output, n_obs, self.output_names)

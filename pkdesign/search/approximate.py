@@ -23,7 +23,7 @@ from ..fim.result import FIMResult
 from ..space import SamplingSpace, candidate_schedules
 from .fedorov_wynn import fedorov_wynn
 from .multiplicative import multiplicative
-from .result import DesignResult, Status
+from .result import DesignResult
 from .rounding import apportion
 
 ALGORITHMS = {"fedorov-wynn": fedorov_wynn, "multiplicative": multiplicative}
