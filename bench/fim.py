@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
-from common import best  # noqa: E402  (bench/common.py)
+from common import best, fd_fo_fim  # noqa: E402  (bench/common.py)
 
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
 
@@ -37,33 +37,7 @@ def baseline_fo_full(alpha, t=TIMES, dose=70.0, n=32, h=1e-5):
         k = cl / v
         return dose / v * ka / (ka - k) * (np.exp(-k * t) - np.exp(-ka * t))
 
-    def moments(a):
-        theta, om, s2p, s2a = a[:3], np.diag(a[3:6]), a[6], a[7]
-        f0 = f(theta, np.zeros(3))
-        L = np.empty((t.size, 3))
-        for j in range(3):
-            e = np.zeros(3)
-            e[j] = h
-            L[:, j] = (f(theta, e) - f(theta, -e)) / (2 * h)
-        return f0, L @ om @ L.T + np.diag(s2a + s2p * f0**2)
-
-    mu0, V0 = moments(alpha)
-    Vi = np.linalg.inv(V0)
-    dmu, dV = [], []
-    for a in range(alpha.size):
-        step = h * max(abs(alpha[a]), 1e-3)
-        ap, am = alpha.copy(), alpha.copy()
-        ap[a] += step
-        am[a] -= step
-        (mp, Vp), (mm, Vm) = moments(ap), moments(am)
-        dmu.append((mp - mm) / (2 * step))
-        dV.append((Vp - Vm) / (2 * step))
-    p = alpha.size
-    F = np.empty((p, p))
-    for a in range(p):
-        for b in range(p):
-            F[a, b] = dmu[a] @ Vi @ dmu[b] + 0.5 * np.trace(Vi @ dV[a] @ Vi @ dV[b])
-    return n * F
+    return fd_fo_fim(alpha, f, t.size, n=n, h_eta=h, rel_alpha=h)
 
 
 def main():

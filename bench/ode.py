@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
-from common import best  # noqa: E402  (bench/common.py)
+from common import best, fd_fo_fim  # noqa: E402  (bench/common.py)
 
 
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
@@ -78,34 +78,7 @@ def main():
 def _baseline(alpha, h=1e-5, n=32):
     """FO full FIM with the solve_ivp model: L by central differences in eta, the FIM by central
     differences of the mean and covariance in the population parameters."""
-
-    def moments(a):
-        theta, om, s2p, s2a = a[:3], np.diag(a[3:6]), a[6], a[7]
-        f0 = ode_prediction(theta, np.zeros(3))
-        L = np.empty((TIMES.size, 3))
-        for j in range(3):
-            e = np.zeros(3)
-            e[j] = h
-            L[:, j] = (ode_prediction(theta, e) - ode_prediction(theta, -e)) / (2 * h)
-        return f0, L @ om @ L.T + np.diag(s2a + s2p * f0**2)
-
-    mu0, V0 = moments(alpha)
-    Vi = np.linalg.inv(V0)
-    dmu, dV = [], []
-    for a in range(alpha.size):
-        step = 1e-4 * max(abs(alpha[a]), 1e-3)
-        ap, am = alpha.copy(), alpha.copy()
-        ap[a] += step
-        am[a] -= step
-        (mp, Vp), (mm, Vm) = moments(ap), moments(am)
-        dmu.append((mp - mm) / (2 * step))
-        dV.append((Vp - Vm) / (2 * step))
-    p = alpha.size
-    F = np.empty((p, p))
-    for a in range(p):
-        for b in range(p):
-            F[a, b] = dmu[a] @ Vi @ dmu[b] + 0.5 * np.trace(Vi @ dV[a] @ Vi @ dV[b])
-    return n * F
+    return fd_fo_fim(alpha, ode_prediction, TIMES.size, n=n, h_eta=h, rel_alpha=1e-4)
 
 
 if __name__ == "__main__":

@@ -38,22 +38,28 @@ def cache_dir() -> Path:
     return path / "kernels"
 
 
-def _generator_fingerprint() -> str:
-    """Hash of the code generator's own source, so that a changed generator never reuses old kernels."""
+def generator_fingerprint(*names: str) -> str:
+    """Hash of the generator modules ``names`` (files beside this one), so that a changed generator
+    never reuses old kernels."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for name in ("symbolic.py", "codegen.py", "compile.py", "special.py"):
+    for name in names:
         h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 
 
-_FINGERPRINT = _generator_fingerprint()
+def spec_hash(spec: ModelSpec, tag: str, fingerprint: str) -> str:
+    """Hash of everything generated kernels depend on: model structure, generator, pkdesign and numba versions."""
+    text = f"{tag} {__version__} {fingerprint}\nnumba {numba.__version__}\n{spec.structure_key()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+_FINGERPRINT = generator_fingerprint("symbolic.py", "codegen.py", "compile.py", "special.py")
 
 
 def model_hash(spec: ModelSpec) -> str:
-    """Hash of everything the kernels depend on: model structure, generator, pkdesign and numba versions."""
-    text = f"pkdesign {__version__} {_FINGERPRINT}\nnumba {numba.__version__}\n{spec.structure_key()}"
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    """Cache key of the closed-form kernels of ``spec``."""
+    return spec_hash(spec, "pkdesign", _FINGERPRINT)
 
 
 def _signature(order: int):

@@ -23,7 +23,6 @@ Two solvers, chosen per model (``[ode] solver``):
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
@@ -31,11 +30,10 @@ import numba
 import numpy as np
 import sympy as sp
 
-from .. import __version__
 from ..design import Regimen
 from ..errors import DesignError, ModelSpecError
 from .codegen import KernelPrinter
-from .compile import dose_arrays, output_index
+from .compile import dose_arrays, generator_fingerprint, output_index, spec_hash
 from .special import NUMBA_SOURCE
 from .spec import ModelSpec
 from .symbolic import expand_assignments
@@ -409,20 +407,12 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
 # ----------------------------------------------------------------------------------------------
 # compile and evaluate
 # ----------------------------------------------------------------------------------------------
-def _fingerprint() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in ("ode.py", "codegen.py", "symbolic.py", "special.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
-
-
-_FP = _fingerprint()
+_FP = generator_fingerprint("ode.py", "codegen.py", "symbolic.py", "special.py")
 
 
 def ode_model_hash(spec: ModelSpec) -> str:
-    text = f"pkdesign-ode {__version__} {_FP}\nnumba {numba.__version__}\n{spec.structure_key()}"
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    """Cache key of the ODE kernels of ``spec``."""
+    return spec_hash(spec, "pkdesign-ode", _FP)
 
 
 def _load(spec: ModelSpec):
