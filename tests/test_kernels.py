@@ -284,7 +284,7 @@ def test_ediff_special_function_against_mpmath():
             for q in range(3 - p):
                 with mpmath.workdps(80):  # the reference itself needs the digits near x == y
                     ref = float(ediff_mp(p, q, mpmath.mpf(x), mpmath.mpf(y)))
-                got = mod._ediff(p, q, x, y)
+                got = getattr(mod, f"_ediff_{p}_{q}")(x, y)
                 assert got == pytest.approx(ref, rel=1e-12, abs=1e-300), (p, q, x, y)
 
 
@@ -307,3 +307,45 @@ def test_three_compartment_oral_at_each_disposition_rate():
         assert all(np.all(np.isfinite(v)) for v in a.values())
         for k in ("f", "d1", "d2"):  # continuous through the former singularity
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-9 * np.abs(b[k]).max())
+
+
+# -- the vectorised (regular) path against the scalar (series) path and against itself ---------
+
+@pytest.mark.parametrize("side", [-1e-9, 1e-9])
+def test_one_compartment_oral_across_the_series_guard(warfarin, side):
+    # Vectors with |KA - K| >= 0.1 (|KA| + |K|) take the vectorised closed-form path, the others
+    # the scalar path with the series branch; both sides of that switch (KA = K * 11/9 (1 -/+ 1e-9))
+    # must agree with 100-digit arithmetic as tightly as the singular-limit test above.
+    spec, model = warfarin
+    k = 0.15 / 8.0
+    psi = np.array([0.15, 8.0, k * 11.0 / 9.0 * (1 + side)])
+    times = [0.5, 2.0, 24.0, 120.0]
+    res = model.evaluate(psi, times, pk.Regimen.single(70.0), order=2)
+    np.testing.assert_allclose(res["f"], _exact_oral(spec, psi, times), rtol=1e-11)
+    CL, V, KA = sp.symbols("CL V KA")
+    for k1, s1 in enumerate((CL, V, KA)):
+        np.testing.assert_allclose(res["d1"][:, k1], _exact_oral(spec, psi, times, (s1,)), rtol=1e-9)
+    ref = _exact_oral(spec, psi, times, (KA, KA))
+    np.testing.assert_allclose(res["d2"][:, 2, 2], ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", ["warfarin", "one_comp_infusion", "two_comp_oral", "effect_compartment"])
+def test_unsorted_times_and_samples_at_dose_times(name):
+    # The vectorised loop masks doses given at or after a sample with a select instead of skipping
+    # them; evaluating each time on its own (a loop of length 1) and in a shuffled batch that
+    # contains dose times must give the same numbers.
+    spec, model = compiled(name)
+    reg = pk.Regimen.from_dict({"amount": [100, 50, 80], "times": [0, 10, 27.5], "duration": 1.5})
+    t = np.array([48.0, 0.0, 10.0, 0.7, 27.5, 12.0, 5.0, 28.0, 10.2, 30.0])
+    idx = np.zeros(t.size, dtype=np.int64)
+    rng = np.random.default_rng(5)
+    psi = spec.theta * np.exp(rng.normal(0.0, 0.2, (7, spec.theta.size)))
+    batch = model.evaluate(psi, t, reg, idx, order=2)
+    for j in range(t.size):
+        one = model.evaluate(psi, t[j:j + 1], reg, idx[j:j + 1], order=2)
+        for key in ("f", "d1", "dt", "d2"):
+            np.testing.assert_allclose(batch[key][:, j], one[key][:, 0], rtol=1e-13, atol=1e-300)
+    # pre-dose samples: nothing before the first dose, the sample at t = 10 sees only the first dose
+    assert np.all(batch["f"][:, 1] == 0.0)
+    first = model.evaluate(psi, [10.0], pk.Regimen.single(100.0, 0.0, 1.5), order=0)["f"][:, 0]
+    np.testing.assert_allclose(batch["f"][:, 2], first, rtol=1e-13)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from .special import NUMBA_SOURCE
+from .special import RUNTIME_IMPORTS, ediff_function_name, ediff_source
 from .spec import ModelSpec
 from .symbolic import AMT, TD, TINF, T, derive_model
 
@@ -34,6 +34,7 @@ class KernelPrinter(PythonCodePrinter):
 
     def __init__(self):
         super().__init__({"fully_qualified_modules": True, "standard": "python3"})
+        self.ediff_orders = set()  # (p, q) of every ediff derivative printed
 
     def _print_Integer(self, expr):
         return f"{int(expr)}.0"
@@ -46,7 +47,11 @@ class KernelPrinter(PythonCodePrinter):
 
     def _print_EDiff(self, expr):
         p, q, x, y = expr.args
-        return f"_ediff({int(p)}, {int(q)}, {self._print(x)}, {self._print(y)})"
+        self.ediff_orders.add((int(p), int(q)))
+        return f"{ediff_function_name(int(p), int(q))}({self._print(x)}, {self._print(y)})"
+
+    def _print_exp(self, expr):
+        return f"_fexp({self._print(expr.args[0])})"
 
     def _print_Float(self, expr):
         return repr(float(expr))
@@ -106,7 +111,7 @@ def generate_source(spec: ModelSpec, header: str = "") -> str:
         "import math",
         "import numba",
         "import numpy as np",
-        NUMBA_SOURCE,
+        RUNTIME_IMPORTS,
         "",
         f"N_PSI = {n}",
         f"N_RESP = {len(md.responses)}",
@@ -117,6 +122,7 @@ def generate_source(spec: ModelSpec, header: str = "") -> str:
     ]
     for order in (0, 1, 2):
         parts.append(_kernel(spec, order, md, rename, printer))
+    parts.append(ediff_source(printer.ediff_orders))
     return "\n".join(parts) + "\n"
 
 
@@ -142,32 +148,116 @@ def _kernel(spec, order, md, rename, printer) -> str:
             tmp, printed = _cse_block([e.xreplace(rename) for e in exprs], " " * 8, printer, f"u{a}_")
             L.extend(tmp)
             L.extend(f"        {t} = {p}" for t, p in zip(targets, printed))
+    if not nr:
+        L.append("        for j in range(n_obs):")
+        L.append(f"            {T.name} = t_obs[j]")
+        L.extend(_outputs(md, order, n, rename, printer, " " * 12))
+        return "\n".join(L) + "\n"
+    # the summed responses and their derivatives: names depend only on each response's
+    # structural zeros, not on the branch; row a of ``acc`` holds accumulator a at every time
+    acc = []
+    for c, (x, resp) in enumerate(md.responses):
+        acc += _targets(resp.branches[0].derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",
+                        f"dRt{c}", x)[0]
+    L.insert(4, f"    acc = np.empty(({len(acc)}, n_obs))  # summed responses and derivatives, per time")
+    guard = _regular_guard(md, rename, printer)
+    body = " " * 8
+    if guard is not None:
+        L.append(f"        if {guard}:  # far from every removable singularity: no series branch needed")
+        body = " " * 12
+    L.extend(_regular_path(md, order, n, acc, rename, printer, body))
+    if guard is not None:
+        L.append("        else:")
+        L.append("            for j in range(n_obs):")
+        L.append(f"                {T.name} = t_obs[j]")
+        L.append("                " + " = ".join(acc) + " = 0.0")
+        L.extend(_dose_loop(md, order, n, rename, printer, " " * 16))
+        L.extend(f"                acc[{a}, j] = {name}" for a, name in enumerate(acc))
     L.append("        for j in range(n_obs):")
     L.append(f"            {T.name} = t_obs[j]")
-    if nr:
-        # summed responses and their derivatives are scalar accumulators (kept in registers)
-        # (the names depend only on the response's structural zeros, not on the branch)
-        acc = []
-        for c, (x, resp) in enumerate(md.responses):
-            acc += _targets(resp.branches[0].derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",
-                            f"dRt{c}", x)[0]
-        L.append("            " + " = ".join(acc) + " = 0.0")
-        L.append("            for m in range(n_dose):")
-        L.append(f"                {TD.name} = dose_t[m]")
-        L.append(f"                {AMT.name} = dose_amt[m]")
-        L.append(f"                {TINF.name} = dose_dur[m]")
-        L.append(f"                t_rel = {T.name} - {TD.name} - {printer.doprint(md.lag.xreplace(rename))}")
-        L.append("                if t_rel <= 0.0:  # a sample at a dose time is taken before that dose")
-        L.append("                    continue")
-        for c, (x, resp) in enumerate(md.responses):
-            L.append(f"                # response {resp.name}")
-            L.extend(_branches(c, x, resp, order, n, rename, printer))
-    L.append("            o = out_idx[j]")
+    L.extend(f"            {name} = acc[{a}, j]" for a, name in enumerate(acc))
+    L.extend(_outputs(md, order, n, rename, printer, " " * 12))
+    return "\n".join(L) + "\n"
+
+
+def _outputs(md, order, n, rename, printer, ind) -> list:
+    lines = [f"{ind}o = out_idx[j]"]
     for oi, out in enumerate(md.outputs):
         kw = "if" if oi == 0 else "elif"
-        L.append(f"            {kw} o == {oi}:  # output {out.name}")
-        L.extend(_output_block(out.branches, order, n, rename, printer, " " * 16))
-    return "\n".join(L) + "\n"
+        lines.append(f"{ind}{kw} o == {oi}:  # output {out.name}")
+        lines.extend(_output_block(out.branches, order, n, rename, printer, ind + "    "))
+    return lines
+
+
+def _dose_loop(md, order, n, rename, printer, ind) -> list:
+    """Scalar loop over doses at one observation time, every branch (series or closed form) per dose."""
+    lines = [f"{ind}for m in range(n_dose):"]
+    ind2 = ind + "    "
+    lines.append(f"{ind2}{TD.name} = dose_t[m]")
+    lines.append(f"{ind2}{AMT.name} = dose_amt[m]")
+    lines.append(f"{ind2}{TINF.name} = dose_dur[m]")
+    lines.append(f"{ind2}t_rel = {T.name} - {TD.name} - {printer.doprint(md.lag.xreplace(rename))}")
+    lines.append(f"{ind2}if t_rel <= 0.0:  # a sample at a dose time is taken before that dose")
+    lines.append(f"{ind2}    continue")
+    for c, (x, resp) in enumerate(md.responses):
+        lines.append(f"{ind2}# response {resp.name}")
+        lines.extend(_branches(c, x, resp, order, n, rename, printer, ind2))
+    return lines
+
+
+#: symbols that vary within one parameter vector (per observation or per dose)
+_VARIANT = frozenset({T, TD, AMT, TINF})
+
+
+def _vector_part(cond):
+    """The conjuncts of a branch condition that depend on the parameter vector only (a necessary
+    condition for the branch), or None when there are none."""
+    args = cond.args if isinstance(cond, sp.And) else (cond,)
+    keep = [a for a in args if not (a.free_symbols & _VARIANT)]
+    return sp.And(*keep) if keep else None
+
+
+def _regular_guard(md, rename, printer):
+    """Python text of 'no series branch can be taken for this parameter vector', None if every
+    vector is regular (no series branches), or the string 'False' if it cannot be decided per vector."""
+    parts = []
+    for _, resp in md.responses:
+        for branch in resp.branches:
+            if branch.condition is None:
+                continue
+            v = _vector_part(branch.condition)
+            if v is None:
+                return "False"
+            parts.append(f"({printer.doprint(v.xreplace(rename))})")
+    return f"not ({' or '.join(parts)})" if parts else None
+
+
+def _regular_path(md, order, n, acc, rename, printer, ind) -> list:
+    """Vectorisable dose and time loops with the closed-form branch of every response.
+
+    The loop over times has no branch: a sample before or at a dose gets that dose's
+    contribution masked to zero by a ``select``, so LLVM turns the loop into SIMD code with the
+    inlined ``_fexp`` (and hoists what depends on the parameter vector only).
+    """
+    keep = []  # (accumulator row, expression)
+    for c, (x, resp) in enumerate(md.responses):
+        targets, exprs = _targets(resp.branches[-1].derivs, order, n, f"R{c}", f"dR{c}_{{k}}",
+                                  f"d2R{c}_{{k}}_{{l}}", f"dRt{c}", x)
+        keep += [(acc.index(t), e.xreplace(rename)) for t, e in zip(targets, exprs) if e != 0]
+    i2, i3 = ind + "    ", ind + "        "
+    lines = [f"{ind}acc[:, :] = 0.0", f"{ind}for m in range(n_dose):"]
+    lines.append(f"{i2}{TD.name} = dose_t[m]")
+    lines.append(f"{i2}{AMT.name} = dose_amt[m]")
+    lines.append(f"{i2}{TINF.name} = dose_dur[m]")
+    lag = printer.doprint(md.lag.xreplace(rename))
+    lines.append(f"{i2}for j in range(n_obs):  # (a loop starting after the dose is not vectorised by LLVM)")
+    lines.append(f"{i3}{T.name} = t_obs[j]")
+    lines.append(f"{i3}after = {T.name} - {TD.name} - {lag} > 0.0  # a sample at a dose time is taken before that dose")
+    tmp, printed = _cse_block([e for _, e in keep], i3, printer, "w")
+    lines.extend(tmp)
+    for (row, _), p in zip(keep, printed):
+        lines.append(f"{i3}acc[{row}, j] += _select(after, {p}, 0.0)")
+    return lines
 
 
 def _open_branch(lines, b, branch, ind, printer, rename) -> str:
@@ -183,9 +273,8 @@ def _open_branch(lines, b, branch, ind, printer, rename) -> str:
     return ind
 
 
-def _branches(c, x, resp, order, n, rename, printer) -> list:
+def _branches(c, x, resp, order, n, rename, printer, ind) -> list:
     lines = []
-    ind = " " * 16
     for b, branch in enumerate(resp.branches):
         body_ind = _open_branch(lines, b, branch, ind, printer, rename)
         targets, exprs = _targets(branch.derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",

@@ -54,7 +54,7 @@ def spec_hash(spec: ModelSpec, tag: str, fingerprint: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-_FINGERPRINT = generator_fingerprint("symbolic.py", "codegen.py", "compile.py", "special.py")
+_FINGERPRINT = generator_fingerprint("symbolic.py", "codegen.py", "compile.py", "special.py", "../kernels/fastexp.py")
 
 
 def model_hash(spec: ModelSpec) -> str:
@@ -211,7 +211,7 @@ class CompiledModel:
         if k is None:
             with _LOCK:
                 py = getattr(self.module, f"predict{order}")
-                k = numba.njit(_signature(order), cache=True, error_model="numpy", nogil=True)(py)
+                k = numba.njit(_signature(order), cache=True, error_model="numpy", nogil=True, fastmath={"contract"})(py)
                 self._kernels[order] = k
         return k
 
