@@ -349,3 +349,30 @@ def test_unsorted_times_and_samples_at_dose_times(name):
     assert np.all(batch["f"][:, 1] == 0.0)
     first = model.evaluate(psi, [10.0], pk.Regimen.single(100.0, 0.0, 1.5), order=0)["f"][:, 0]
     np.testing.assert_allclose(batch["f"][:, 2], first, rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["warfarin", "warfarin_ode"])
+def test_evaluate_into_preallocated_outputs(name):
+    spec, model = compiled(name)
+    psi = spec.theta * np.array([[1.0, 1.0, 1.0], [1.1, 0.9, 1.3]])
+    t = [0.5, 2.0, 24.0]
+    reg = pk.Regimen.single(70.0)
+    ref = model.evaluate(psi, t, reg, order=2)
+    out = {"f": np.full((2, 3), np.nan), "d1": np.full((2, 3, 3), np.nan), "dt": np.full((2, 3), np.nan),
+           "d2": np.full((2, 3, 3, 3), np.nan)}
+    res = model.evaluate(psi, t, reg, order=2, out=out)
+    for k in out:
+        assert res[k] is out[k] or np.shares_memory(res[k], out[k])
+        np.testing.assert_array_equal(out[k], ref[k])
+    one = {"f": np.empty(3)}  # a single vector may drop the leading axis; missing keys are allocated
+    res1 = model.evaluate(psi[1], t, reg, order=1, out=one)
+    assert np.shares_memory(res1["f"], one["f"])
+    # (one vector alone may round differently from the batch: SIMD vs scalar code, ODE step sizes)
+    np.testing.assert_allclose(one["f"], ref["f"][1], rtol=1e-8)
+    np.testing.assert_allclose(res1["d1"], ref["d1"][1], rtol=1e-8)
+    with pytest.raises(pk.DesignError, match=r"out\['f'\]: expected a writable C-contiguous float64 array of shape \(2, 3\)"):
+        model.evaluate(psi, t, reg, order=0, out={"f": np.empty((3, 2))})
+    with pytest.raises(pk.DesignError, match=r"out\['f'\].*float32"):
+        model.evaluate(psi, t, reg, order=0, out={"f": np.empty((2, 3), dtype=np.float32)})
+    with pytest.raises(pk.DesignError, match=r"unexpected keys \['d2'\] for order 1"):
+        model.evaluate(psi, t, reg, order=1, out={"d2": np.empty((2, 3, 3, 3))})

@@ -159,7 +159,15 @@ def _kernel(spec, order, md, rename, printer) -> str:
     for c, (x, resp) in enumerate(md.responses):
         acc += _targets(resp.branches[0].derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",
                         f"dRt{c}", x)[0]
-    L.insert(4, f"    acc = np.empty(({len(acc)}, n_obs))  # summed responses and derivatives, per time")
+    L[4:4] = [
+        f"    # the vectorised loop over times runs over whole SIMD vectors ({SIMD_LANES} doubles): the times are",
+        "    # padded with copies of the last one (results discarded); acc[a, j]: accumulator a at time j",
+        f"    n_pad = (n_obs + {SIMD_LANES - 1}) // {SIMD_LANES} * {SIMD_LANES}",
+        "    t_pad = np.empty(n_pad)",
+        "    for j in range(n_pad):",
+        "        t_pad[j] = t_obs[min(j, n_obs - 1)]",
+        f"    acc = np.empty(({len(acc)}, n_pad))",
+    ]
     guard = _regular_guard(md, rename, printer)
     body = " " * 8
     if guard is not None:
@@ -204,6 +212,9 @@ def _dose_loop(md, order, n, rename, printer, ind) -> list:
         lines.extend(_branches(c, x, resp, order, n, rename, printer, ind2))
     return lines
 
+
+#: doubles per SIMD register assumed when padding the loop over times (AVX2: 4; AVX-512 would take 8)
+SIMD_LANES = 4
 
 #: symbols that vary within one parameter vector (per observation or per dose)
 _VARIANT = frozenset({T, TD, AMT, TINF})
@@ -250,8 +261,8 @@ def _regular_path(md, order, n, acc, rename, printer, ind) -> list:
     lines.append(f"{i2}{AMT.name} = dose_amt[m]")
     lines.append(f"{i2}{TINF.name} = dose_dur[m]")
     lag = printer.doprint(md.lag.xreplace(rename))
-    lines.append(f"{i2}for j in range(n_obs):  # (a loop starting after the dose is not vectorised by LLVM)")
-    lines.append(f"{i3}{T.name} = t_obs[j]")
+    lines.append(f"{i2}for j in range(n_pad):  # (a loop starting after the dose is not vectorised by LLVM)")
+    lines.append(f"{i3}{T.name} = t_pad[j]")
     lines.append(f"{i3}after = {T.name} - {TD.name} - {lag} > 0.0  # a sample at a dose time is taken before that dose")
     tmp, printed = _cse_block([e for _, e in keep], i3, printer, "w")
     lines.extend(tmp)

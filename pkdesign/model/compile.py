@@ -146,6 +146,37 @@ def dose_arrays(spec: ModelSpec, regimen, *, durations_only_for_infusion: bool =
             np.ascontiguousarray(durations, dtype=float))
 
 
+_KEYS = ("f", "d1", "dt", "d2")
+
+
+def output_buffers(out, n_vec: int, n_obs: int, n_psi: int, order: int, single: bool) -> dict:
+    """The arrays a kernel writes: the caller's ``out`` arrays where given (checked), new ones otherwise.
+
+    Shapes (n_vec, n_obs[, n_psi[, n_psi]]); with a single parameter vector (``single``) the
+    caller's arrays may also omit the leading axis.  Returns the 2-D-batch views keyed f, d1, dt, d2.
+    """
+    shapes = {"f": (n_vec, n_obs), "d1": (n_vec, n_obs, n_psi), "dt": (n_vec, n_obs),
+              "d2": (n_vec, n_obs, n_psi, n_psi)}
+    keys = _KEYS[: 1 + 2 * (order >= 1) + (order >= 2)]
+    out = {} if out is None else out
+    extra = set(out) - set(keys)
+    if extra:
+        raise DesignError(f"out: unexpected keys {sorted(extra)} for order {order}; expected some of {list(keys)}")
+    res = {}
+    for k in keys:
+        a = out.get(k)
+        if a is None:
+            res[k] = np.empty(shapes[k])
+            continue
+        ok_shape = a.shape == shapes[k] or (single and a.shape == shapes[k][1:]) if isinstance(a, np.ndarray) else False
+        if not (ok_shape and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable):
+            got = f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}".strip()
+            raise DesignError(f"out[{k!r}]: expected a writable C-contiguous float64 array of shape {shapes[k]}, "
+                              f"got {got}")
+        res[k] = a.reshape(shapes[k])
+    return res
+
+
 #: batches with at least this many (vector x time) points are split across threads (the kernels
 #: release the GIL, so the chunks run in parallel)
 PARALLEL_MIN_WORK = 20000
@@ -216,7 +247,7 @@ class CompiledModel:
         return k
 
     # -- batch evaluation -------------------------------------------------------------------
-    def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1):
+    def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
         """Predictions and derivatives for a batch of parameter vectors.
 
         Parameters
@@ -231,6 +262,9 @@ class CompiledModel:
             Output of each observation (index or name); default: all the first output.
         order : {0, 1, 2}
             Highest derivative order with respect to ψ.
+        out : dict of ndarray, optional
+            Preallocated float64 C-contiguous arrays to write into (keys as returned; any subset),
+            so that repeated calls allocate nothing.
 
         Returns
         -------
@@ -256,13 +290,8 @@ class CompiledModel:
         idx = self._output_index(output, t.size)
         dt_, da, dd = self._doses(regimen)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
-        res = {"f": np.empty((nv, no))}
-        if order >= 1:
-            res["d1"] = np.empty((nv, no, n))
-            res["dt"] = np.empty((nv, no))
-        if order >= 2:
-            res["d2"] = np.empty((nv, no, n, n))
-        keys = ["f", "d1", "dt", "d2"][: 1 + 2 * (order >= 1) + (order >= 2)]
+        res = output_buffers(out, nv, no, n, order, single)
+        keys = list(res)
         kernel = self.kernel(order)
         threads = _threads()
         if threads > 1 and nv * no >= PARALLEL_MIN_WORK:

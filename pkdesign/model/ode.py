@@ -33,7 +33,7 @@ import sympy as sp
 from ..design import Regimen
 from ..errors import DesignError, ModelSpecError
 from .codegen import KernelPrinter
-from .compile import dose_arrays, generator_fingerprint, output_index, spec_hash
+from .compile import dose_arrays, generator_fingerprint, output_buffers, output_index, spec_hash
 from .special import RUNTIME_IMPORTS, ediff_source
 from .spec import ModelSpec
 from .symbolic import expand_assignments
@@ -460,8 +460,8 @@ class OdeModel:
     def _doses(self, regimen):
         return dose_arrays(self.spec, regimen, durations_only_for_infusion=True)
 
-    def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1):
-        """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2)."""
+    def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
+        """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2; ``out``)."""
         if order not in (0, 1, 2):
             raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
         if order == 2 and self.lag_depends_on_parameters:
@@ -500,14 +500,14 @@ class OdeModel:
             state = ", ".join(f"{s} = {x:.6g}" for s, x in zip(self.spec.ode.states, fail[v, 1:]))
             raise DesignError(f"model {self.spec.name!r}: the ODE solver failed at t = {fail[v, 0]:.6g} for parameter "
                               f"vector {v} ({dict(zip(self.parameter_names, psi2[v].round(6)))}): {why}; state {state}")
-        out = {"f": res["f"]}
-        if order >= 1:
-            out["d1"], out["dt"] = res["d1"], res["dt"]
-        if order >= 2:
-            out["d2"] = res["d2"]
+        given = {k: res[k] for k in ("f", "d1", "dt", "d2")[: 1 + 2 * (order >= 1) + (order >= 2)]}
+        if out is not None:  # the solver accumulates into zeroed arrays of its own; copy into the caller's
+            for k, a in output_buffers(out, nv, no, n, order, single).items():
+                a[...] = given[k]
+                given[k] = a
         if single:
-            out = {k: v[0] for k, v in out.items()}
-        return out
+            given = {k: v[0] for k, v in given.items()}
+        return given
 
     def _output_index(self, output, n_obs):
         return output_index(output, n_obs, self.output_names)
