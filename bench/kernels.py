@@ -56,12 +56,12 @@ def main():
     # outputs (fresh pages: ~1.5 ms of page faults for the 32 MB written here) is reported beside it
     out = {"f": np.empty((N_VEC, TIMES.size)), "d1": np.empty((N_VEC, TIMES.size, 3)),
            "dt": np.empty((N_VEC, TIMES.size))}
-    t_kernel = best(lambda: model.evaluate(psi, TIMES, reg, order=1, out=out))
-    t_alloc = best(lambda: model.evaluate(psi, TIMES, reg, order=1))
+    t_kernel = best(lambda: model.evaluate(psi, TIMES, reg, order=1, out=out), repeat=30)
+    t_alloc = best(lambda: model.evaluate(psi, TIMES, reg, order=1), repeat=30)
     kern = model.kernel(1)
     doses = tuple(np.ascontiguousarray(a, dtype=float) for a in (reg.times, reg.amounts, reg.durations))
     idx = np.zeros(TIMES.size, dtype=np.int64)
-    t_serial = best(lambda: kern(psi, TIMES, idx, *doses, out["f"], out["d1"], out["dt"]))
+    t_serial = best(lambda: kern(psi, TIMES, idx, *doses, out["f"], out["d1"], out["dt"]), repeat=30)
 
     CL, V, KA, t = sp.symbols("CL V KA t")
     expr = 70.0 / V * KA / (KA - CL / V) * (sp.exp(-CL / V * t) - sp.exp(-KA * t))

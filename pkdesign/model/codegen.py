@@ -189,6 +189,9 @@ def _kernel(spec, order, md, rename, printer) -> str:
 
 
 def _outputs(md, order, n, rename, printer, ind) -> list:
+    if len(md.outputs) == 1:  # out_idx is all 0 (checked by evaluate): no branch per observation
+        return [f"{ind}# output {md.outputs[0].name}"] + _output_block(md.outputs[0].branches, order, n, rename,
+                                                                       printer, ind)
     lines = [f"{ind}o = out_idx[j]"]
     for oi, out in enumerate(md.outputs):
         kw = "if" if oi == 0 else "elif"
