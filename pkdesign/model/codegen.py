@@ -24,7 +24,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from .special import RUNTIME_IMPORTS, ediff_function_name, ediff_source
+from .special import RUNTIME_IMPORTS, EDiff, ediff_function_name, ediff_source
 from .spec import ModelSpec
 from .symbolic import AMT, TD, TINF, T, derive_model
 
@@ -173,7 +173,11 @@ def _kernel(spec, order, md, rename, printer) -> str:
     if guard is not None:
         L.append(f"        if {guard}:  # far from every removable singularity: no series branch needed")
         body = " " * 12
-    L.extend(_regular_path(md, order, n, acc, rename, printer, body))
+    regular, n_calls = _regular_path(md, order, n, acc, rename, printer, body)
+    L.extend(regular)
+    if n_calls:
+        L.insert(L.index(f"    acc = np.empty(({len(acc)}, n_pad))") + 1,
+                 f"    calls = np.empty(({n_calls}, n_pad))  # exp and ediff values per time (split loops)")
     if guard is not None:
         L.append("        else:")
         L.append("            for j in range(n_obs):")
@@ -218,6 +222,11 @@ def _dose_loop(md, order, n, rename, printer, ind) -> list:
 
 #: doubles per SIMD register assumed when padding the loop over times (AVX2: 4; AVX-512 would take 8)
 SIMD_LANES = 4
+
+#: kernels with more accumulators than this split the vectorised loop over times into loops of
+#: LOOP_ACCUMULATORS each (see _regular_path)
+SPLIT_ABOVE = 12
+LOOP_ACCUMULATORS = 6
 
 #: symbols that vary within one parameter vector (per observation or per dose)
 _VARIANT = frozenset({T, TD, AMT, TINF})
@@ -264,14 +273,69 @@ def _regular_path(md, order, n, acc, rename, printer, ind) -> list:
     lines.append(f"{i2}{AMT.name} = dose_amt[m]")
     lines.append(f"{i2}{TINF.name} = dose_dur[m]")
     lag = printer.doprint(md.lag.xreplace(rename))
-    lines.append(f"{i2}for j in range(n_pad):  # (a loop starting after the dose is not vectorised by LLVM)")
-    lines.append(f"{i3}{T.name} = t_pad[j]")
-    lines.append(f"{i3}after = {T.name} - {TD.name} - {lag} > 0.0  # a sample at a dose time is taken before that dose")
-    tmp, printed = _cse_block([e for _, e in keep], i3, printer, "w")
+    head = [f"{i2}for j in range(n_pad):  # (a loop starting after the dose is not vectorised by LLVM)",
+            f"{i3}{T.name} = t_pad[j]"]
+    mask = f"{i3}after = {T.name} - {TD.name} - {lag} > 0.0  # a sample at a dose time is taken before that dose"
+    calls, exprs = _extract_calls([e for _, e in keep])
+    if len(keep) <= SPLIT_ABOVE:
+        lines += head + [mask]
+        tmp, printed = _cse_block([e for _, e in calls], i3, printer, "x")
+        lines.extend(tmp)
+        lines.extend(f"{i3}{sym} = {p}" for (sym, _), p in zip(calls, printed))
+        tmp, printed = _cse_block(exprs, i3, printer, "w")
+        lines.extend(tmp)
+        lines.extend(f"{i3}acc[{row}, j] += _select(after, {p}, 0.0)" for (row, _), p in zip(keep, printed))
+        return lines, 0
+    # Many accumulators: one loop body would exceed the vector registers and spill.  A first loop
+    # stores every exp/ediff value per time in ``calls``; then one loop per group of accumulators.
+    lines.append(f"{i2}# exp and ediff values per time, shared by the loops below")
+    lines += head
+    tmp, printed = _cse_block([e for _, e in calls], i3, printer, "x")
     lines.extend(tmp)
-    for (row, _), p in zip(keep, printed):
-        lines.append(f"{i3}acc[{row}, j] += _select(after, {p}, 0.0)")
-    return lines
+    for c, ((sym, _), p) in enumerate(zip(calls, printed)):
+        lines.append(f"{i3}{sym} = {p}")
+        lines.append(f"{i3}calls[{c}, j] = {sym}")
+    for g in range(0, len(keep), LOOP_ACCUMULATORS):
+        rows = [row for row, _ in keep[g:g + LOOP_ACCUMULATORS]]
+        group = exprs[g:g + LOOP_ACCUMULATORS]
+        used = set().union(*(e.free_symbols for e in group))
+        lines += head + [mask]
+        lines.extend(f"{i3}{sym} = calls[{c}, j]" for c, (sym, _) in enumerate(calls) if sym in used)
+        tmp, printed = _cse_block(group, i3, printer, "w")
+        lines.extend(tmp)
+        lines.extend(f"{i3}acc[{row}, j] += _select(after, {p}, 0.0)" for row, p in zip(rows, printed))
+    return lines, len(calls)
+
+
+def _extract_calls(exprs: list) -> tuple:
+    """Replace every exp(...) and ediff(...) (innermost first) by a symbol ``c{k}``; return
+    ``([(symbol, call with inner calls replaced)], rewritten exprs)``.
+
+    Calls equal up to the form of their arguments (``exp(-K*(T - TD))`` and ``exp(K*(TD - T))``,
+    which differentiation produces side by side) share one symbol: the key is the call with
+    expanded arguments; the first form seen is the one evaluated (no cancellation added)."""
+    found, keys, memo = {}, {}, {}
+
+    def walk(e):
+        r = memo.get(e)
+        if r is not None:
+            return r
+        if e.is_Atom:
+            r = e
+        else:
+            args = [walk(a) for a in e.args]
+            r = e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
+            if isinstance(r, (sp.exp, EDiff)):
+                key = r.func(*[sp.expand(a) for a in r.args])
+                sym = keys.get(key)
+                if sym is None:
+                    sym = keys[key] = found[r] = sp.Symbol(f"c{len(found)}")
+                r = sym
+        memo[e] = r
+        return r
+
+    out = [walk(e) for e in exprs]
+    return [(sym, call) for call, sym in found.items()], out
 
 
 def _open_branch(lines, b, branch, ind, printer, rename) -> str:
