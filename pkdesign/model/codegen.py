@@ -159,6 +159,13 @@ def _kernel(spec, order, md, rename, printer) -> str:
     for c, (x, resp) in enumerate(md.responses):
         acc += _targets(resp.branches[0].derivs, order, n, f"R{c}", f"dR{c}_{{k}}", f"d2R{c}_{{k}}_{{l}}",
                         f"dRt{c}", x)[0]
+    guard = _regular_guard(md, rename, printer)
+    body = " " * 8
+    if guard is not None:
+        L.append(f"        if {guard}:  # far from every removable singularity: no series branch needed")
+        body = " " * 12
+    regular, n_calls = _regular_path(md, order, n, acc, rename, printer, body)
+    L.extend(regular)
     L[4:4] = [
         f"    # the vectorised loop over times runs over whole SIMD vectors ({SIMD_LANES} doubles): the times are",
         "    # padded with copies of the last one (results discarded); acc[a, j]: accumulator a at time j",
@@ -167,17 +174,7 @@ def _kernel(spec, order, md, rename, printer) -> str:
         "    for j in range(n_pad):",
         "        t_pad[j] = t_obs[min(j, n_obs - 1)]",
         f"    acc = np.empty(({len(acc)}, n_pad))",
-    ]
-    guard = _regular_guard(md, rename, printer)
-    body = " " * 8
-    if guard is not None:
-        L.append(f"        if {guard}:  # far from every removable singularity: no series branch needed")
-        body = " " * 12
-    regular, n_calls = _regular_path(md, order, n, acc, rename, printer, body)
-    L.extend(regular)
-    if n_calls:
-        L.insert(L.index(f"    acc = np.empty(({len(acc)}, n_pad))") + 1,
-                 f"    calls = np.empty(({n_calls}, n_pad))  # exp and ediff values per time (split loops)")
+    ] + ([f"    calls = np.empty(({n_calls}, n_pad))  # exp and ediff values per time (split loops)"] if n_calls else [])
     if guard is not None:
         L.append("        else:")
         L.append("            for j in range(n_obs):")
@@ -204,13 +201,15 @@ def _outputs(md, order, n, rename, printer, ind) -> list:
     return lines
 
 
+def _dose_variables(ind) -> list:
+    """Lines unpacking dose ``m``: time, amount, infusion duration."""
+    return [f"{ind}{TD.name} = dose_t[m]", f"{ind}{AMT.name} = dose_amt[m]", f"{ind}{TINF.name} = dose_dur[m]"]
+
+
 def _dose_loop(md, order, n, rename, printer, ind) -> list:
     """Scalar loop over doses at one observation time, every branch (series or closed form) per dose."""
-    lines = [f"{ind}for m in range(n_dose):"]
     ind2 = ind + "    "
-    lines.append(f"{ind2}{TD.name} = dose_t[m]")
-    lines.append(f"{ind2}{AMT.name} = dose_amt[m]")
-    lines.append(f"{ind2}{TINF.name} = dose_dur[m]")
+    lines = [f"{ind}for m in range(n_dose):"] + _dose_variables(ind2)
     lines.append(f"{ind2}t_rel = {T.name} - {TD.name} - {printer.doprint(md.lag.xreplace(rename))}")
     lines.append(f"{ind2}if t_rel <= 0.0:  # a sample at a dose time is taken before that dose")
     lines.append(f"{ind2}    continue")
@@ -268,20 +267,16 @@ def _regular_path(md, order, n, acc, rename, printer, ind) -> list:
                                   f"d2R{c}_{{k}}_{{l}}", f"dRt{c}", x)
         keep += [(acc.index(t), e.xreplace(rename)) for t, e in zip(targets, exprs) if e != 0]
     i2, i3 = ind + "    ", ind + "        "
-    lines = [f"{ind}acc[:, :] = 0.0", f"{ind}for m in range(n_dose):"]
-    lines.append(f"{i2}{TD.name} = dose_t[m]")
-    lines.append(f"{i2}{AMT.name} = dose_amt[m]")
-    lines.append(f"{i2}{TINF.name} = dose_dur[m]")
+    lines = [f"{ind}acc[:, :] = 0.0", f"{ind}for m in range(n_dose):"] + _dose_variables(i2)
     lag = printer.doprint(md.lag.xreplace(rename))
     head = [f"{i2}for j in range(n_pad):  # (a loop starting after the dose is not vectorised by LLVM)",
             f"{i3}{T.name} = t_pad[j]"]
     mask = f"{i3}after = {T.name} - {TD.name} - {lag} > 0.0  # a sample at a dose time is taken before that dose"
     calls, exprs = _extract_calls([e for _, e in keep])
+    tmp, printed = _cse_block([e for _, e in calls], i3, printer, "x")
+    call_lines = tmp + [f"{i3}{sym} = {p}" for (sym, _), p in zip(calls, printed)]
     if len(keep) <= SPLIT_ABOVE:
-        lines += head + [mask]
-        tmp, printed = _cse_block([e for _, e in calls], i3, printer, "x")
-        lines.extend(tmp)
-        lines.extend(f"{i3}{sym} = {p}" for (sym, _), p in zip(calls, printed))
+        lines += head + [mask] + call_lines
         tmp, printed = _cse_block(exprs, i3, printer, "w")
         lines.extend(tmp)
         lines.extend(f"{i3}acc[{row}, j] += _select(after, {p}, 0.0)" for (row, _), p in zip(keep, printed))
@@ -289,12 +284,8 @@ def _regular_path(md, order, n, acc, rename, printer, ind) -> list:
     # Many accumulators: one loop body would exceed the vector registers and spill.  A first loop
     # stores every exp/ediff value per time in ``calls``; then one loop per group of accumulators.
     lines.append(f"{i2}# exp and ediff values per time, shared by the loops below")
-    lines += head
-    tmp, printed = _cse_block([e for _, e in calls], i3, printer, "x")
-    lines.extend(tmp)
-    for c, ((sym, _), p) in enumerate(zip(calls, printed)):
-        lines.append(f"{i3}{sym} = {p}")
-        lines.append(f"{i3}calls[{c}, j] = {sym}")
+    lines += head + call_lines
+    lines.extend(f"{i3}calls[{c}, j] = {sym}" for c, (sym, _) in enumerate(calls))
     for g in range(0, len(keep), LOOP_ACCUMULATORS):
         rows = [row for row, _ in keep[g:g + LOOP_ACCUMULATORS]]
         group = exprs[g:g + LOOP_ACCUMULATORS]

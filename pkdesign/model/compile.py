@@ -146,7 +146,9 @@ def dose_arrays(spec: ModelSpec, regimen, *, durations_only_for_infusion: bool =
             np.ascontiguousarray(durations, dtype=float))
 
 
-_KEYS = ("f", "d1", "dt", "d2")
+def output_keys(order: int) -> tuple:
+    """Keys of what ``evaluate`` returns at derivative ``order``."""
+    return ("f", "d1", "dt", "d2")[: 1 + 2 * (order >= 1) + (order >= 2)]
 
 
 def output_buffers(out, n_vec: int, n_obs: int, n_psi: int, order: int, single: bool) -> dict:
@@ -157,7 +159,7 @@ def output_buffers(out, n_vec: int, n_obs: int, n_psi: int, order: int, single: 
     """
     shapes = {"f": (n_vec, n_obs), "d1": (n_vec, n_obs, n_psi), "dt": (n_vec, n_obs),
               "d2": (n_vec, n_obs, n_psi, n_psi)}
-    keys = _KEYS[: 1 + 2 * (order >= 1) + (order >= 2)]
+    keys = output_keys(order)
     out = {} if out is None else out
     extra = set(out) - set(keys)
     if extra:

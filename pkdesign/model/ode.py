@@ -33,7 +33,7 @@ import sympy as sp
 from ..design import Regimen
 from ..errors import DesignError, ModelSpecError
 from .codegen import KernelPrinter
-from .compile import dose_arrays, generator_fingerprint, output_buffers, output_index, spec_hash
+from .compile import dose_arrays, generator_fingerprint, output_buffers, output_index, output_keys, spec_hash
 from .special import RUNTIME_IMPORTS, ediff_source
 from .spec import ModelSpec
 from .symbolic import expand_assignments
@@ -500,7 +500,7 @@ class OdeModel:
             state = ", ".join(f"{s} = {x:.6g}" for s, x in zip(self.spec.ode.states, fail[v, 1:]))
             raise DesignError(f"model {self.spec.name!r}: the ODE solver failed at t = {fail[v, 0]:.6g} for parameter "
                               f"vector {v} ({dict(zip(self.parameter_names, psi2[v].round(6)))}): {why}; state {state}")
-        given = {k: res[k] for k in ("f", "d1", "dt", "d2")[: 1 + 2 * (order >= 1) + (order >= 2)]}
+        given = {k: res[k] for k in output_keys(order)}
         if out is not None:  # the solver accumulates into zeroed arrays of its own; copy into the caller's
             for k, a in output_buffers(out, nv, no, n, order, single).items():
                 a[...] = given[k]
