@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -16,6 +17,14 @@ def best(fn, repeat: int = 5) -> float:
         fn()
         out.append(time.perf_counter() - t0)
     return min(out)
+
+
+def report(res: dict) -> None:
+    """Print the figures as an aligned table, then as one JSON object on the last line."""
+    width = max(len(k) for k in res)
+    for k, v in res.items():
+        print(f"{k:>{width}}: {v:.6g}")
+    print(json.dumps({k: float(f"{v:.6g}") for k, v in res.items()}))
 
 
 def timed(fn):

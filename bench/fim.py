@@ -12,7 +12,6 @@ Prints one JSON object on its last line (times in microseconds unless the key sa
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
-from common import best, fd_fo_fim  # noqa: E402  (bench/common.py)
+from common import best, fd_fo_fim, report  # noqa: E402  (bench/common.py)
 
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
 
@@ -67,9 +66,7 @@ def main():
     res["speedup_batched_vs_baseline"] = res["baseline_numpy_fd_fo_full_us"] / res["fo_full_batched_us_per_schedule"]
     res["poped_reference_fo_ms"] = 6.35
     res["poped_reference_foce_1000_s"] = 8.6
-    for k, v in res.items():
-        print(f"{k:>40}: {v:.4g}")
-    print(json.dumps({k: float(f"{v:.6g}") for k, v in res.items()}))
+    report(res)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Prints one JSON object on its last line (times in milliseconds).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
-from common import best, fd_fo_fim  # noqa: E402  (bench/common.py)
+from common import best, fd_fo_fim, report  # noqa: E402  (bench/common.py)
 
 
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
@@ -70,9 +69,7 @@ def main():
     res["ode_1000_vectors_order2_ms"] = 1e3 * best(lambda: mo.evaluate(psi, TIMES, reg, order=2))
     res["closed_1000_vectors_order2_ms"] = 1e3 * best(lambda: mc.evaluate(psi, TIMES, reg, order=2))
     res["ratio_batched_order2"] = res["ode_1000_vectors_order2_ms"] / res["closed_1000_vectors_order2_ms"]
-    for k, v in res.items():
-        print(f"{k:>32}: {v:.6g}")
-    print(json.dumps({k: float(f"{v:.6g}") for k, v in res.items()}))
+    report(res)
 
 
 def _baseline(alpha, h=1e-5, n=32):

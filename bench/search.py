@@ -11,7 +11,6 @@ implementation differentiates.  Prints one JSON object on its last line (times i
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
-from common import timed  # noqa: E402  (bench/common.py)
+from common import report, timed  # noqa: E402  (bench/common.py)
 from pkdesign.search.continuous import polish  # noqa: E402
 from pkdesign.search.exact import ScheduleProblem  # noqa: E402
 
@@ -82,9 +81,7 @@ def main():
     t, _ = timed(lambda: pk.schedule_fims(model, pk.candidate_schedules(space), regimen=space.regimen, fim="reduced"))
     res["b_elementary_fims_1820_s"] = t
     res["poped_optim_reference_s"] = 14.3
-    for k, v in res.items():
-        print(f"{k:>36}: {v:.6g}")
-    print(json.dumps({k: float(f"{v:.6g}") for k, v in res.items()}))
+    report(res)
 
 
 if __name__ == "__main__":
