@@ -12,10 +12,19 @@ the prediction derivatives row by row (no (B, p, n, n) temporaries), then ``row_
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .jit import CachedJit, GuardedKernel, twin
+
+#: this module's numba cache files are verified before first use (see pkdesign.kernels.jit)
+_GUARD = CachedJit()
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+def _cached(**options):
+    return lambda f: _GUARD.jit(f, **options)
+
+
+@_cached(nogil=True, error_model="numpy")
 def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
     n, q = dmu.shape
     p = dV.shape[0]
@@ -23,7 +32,7 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
                  np.empty(n), np.zeros(p, dtype=np.bool_), np.zeros(p, dtype=np.int64))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy")
 def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cover - compiled
     """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal (else dense)."""
     n, q = dmu.shape
@@ -225,10 +234,10 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
 
 
 # parallel variants for large batches; serial ones avoid the thread-pool start-up for a few rows
-normal_fim_parallel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_normal_fim)
-normal_fim_serial = njit(cache=True, nogil=True, error_model="numpy")(_normal_fim)
-fo_fim_parallel = njit(cache=True, nogil=True, parallel=True, error_model="numpy")(_fo_fim)
-fo_fim_serial = njit(cache=True, nogil=True, error_model="numpy")(_fo_fim)
+normal_fim_parallel = GuardedKernel(_GUARD, _GUARD.jit(twin(_normal_fim, "_parallel"), nogil=True, parallel=True, error_model="numpy"))
+normal_fim_serial = GuardedKernel(_GUARD, _GUARD.jit(_normal_fim, nogil=True, error_model="numpy"))
+fo_fim_parallel = GuardedKernel(_GUARD, _GUARD.jit(twin(_fo_fim, "_parallel"), nogil=True, parallel=True, error_model="numpy"))
+fo_fim_serial = GuardedKernel(_GUARD, _GUARD.jit(_fo_fim, nogil=True, error_model="numpy"))
 PARALLEL_MIN_ROWS = 64
 
 

@@ -12,9 +12,7 @@ The cache directory is ``$PKDESIGN_CACHE_DIR`` if set, else ``~/.cache/pkdesign`
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
-import sys
 import threading
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 from .. import __version__
 from ..design import Regimen
 from ..errors import DesignError
+from ..kernels.jit import CachedJit, GeneratedModule, load_module
 from .codegen import generate_source
 from .spec import ModelSpec
 
@@ -72,28 +71,17 @@ def _signature(order: int):
     return numba.void(*sig)
 
 
-def load_generated_module(key: str, prefix: str, make_source):
-    """Import the generated module ``{prefix}_{key}.py`` from the cache directory, writing it first
-    with ``make_source()`` if absent.  Returns ``(module, generated)``; one module per key per process."""
+def load_generated_module(key: str, prefix: str, make_source) -> GeneratedModule:
+    """The verified generated module ``{prefix}_{key}`` (see :mod:`pkdesign.kernels.jit`): read from the
+    cache directory, or written there with ``make_source()`` when absent or corrupted, or executed in
+    memory when the cache cannot be written.  One module per key per process."""
     with _LOCK:
-        if key in _MODULES:
-            return _MODULES[key], False
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{prefix}_{key}.py"
-        generated = False
-        if not path.exists():
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(make_source(), encoding="utf-8")
-            os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-            generated = True
-        modname = f"pkdesign_{prefix}_{key}"
-        mspec = importlib.util.spec_from_file_location(modname, path)
-        module = importlib.util.module_from_spec(mspec)
-        sys.modules[modname] = module
-        mspec.loader.exec_module(module)
-        _MODULES[key] = module
-        return module, generated
+        gm = _MODULES.get(key)
+        if gm is None:
+            gm = load_module(cache_dir(), key, prefix, make_source)
+            _MODULES[key] = gm
+            return gm
+        return GeneratedModule(gm.module, gm.path, gm.source, False)
 
 
 def _load_module(spec: ModelSpec):
@@ -228,7 +216,9 @@ class CompiledModel:
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        self.module, self.generated = _load_module(spec)
+        gm = _load_module(spec)
+        self.module, self.generated, self._source = gm.module, gm.generated, gm.source
+        self._jit = CachedJit(enabled=gm.cached)
         self._kernels = {}
         self.n_psi = len(spec.parameter_names)
         self.parameter_names = spec.parameter_names
@@ -236,16 +226,19 @@ class CompiledModel:
 
     @property
     def source(self) -> str:
-        return Path(self.module.__file__).read_text(encoding="utf-8")
+        """The generated kernel source (verified against its checksum when it was loaded)."""
+        return self._source
 
     def kernel(self, order: int):
         """The compiled kernel of the given derivative order (0, 1 or 2), compiled on first use."""
         k = self._kernels.get(order)
         if k is None:
             with _LOCK:
-                py = getattr(self.module, f"predict{order}")
-                k = numba.njit(_signature(order), cache=True, error_model="numpy", nogil=True, fastmath={"contract"})(py)
-                self._kernels[order] = k
+                k = self._kernels.get(order)
+                if k is None:
+                    py = getattr(self.module, f"predict{order}")
+                    k = self._jit.jit(py, _signature(order), error_model="numpy", nogil=True, fastmath={"contract"})
+                    self._kernels[order] = k
         return k
 
     # -- batch evaluation -------------------------------------------------------------------

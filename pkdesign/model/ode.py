@@ -24,7 +24,6 @@ Two solvers, chosen per model (``[ode] solver``):
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -32,6 +31,7 @@ import sympy as sp
 
 from ..design import Regimen
 from ..errors import DesignError, ModelSpecError
+from ..kernels.jit import CachedJit, GuardedKernel
 from .codegen import KernelPrinter
 from .compile import dose_arrays, generator_fingerprint, output_buffers, output_index, output_keys, spec_hash
 from .special import RUNTIME_IMPORTS, ediff_source
@@ -420,21 +420,27 @@ def _load(spec: ModelSpec):
     from .compile import load_generated_module
 
     key = ode_model_hash(spec)
-    module, generated = load_generated_module(key, "pkdode", lambda: generate_ode_source(spec, f"# model hash {key}"))
+    gm = load_generated_module(key, "pkdode", lambda: generate_ode_source(spec, f"# model hash {key}"))
+    module = gm.module
     with _LOCK:
         if not getattr(module, "_pkdesign_jitted", False):
             # wrap every function (numba resolves the module globals when it compiles the solvers)
-            jit = dict(cache=True, error_model="numpy", nogil=True)
+            guard = CachedJit(enabled=gm.cached)
+            jit = dict(error_model="numpy", nogil=True)
             for base in ("rhs", "jac", "init", "dose", "out", "advance", "solve"):
                 for k in (0, 1, 2):
                     if hasattr(module, f"{base}{k}"):
-                        setattr(module, f"{base}{k}", numba.njit(**jit)(getattr(module, f"{base}{k}")))
+                        setattr(module, f"{base}{k}", guard.jit(getattr(module, f"{base}{k}"), **jit))
             # large batches of parameter vectors run in parallel threads; small ones keep the serial
             # solver and its short compile
             for k in (0, 1, 2):
-                setattr(module, f"solve{k}_parallel", numba.njit(parallel=True, **jit)(getattr(module, f"solve{k}_parallel")))
+                setattr(module, f"solve{k}_parallel", guard.jit(getattr(module, f"solve{k}_parallel"), parallel=True,
+                                                                **jit))
+            for k in (0, 1, 2):  # the solvers are the entry points: verified cache, recorded compiles
+                for name in (f"solve{k}", f"solve{k}_parallel"):
+                    setattr(module, name, GuardedKernel(guard, getattr(module, name)))
             module._pkdesign_jitted = True
-    return module, generated
+    return gm
 
 
 class OdeModel:
@@ -444,7 +450,8 @@ class OdeModel:
         if spec.ode is None:
             raise ModelSpecError(f"{spec.origin}: not an ODE model")
         self.spec = spec
-        self.module, self.generated = _load(spec)
+        gm = _load(spec)
+        self.module, self.generated, self._source = gm.module, gm.generated, gm.source
         self.n_psi = len(spec.parameter_names)
         self.parameter_names = spec.parameter_names
         self.output_names = spec.output_names
@@ -455,7 +462,8 @@ class OdeModel:
 
     @property
     def source(self) -> str:
-        return Path(self.module.__file__).read_text(encoding="utf-8")
+        """The generated kernel source (verified against its checksum when it was loaded)."""
+        return self._source
 
     def _doses(self, regimen):
         return dose_arrays(self.spec, regimen, durations_only_for_infusion=True)

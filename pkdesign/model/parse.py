@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+import unicodedata
 from pathlib import Path
 
 import sympy as sp
@@ -69,12 +70,70 @@ def parse_model_text(text: str, origin: str = "<string>") -> ModelSpec:
     return _Reader(data, origin).read()
 
 
+def canonical_name(name: str) -> str:
+    """A name as Python's parser sees it: Unicode NFKC normal form (full-width ``ＫＡ`` is ``KA``)."""
+    return unicodedata.normalize("NFKC", name)
+
+
+#: tables whose keys are declared or referenced names, and (section, key) strings or lists of names
+_NAME_TABLES = (("parameters",), ("variability",), ("assignments",), ("responses",), ("outputs",),
+                ("ode", "derivatives"), ("ode", "initial"))
+
+
 class _Reader:
     def __init__(self, data: dict, origin: str):
-        self.data = data
         self.origin = origin
+        self.spelling: dict = {}  # canonical name -> the spelling in the file, where they differ
+        self.data = self.canonical(data)
 
     # -- helpers ------------------------------------------------------------------------
+    def canonical(self, data):
+        """``data`` with every name in NFKC form (expressions are parsed that way by Python), so that
+        two spellings of one name can never be two different names; a table where two keys fold to
+        one name is an error naming both."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+
+        def fold(key, name):
+            if not isinstance(name, str):
+                return name
+            c = canonical_name(name)
+            if c != name:
+                self.spelling.setdefault(c, name)
+            return c
+
+        for path in _NAME_TABLES:
+            parent = data
+            for part in path[:-1]:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict) or not isinstance(parent.get(path[-1]), dict):
+                continue
+            table, folded, first = parent[path[-1]], {}, {}
+            for k, v in table.items():
+                c = fold(".".join(path), k)
+                if c in folded:
+                    self.err(f"{'.'.join(path)}", f"{first[c]!r} and {k!r} are the same name after Unicode NFKC "
+                                                   "normalisation (as Python reads expressions); rename one")
+                folded[c], first[c] = v, k
+            if len(path) > 1:
+                parent = dict(parent)
+                parent[path[-1]] = folded
+                data[path[0]] = parent
+            else:
+                data[path[0]] = folded
+        ode = data.get("ode")
+        if isinstance(ode, dict) and isinstance(ode.get("states"), list):
+            data["ode"] = dict(ode, states=[fold("ode.states", x) for x in ode["states"]])
+        dosing = data.get("dosing")
+        if isinstance(dosing, dict) and isinstance(dosing.get("compartment"), str):
+            data["dosing"] = dict(dosing, compartment=fold("dosing.compartment", dosing["compartment"]))
+        cov = data.get("covariance")
+        if isinstance(cov, list):
+            data["covariance"] = [dict(c, between=[fold("covariance", x) for x in c["between"]])
+                                  if isinstance(c, dict) and isinstance(c.get("between"), list) else c for c in cov]
+        return data
+
     def err(self, key: str, msg: str):
         raise ModelSpecError(f"{self.origin}: {key}: {msg}")
 
@@ -118,7 +177,9 @@ class _Reader:
         if name in RESERVED:
             self.err(key, f"{name!r} is reserved (reserved names: {', '.join(RESERVED)})")
         if name in taken:
-            self.err(key, f"{name!r} is already defined as {taken[name]}")
+            note = (f" (also written {self.spelling[name]!r} in the file: names are compared after Unicode NFKC "
+                    "normalisation, as Python reads expressions)" if name in self.spelling else "")
+            self.err(key, f"{name!r} is already defined as {taken[name]}{note}")
 
     # -- sections ----------------------------------------------------------------------
     def read(self) -> ModelSpec:

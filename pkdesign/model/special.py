@@ -110,7 +110,7 @@ def ediff_source(orders) -> str:
     out = []
     for p, q in sorted(set(orders)):
         top = p + q
-        L = ["", "", '@numba.njit(cache=True, error_model="numpy", nogil=True, inline="always")',
+        L = ["", "", '@numba.njit(error_model="numpy", nogil=True, inline="always")  # inlined: no cache of its own',
              f"def {ediff_function_name(p, q)}(x, y):",
              f'    """d^{p}/dx^{p} d^{q}/dy^{q} of (exp(-x) - exp(-y))/(y - x), finite and accurate for all x, y."""',
              "    z = abs(y - x)",

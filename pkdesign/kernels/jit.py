@@ -1,0 +1,373 @@
+"""Compiled-kernel cache with integrity checks: a corrupted cache never changes a number.
+
+Two kinds of artefact live on disk:
+
+* **generated source** (``pkd_<key>.py``, ``pkdode_<key>.py`` in the kernel cache directory): its
+  first line records the cache key and the SHA-256 of the rest of the file.  A load reads the
+  text, checks both and executes that very text (no ``.pyc``), so a truncated, edited or garbage
+  file is detected and regenerated.
+* **numba's cache files** (``<stem>.<function>-<line>.pyXY.nbi`` index and ``.nbc`` data) of every
+  module whose functions are jitted with caching: a manifest ``<stem>.pkdesign-manifest.json``
+  beside them records the SHA-256 of each file that numba wrote.  Before the first use of a
+  module's kernels in a process, any file of that module that is absent from the manifest or
+  differs from it is removed, so numba recompiles instead of loading it.
+
+On any mismatch or read error the artefact is rebuilt, with one :class:`CacheWarning` naming the
+path.  When the cache cannot be written (a regular file where the directory should be, no
+permission, read-only) the source is compiled in memory and kernels are jitted without caching:
+slower, never wrong.  Every write is atomic (temporary file + ``os.replace``), so Ctrl-C or a
+crash leaves either the old file or the new one.  Processes that compile the same module at once
+serialise on a lock file (``fcntl.flock``) where the platform has one.
+
+This module imports nothing from the rest of pkdesign.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import threading
+import types
+import warnings
+from pathlib import Path
+
+import numba
+
+try:  # POSIX advisory locks; elsewhere processes only rely on atomic renames
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+
+class CacheWarning(UserWarning):
+    """The kernel cache was corrupted, stale or unwritable; it was rebuilt or bypassed."""
+
+
+_LOCK = threading.RLock()
+_WARNED: set = set()
+_VERIFIED: set = set()
+_HEADER = "# pkdesign generated module; key {key}; sha256 {digest}\n"
+
+
+def warn_cache(path, why: str) -> None:
+    """One warning per (path, reason) per process."""
+    k = (str(path), why)
+    if k in _WARNED:
+        return
+    _WARNED.add(k)
+    warnings.warn(CacheWarning(f"kernel cache {path}: {why}"), stacklevel=3)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half a file)."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sealed_source(key: str, body: str) -> str:
+    """``body`` with the integrity header (key and SHA-256 of the body) as its first line."""
+    return _HEADER.format(key=key, digest=_digest(body.encode("utf-8"))) + body
+
+
+def unseal_source(data: bytes, key: str) -> str | None:
+    """The body of a sealed source file, or None if its header, key or digest do not match."""
+    head, sep, rest = data.partition(b"\n")
+    if not sep:
+        return None
+    try:
+        head_text = head.decode("ascii") + "\n"
+    except UnicodeDecodeError:
+        return None
+    if head_text != _HEADER.format(key=key, digest=_digest(rest)):
+        return None
+    try:
+        return rest.decode("utf-8")
+    except UnicodeDecodeError:  # pragma: no cover - the digest matched text we wrote
+        return None
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Exclusive advisory lock on ``path`` (created if needed); a no-op when it cannot be taken."""
+    fh = None
+    if fcntl is not None:
+        try:
+            fh = open(path, "a+b")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            if fh is not None:
+                fh.close()
+            fh = None
+    try:
+        yield
+    finally:
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+
+class GeneratedModule:
+    """A module executed from verified generated source.
+
+    ``module`` is the Python module; ``path`` the cache file it came from (None when compiled in
+    memory because the cache could not be written); ``source`` its text; ``generated`` whether
+    this process had to call ``make_source``.
+    """
+
+    def __init__(self, module, path, source, generated):
+        self.module, self.path, self.source, self.generated = module, path, source, generated
+
+    @property
+    def cached(self) -> bool:
+        return self.path is not None
+
+
+def load_module(directory: Path, key: str, prefix: str, make_source) -> GeneratedModule:
+    """Execute the generated module ``{prefix}_{key}`` from ``directory``, verified.
+
+    The file is written with ``make_source()`` (text without the header) when absent, when its
+    header or digest do not match, or when it cannot be read; if it cannot be written, the source
+    is executed in memory (``path`` None) after one warning."""
+    modname = f"pkdesign_{prefix}_{key}"
+    path = directory / f"{prefix}_{key}.py"
+    body = None
+    generated = False
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        writable_dir = True
+    except OSError as exc:
+        warn_cache(directory, f"cannot create the cache directory ({exc.strerror or exc}); compiling in memory")
+        writable_dir = False
+    if writable_dir:
+        with file_lock(directory / f"{prefix}_{key}.lock"):
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                data = None
+            except OSError as exc:
+                warn_cache(path, f"cannot read ({exc.strerror or exc}); regenerating")
+                data = None
+            if data is not None:
+                body = unseal_source(data, key)
+                if body is None:
+                    warn_cache(path, "the generated source does not match its checksum (corrupted or edited); "
+                                     "regenerating")
+            if body is None:
+                body = make_source()
+                generated = True
+                try:
+                    atomic_write(path, sealed_source(key, body).encode("utf-8"))
+                except OSError as exc:
+                    warn_cache(path, f"cannot write ({exc.strerror or exc}); compiling in memory without a cache")
+                    path = None
+    else:
+        path = None
+    if body is None:
+        body = make_source()
+        generated = True
+    module = types.ModuleType(modname)
+    module.__file__ = str(path) if path is not None else f"<pkdesign {prefix}_{key}>"
+    # the line numbers of the executed code are those of the file (the header is line 1)
+    code = compile("\n" + body, module.__file__, "exec", dont_inherit=True)
+    sys.modules[modname] = module
+    exec(code, module.__dict__)  # noqa: S102 - our own generated code, verified against its digest
+    return GeneratedModule(module, path, body, generated)
+
+
+# ---------------------------------------------------------------------------------------------
+# numba's cache files
+# ---------------------------------------------------------------------------------------------
+_MANIFEST = ".pkdesign-manifest.json"
+
+
+def _cache_location(disp):
+    """(cache directory, file stem) of a dispatcher compiled with cache=True, or None."""
+    cache = getattr(disp, "_cache", None)
+    impl = getattr(cache, "_impl", None)
+    path = getattr(cache, "_cache_path", None)
+    if impl is None or path is None:
+        return None
+    stem = impl.filename_base.split(".", 1)[0]
+    return Path(path), stem
+
+
+def _cache_files(directory: Path, stem: str) -> list:
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(n for n in names if n.startswith(stem + ".") and (n.endswith(".nbi") or n.endswith(".nbc")))
+
+
+def _read_manifest(directory: Path, stem: str) -> dict:
+    try:
+        data = json.loads((directory / (stem + _MANIFEST)).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def _hash_file(path: Path) -> str | None:
+    try:
+        return _digest(path.read_bytes())
+    except OSError:
+        return None
+
+
+def verify_numba_cache(directory: Path, stem: str) -> bool:
+    """Remove the numba cache files of module ``stem`` that the manifest does not vouch for.
+
+    Returns False when a bad file could not be removed (the caller must then jit without a cache)."""
+    manifest = _read_manifest(directory, stem)
+    ok = True
+    bad = [n for n in _cache_files(directory, stem) if manifest.get(n) != _hash_file(directory / n)]
+    if not bad:
+        return True
+    # a function's index and data go together: drop every file of a function with a bad file
+    funcs = {n.rsplit(".", 2)[0] if n.endswith(".nbi") else n.rsplit(".", 3)[0] for n in bad}
+    known = [n for n in bad if n in manifest]
+    if known:
+        warn_cache(directory / known[0], "numba cache file does not match its checksum (corrupted); recompiling")
+    for n in _cache_files(directory, stem):
+        base = n.rsplit(".", 2)[0] if n.endswith(".nbi") else n.rsplit(".", 3)[0]
+        if base in funcs:
+            try:
+                (directory / n).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                warn_cache(directory / n, f"cannot remove an unverified cache file ({exc.strerror or exc}); "
+                                          "compiling without the cache")
+                ok = False
+    return ok
+
+
+def record_numba_cache(directory: Path, stem: str) -> None:
+    """Write the manifest of the numba cache files of module ``stem`` as they are now."""
+    files = {n: h for n in _cache_files(directory, stem) if (h := _hash_file(directory / n)) is not None}
+    data = json.dumps({"module": stem, "numba": numba.__version__, "files": files}, indent=0).encode("utf-8")
+    try:
+        atomic_write(directory / (stem + _MANIFEST), data)
+    except OSError:
+        pass  # unverifiable files are removed at the next start: a recompile, never a wrong number
+
+
+class CachedJit:
+    """Integrity guard for the numba cache of one module's jitted functions.
+
+    ``jit(py_func, signature=None, **options)`` returns a dispatcher; the first time this process
+    uses the cache of the module (``prepare()``), unverified files are removed; after each compile
+    (``record()``) the manifest is rewritten.  With ``enabled=False`` (in-memory modules) or when
+    numba finds no cache location, functions are jitted without a cache."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.location = None
+
+    def jit(self, py_func, signature=None, **options):
+        disp = None
+        if self.enabled:
+            try:
+                disp = numba.njit(cache=True, **options)(py_func)
+            except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
+                warn_cache(getattr(py_func, "__module__", "?"), f"numba cannot cache ({exc}); compiling in memory")
+                self.enabled = False
+            else:
+                loc = _cache_location(disp)
+                if loc is None:  # pragma: no cover - numba internals changed
+                    self.enabled = False
+                    disp = None
+                elif self.location is None:
+                    self.location = loc
+                    self.prepare()
+                    if not self.enabled:
+                        disp = None
+        if disp is None:
+            disp = numba.njit(cache=False, **options)(py_func)
+        if signature is not None:
+            with self.locked():
+                disp.compile(signature)
+                self.record()
+            disp.disable_compile()
+        return disp
+
+    def locked(self):
+        if not self.enabled or self.location is None:
+            return contextlib.nullcontext()
+        directory, stem = self.location
+        return _locked(directory, stem)
+
+    def prepare(self) -> None:
+        """Verify this module's cache files once per process."""
+        if not self.enabled or self.location is None:
+            return
+        directory, stem = self.location
+        with _LOCK:
+            if (directory, stem) in _VERIFIED:
+                return
+            with _locked(directory, stem):
+                if not verify_numba_cache(directory, stem):
+                    self.enabled = False
+            _VERIFIED.add((directory, stem))
+
+    def record(self) -> None:
+        if self.enabled and self.location is not None:
+            record_numba_cache(*self.location)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, stem: str):
+    with _LOCK:
+        if os.access(directory, os.W_OK):
+            with file_lock(directory / f"{stem}.pkdesign-lock"):
+                yield
+        else:
+            yield
+
+
+class GuardedKernel:
+    """A lazily-typed cached dispatcher whose cache files are verified before its first call and
+    recorded after each new compilation (used for the package's own kernels)."""
+
+    def __init__(self, guard: CachedJit, disp):
+        self.guard, self.disp = guard, disp
+        self._n = -1
+
+    def __call__(self, *args):
+        if self._n == len(self.disp.overloads):
+            return self.disp(*args)
+        with self.guard.locked():
+            out = self.disp(*args)
+            if self._n != len(self.disp.overloads):
+                self.guard.record()
+                self._n = len(self.disp.overloads)
+        return out
+
+
+def twin(py_func, suffix: str):
+    """A copy of ``py_func`` under another name, so that a second compilation of the same code with
+    other flags (e.g. ``parallel=True``) gets cache files of its own: numba's cache index key holds
+    the signature and the bytecode, not the flags, so the two would otherwise overwrite each other."""
+    name = f"{py_func.__name__}{suffix}"
+    code = py_func.__code__.replace(co_name=name, co_qualname=name)
+    f = types.FunctionType(code, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__)
+    f.__qualname__ = name
+    f.__module__ = py_func.__module__
+    f.__doc__ = py_func.__doc__
+    return f
