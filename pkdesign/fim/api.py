@@ -58,19 +58,19 @@ def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full:
     doses.  ``draws`` is K for FOCE/FOCEI/MC and the number of simulated subjects for exact-MC.
     """
     if times.size == 0:
-        raise DesignError(f"{where}: no sampling times")
+        raise DesignError(f"{where}: no sampling times (or none that carries information)")
     E = pp.n_eta
     if approximation in ("fo", "foi"):
         needs2 = full
         P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2 if needs2 else 1, where)
-        return fo_fims(pp, idx, P0, interaction=approximation == "foi", full=full, where=where)[0], None
+        return fo_fims(pp, idx, P0, interaction=approximation == "foi", full=full, where=where, times=times)[0], None
     K = check_draws(draws if draws is not None else DEFAULT_DRAWS[approximation], "draws")
     if approximation in ("foce", "focei"):
         eta = draw_eta(pp.omega, K, seed, sampling)
         Ps = predict(model, pp, eta, times, idx, regimen, 2, where)
         P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2, where)
         F = linearized_fims(pp, idx, P0, Ps, eta, interaction=approximation == "focei",
-                            resid_at_star=approximation == "focei", full=full, where=where)
+                            resid_at_star=approximation == "focei", full=full, where=where, times=times)
         return F.mean(axis=0), None
     if approximation == "mc":
         eta = draw_eta(pp.omega, K, seed, sampling)
@@ -82,6 +82,19 @@ def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full:
     outer = halves[:, 0, :, None] * halves[:, 1, None, :]
     outer = 0.5 * (outer + np.swapaxes(outer, 1, 2))
     return outer.mean(axis=0), outer.std(axis=0, ddof=1) / np.sqrt(K), ess, outer
+
+
+def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarray:
+    """Indices of the samples that carry no information at η = 0: prediction and all its first
+    derivatives exactly 0 and no additive residual error (y = 0 whatever the parameters, e.g. a
+    pre-dose sample with a proportional-only error).  The FIM kernels treat them as absent."""
+    additive = {e.output for e in pp.errors if e.kind != "prop"}
+    cand = np.flatnonzero(~np.isin(idx, list(additive)))
+    if cand.size == 0 or times.size == 0:
+        return cand
+    P = predict(model, pp, np.zeros(pp.n_eta), times[cand], idx[cand], regimen, 1, where)
+    zero = (P.f[0] == 0) & ~np.any(P.fth[0], axis=-1) & ~np.any(P.L[0], axis=-1)
+    return cand[zero]
 
 
 def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *, draws: int | None = None,
@@ -125,9 +138,16 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
     var = np.zeros((pp.p, pp.p))
     ess_all, samples = [], []
     tasks = []
+    notes = []
     for gi, g in enumerate(design.groups):
         where = f"design group {g.name or gi + 1!r}"
         t, idx = g.observations(spec.output_names)
+        silent = silent_samples(model, pp, t, idx, g.regimen, where)
+        if silent.size:
+            notes.append(f"{where}: {silent.size} sample(s) at time(s) {', '.join(f'{v:.6g}' for v in t[silent])} "
+                         "carry no information (prediction and sensitivities 0, no additive error) and were ignored")
+            keep = np.setdiff1d(np.arange(t.size), silent)
+            t, idx = t[keep], idx[keep]
         args = (model, pp, t, idx, g.regimen, approximation, fim == "full")
         kw = dict(draws=draws, seed=seeds[gi], sampling=sampling, is_samples=is_samples, where=where)
         tasks.append(executor.submit(subject_fim, *args, **kw) if executor is not None else (args, kw))
@@ -138,7 +158,8 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
             var += (g.n * out[1]) ** 2
             ess_all.append(out[2])
             samples.append((g.n, out[3]))
-    info = {"draws": draws if draws is not None else DEFAULT_DRAWS.get(approximation),
+    info = {"notes": notes} if notes else {}
+    info |= {"draws": draws if draws is not None else DEFAULT_DRAWS.get(approximation),
             "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
             "sampling": sampling if approximation not in ("fo", "foi") else None}
     if ess_all:
@@ -189,7 +210,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
     full = fim == "full"
     P = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2 if full else 1, where)
-    F = fo_fims(pp, idx, P, interaction=approximation == "foi", full=full, where=where)
+    F = fo_fims(pp, idx, P, interaction=approximation == "foi", full=full, where=where, times=times)
     names = list(pp.names)
     if parameters is not None:
         unknown = [n for n in parameters if n not in names]

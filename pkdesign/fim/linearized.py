@@ -40,7 +40,7 @@ def residual_variance(pp, idx, f_ref, S_diag=None, interaction=False):
 
 
 def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_star: bool, full: bool,
-                    where: str = "") -> np.ndarray:
+                    where: str = "", times=None) -> np.ndarray:
     """Per-subject FIMs (B, p, p) of the linearised model, one per linearisation point.
 
     Parameters
@@ -74,12 +74,31 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
                   np.array([e.kind == "prop" for e in errs]), np.array([e.variance for e in errs], dtype=float),
                   np.array([not e.fixed for e in errs]), np.asarray(idx, dtype=np.int64), full, interaction, out)
     if np.isnan(out).any():
-        raise NonIdentifiableError(
-            f"{where}: the covariance of the observations is singular (no residual error and more samples "
-            "than random effects, or replicate samples without residual error)")
+        singular_covariance(pp, idx, f_ref, Ps.L, mu_th, times, where)
     return out
 
 
-def fo_fims(pp, idx, P, *, interaction: bool, full: bool, where: str = "") -> np.ndarray:
+def singular_covariance(pp, idx, f_ref, L, dmu, times, where: str):
+    """Raise the error that explains why the covariance of the observations is singular, naming the
+    first sample whose variance is zero although its prediction depends on the parameters."""
+    S = np.einsum("bne,ef,bnf->bn", L, np.asarray(pp.omega, dtype=float), L) if L.shape[2] else 0.0
+    vdiag = residual_variance(pp, idx, f_ref) + S
+    moves = (np.abs(dmu).sum(axis=2) > 0) | (np.abs(L).sum(axis=2) > 0)
+    hit = np.argwhere((vdiag <= 0) & moves)
+    if hit.size:
+        b, i = hit[0]
+        t = "" if times is None else np.asarray(times, dtype=float)
+        when = "" if times is None else f" at time {(t[b, i] if t.ndim == 2 else t[i]):.6g}"
+        raise NonIdentifiableError(
+            f"{where}: the sample{when} (output index {int(idx[i])}) has zero variance (prediction "
+            f"{f_ref[b, i]:.6g} and no additive residual error) although its prediction depends on the "
+            "parameters; add an additive error term or move the sample")
+    raise NonIdentifiableError(
+        f"{where}: the covariance of the observations is singular (no residual error and more samples "
+        "than random effects, or replicate samples without residual error)")
+
+
+def fo_fims(pp, idx, P, *, interaction: bool, full: bool, where: str = "", times=None) -> np.ndarray:
     """FO/FOI per-subject FIMs (B, p, p) at η = 0."""
-    return linearized_fims(pp, idx, P, P, None, interaction=interaction, resid_at_star=False, full=full, where=where)
+    return linearized_fims(pp, idx, P, P, None, interaction=interaction, resid_at_star=False, full=full, where=where,
+                           times=times)

@@ -34,9 +34,33 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
 
 @_cached(nogil=True, error_model="numpy")
 def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cover - compiled
-    """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal (else dense)."""
+    """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal (else dense).
+
+    An observation with zero variance, zero covariances and no derivative (a pre-dose sample with a
+    proportional-only error: y = 0 whatever the parameters) carries no information: its variance is
+    set to 1 in ``V`` (which leaves the FIM unchanged) instead of making V singular."""
     n, q = dmu.shape
     p = dV.shape[0]
+    for i in range(n):
+        if V[i, i] != 0.0:
+            continue
+        silent = True
+        for c in range(q):
+            if dmu[i, c] != 0.0:
+                silent = False
+        for j in range(n):
+            if V[i, j] != 0.0:
+                silent = False
+        for a in range(p):
+            if kind[a] == 1:
+                if dV[a, i, i] != 0.0:
+                    silent = False
+            else:
+                for j in range(n):
+                    if dV[a, i, j] != 0.0 or dV[a, j, i] != 0.0:
+                        silent = False
+        if silent:
+            V[i, i] = 1.0
     for j in range(n):
         s = V[j, j]
         for k in range(j):
