@@ -12,14 +12,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DesignError
+from .errors import DesignError, fmt
+
+
+#: upper limits that keep a typo from allocating gigabytes (stated in the messages)
+MAX_DOSES = 100_000        # dose events of one group
+MAX_SAMPLES = 10_000_000   # sampling times of one output of one group
+MAX_SUBJECTS = 1e9         # subjects (or weight) of one group
 
 
 def _as_float_array(values, where: str) -> np.ndarray:
-    try:
-        arr = np.atleast_1d(np.asarray(values, dtype=float))
-    except (TypeError, ValueError):
-        raise DesignError(f"{where}: expected a list of numbers, got {values!r}") from None
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        arr = np.atleast_1d(values.astype(float, copy=False))
+    else:
+        items = values if isinstance(values, (list, tuple)) else [values]
+        bad = [v for v in items if isinstance(v, (bool, np.bool_, str, bytes)) or
+               not isinstance(v, (int, float, np.integer, np.floating))]
+        if bad and not (isinstance(values, np.ndarray) and values.ndim > 1):
+            if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
+                raise DesignError(f"{where}: expected a flat list of numbers, got a nested list")
+            raise DesignError(f"{where}: expected a number or a list of numbers, got {fmt(bad[0])} "
+                              f"({type(bad[0]).__name__})")
+        try:
+            arr = np.atleast_1d(np.asarray(values, dtype=float))
+        except (TypeError, ValueError, OverflowError):
+            raise DesignError(f"{where}: expected a list of numbers, got {fmt(values)}") from None
     if arr.ndim != 1:
         raise DesignError(f"{where}: expected a flat list of numbers, got shape {arr.shape}")
     return arr
@@ -34,15 +51,16 @@ def check_times(times, where: str) -> np.ndarray:
     arr = _as_float_array(times, where)
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise DesignError(f"{where}: time at index {bad[0]} is {arr[bad[0]]!r}; times must be finite numbers")
+        raise DesignError(f"{where}: time at index {bad[0]} is {fmt(arr[bad[0]])}; times must be finite numbers")
     neg = np.flatnonzero(arr < 0)
     if neg.size:
-        raise DesignError(f"{where}: time at index {neg[0]} is {arr[neg[0]]:g}; times must be >= 0")
+        raise DesignError(f"{where}: time at index {neg[0]} is {fmt(arr[neg[0]])}; times must be >= 0")
     down = np.flatnonzero(np.diff(arr) < 0)
     if down.size:
         i = down[0] + 1
         raise DesignError(
-            f"{where}: times must be sorted in increasing order; index {i} ({arr[i]:g}) comes after {arr[i - 1]:g}"
+            f"{where}: times must be sorted in increasing order; index {i} ({fmt(arr[i])}) comes after "
+            f"{fmt(arr[i - 1])}"
         )
     return arr
 
@@ -80,7 +98,7 @@ class Regimen:
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
             spec = {"amount": spec}
         if not isinstance(spec, dict):
-            raise DesignError(f"{where}: expected a number or a table with 'amount', got {spec!r}")
+            raise DesignError(f"{where}: expected a number or a table with 'amount', got {fmt(spec)}")
         allowed = {"amount", "times", "interval", "count", "start", "duration", "rate"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
@@ -95,14 +113,22 @@ class Regimen:
             if "interval" not in spec or "count" not in spec:
                 raise DesignError(f"{where}: 'interval' and 'count' go together")
             count, interval = spec["count"], spec["interval"]
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise DesignError(f"{where}.count: expected a whole number >= 1, got {count!r}")
-            if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
-                raise DesignError(f"{where}.interval: expected a number > 0, got {interval!r}")
-            start = float(spec.get("start", 0.0))
+            if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= MAX_DOSES:
+                raise DesignError(f"{where}.count: expected a whole number from 1 to {MAX_DOSES}, got {fmt(count)}")
+            if (not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0
+                    or not np.isfinite(interval)):
+                raise DesignError(f"{where}.interval: expected a finite number > 0, got {fmt(interval)}")
+            start = _as_float_array(spec.get("start", 0.0), f"{where}.start")
+            if start.size != 1:
+                raise DesignError(f"{where}.start: expected one number, got {start.size}")
+            start = float(start[0])
             times = start + interval * np.arange(count, dtype=float)
         else:
-            times = np.array([float(spec.get("start", 0.0))])
+            times = _as_float_array(spec.get("start", 0.0), f"{where}.start")
+            if times.size != 1:
+                raise DesignError(f"{where}.start: expected one number, got {times.size}")
+        if times.size > MAX_DOSES:
+            raise DesignError(f"{where}.times: {times.size} dose times; the limit is {MAX_DOSES}")
         times = check_times(times, f"{where}.times")
         amounts = _as_float_array(spec["amount"], f"{where}.amount")
         if amounts.size == 1:
@@ -111,14 +137,15 @@ class Regimen:
             raise DesignError(f"{where}.amount: {amounts.size} amounts for {times.size} dose times")
         bad = np.flatnonzero(~(amounts > 0) | ~np.isfinite(amounts))
         if bad.size:
-            raise DesignError(f"{where}.amount: dose at index {bad[0]} is {amounts[bad[0]]!r}; doses must be > 0")
+            raise DesignError(f"{where}.amount: dose at index {bad[0]} is {fmt(amounts[bad[0]])}; doses must be finite "
+                              "and > 0")
         if "rate" in spec:  # zero-order infusion given by its rate: duration = amount / rate
             if "duration" in spec:
                 raise DesignError(f"{where}: give either 'duration' or 'rate' of the infusion, not both")
             rates = _as_float_array(spec["rate"], f"{where}.rate")
             bad = np.flatnonzero(~(rates > 0) | ~np.isfinite(rates))
             if bad.size:
-                raise DesignError(f"{where}.rate: entry {bad[0]} is {rates[bad[0]]!r}; rates must be > 0")
+                raise DesignError(f"{where}.rate: entry {bad[0]} is {fmt(rates[bad[0]])}; rates must be finite and > 0")
             if rates.size not in (1, amounts.size):
                 raise DesignError(f"{where}.rate: {rates.size} rates for {amounts.size} doses")
             spec = dict(spec, duration=(amounts / rates).tolist())
@@ -129,7 +156,8 @@ class Regimen:
             raise DesignError(f"{where}.duration: {durations.size} durations for {times.size} dose times")
         bad = np.flatnonzero(~(durations >= 0) | ~np.isfinite(durations))
         if bad.size:
-            raise DesignError(f"{where}.duration: entry {bad[0]} is {durations[bad[0]]!r}; durations must be >= 0")
+            raise DesignError(f"{where}.duration: entry {bad[0]} is {fmt(durations[bad[0]])}; durations must be finite "
+                              "and >= 0")
         return cls(times, amounts, durations)
 
     def to_dict(self) -> dict:
@@ -158,10 +186,17 @@ class Group:
     def __post_init__(self):
         where = f"group {self.name!r}" if self.name else "group"
         if isinstance(self.n, bool) or not isinstance(self.n, (int, float, np.integer, np.floating)):
-            raise DesignError(f"{where}: n must be a number > 0, got {self.n!r}")
-        if not (np.isfinite(self.n) and self.n > 0):
-            raise DesignError(f"{where}: n must be > 0, got {self.n!r}")
-        checked = {k: check_times(v, f"{where}, output {k!r}") for k, v in self.times.items()}
+            raise DesignError(f"{where}: n must be a number > 0, got {fmt(self.n)} ({type(self.n).__name__})")
+        if not (np.isfinite(self.n) and 0 < self.n <= MAX_SUBJECTS):
+            raise DesignError(f"{where}: n must be > 0 and at most {MAX_SUBJECTS:g}, got {fmt(self.n)}")
+        if not isinstance(self.times, dict):
+            raise DesignError(f"{where}: times must be a table output -> list of times, got {fmt(self.times)}")
+        checked = {}
+        for k, v in self.times.items():
+            arr = check_times(v, f"{where}, output {k!r}")
+            if arr.size > MAX_SAMPLES:
+                raise DesignError(f"{where}, output {k!r}: {arr.size} sampling times; the limit is {MAX_SAMPLES}")
+            checked[k] = arr
         object.__setattr__(self, "times", checked)
 
     def observations(self, output_names) -> tuple:
@@ -181,16 +216,28 @@ class Group:
         return np.concatenate(ts), np.concatenate(idx)
 
 
+def check_window(window, where: str = "window") -> tuple:
+    """A sampling window (lo, hi): finite, 0 <= lo < hi (model time units)."""
+    arr = _as_float_array(window, where)
+    if arr.size != 2 or not np.all(np.isfinite(arr)) or not 0 <= arr[0] < arr[1]:
+        raise DesignError(f"{where}: expected [lo, hi] with finite 0 <= lo < hi, got {fmt(list(arr))}")
+    return (float(arr[0]), float(arr[1]))
+
+
 @dataclass(frozen=True)
 class Design:
-    """A design: a tuple of groups."""
+    """A design: a tuple of groups, and optionally the window (lo, hi) in which a search may move
+    the sampling times (default: from 0 to the last sampling time)."""
 
     groups: tuple
+    window: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "groups", tuple(self.groups))
         if not self.groups:
             raise DesignError("a design needs at least one group")
+        if self.window is not None:
+            object.__setattr__(self, "window", check_window(self.window))
 
     @property
     def total_n(self) -> float:
@@ -203,7 +250,12 @@ class Design:
         ``times`` is a list (for a single-output model) or a table output -> list.
         """
         if not isinstance(data, dict) or "groups" not in data:
-            raise DesignError(f"{where}: expected a table with a 'groups' list")
+            got = f"a table with keys {sorted(data)}" if isinstance(data, dict) else fmt(data)
+            raise DesignError(f"{where}: expected a table with a 'groups' list, got {got}")
+        unknown = sorted(set(data) - {"groups", "window"})
+        if unknown:
+            raise DesignError(f"{where}: unknown key(s) {unknown}; allowed: ['groups', 'window']")
+        window = check_window(data["window"], f"{where}.window") if "window" in data else None
         groups = data["groups"]
         if not isinstance(groups, list) or not groups:
             raise DesignError(f"{where}.groups: expected a non-empty list of groups")
@@ -211,7 +263,7 @@ class Design:
         for i, g in enumerate(groups):
             w = f"{where}.groups[{i}]"
             if not isinstance(g, dict):
-                raise DesignError(f"{w}: expected a table, got {g!r}")
+                raise DesignError(f"{w}: expected a table, got {fmt(g)}")
             unknown = sorted(set(g) - {"n", "times", "dose", "name"})
             if unknown:
                 raise DesignError(f"{w}: unknown key(s) {unknown}; allowed: ['dose', 'n', 'name', 'times']")
@@ -225,14 +277,15 @@ class Design:
                     )
                 times = {output_names[0]: times}
             name = str(g.get("name", f"group{i + 1}"))
+            regimen = Regimen.from_dict(g.get("dose"), f"{w}.dose")  # its messages carry the location already
             try:
-                out.append(Group(g["n"], times, Regimen.from_dict(g.get("dose"), f"{w}.dose"), name))
+                out.append(Group(g["n"], times, regimen, name))
             except DesignError as exc:
                 raise DesignError(f"{w}: {exc}") from None
-        return cls(tuple(out))
+        return cls(tuple(out), window)
 
     def to_dict(self) -> dict:
-        return {
+        return ({"window": list(self.window)} if self.window is not None else {}) | {
             "groups": [
                 {
                     "name": g.name,

@@ -8,6 +8,24 @@ without a traceback; anything else is a bug.
 from __future__ import annotations
 
 
+def fmt(value) -> str:
+    """A number for a message: plain Python repr (no ``np.float64(...)``), nothing rounded away."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        items = list(value.items())
+        body = ", ".join(f"{k!r}: {fmt(v)}" for k, v in items[:6])
+        return "{" + body + (f", ... ({len(items)} entries)" if len(items) > 6 else "") + "}"
+    if isinstance(value, (list, tuple)):
+        body = ", ".join(fmt(v) for v in value[:6])
+        return "[" + body + (f", ... ({len(value)} entries)" if len(value) > 6 else "") + "]"
+    if isinstance(value, str) and len(value) > 80:
+        return repr(value[:60] + " ...")
+    return repr(value)
+
+
 class PkdesignError(Exception):
     """Base class of all errors raised by pkdesign on bad input."""
 

@@ -7,11 +7,12 @@ dicts of parameter values (the other parameters keep their typical values).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
-from .errors import DesignError
+from .errors import DesignError, fmt
 
 DISTRIBUTIONS = ("normal", "lognormal", "uniform")
 
@@ -24,7 +25,10 @@ class Prior:
         for name, entry in spec.items():
             if not (isinstance(entry, (tuple, list)) and len(entry) == 3 and entry[0] in DISTRIBUTIONS):
                 raise DesignError(f"prior.{name}: expected (distribution, a, b) with distribution in {DISTRIBUTIONS}, "
-                                  f"got {entry!r}")
+                                  f"got {fmt(entry)}")
+            nums = entry[1:]
+            if any(isinstance(v, (bool, str)) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in nums):
+                raise DesignError(f"prior.{name}: a and b must be finite numbers, got {fmt(list(nums))}")
             dist, a, b = entry[0], float(entry[1]), float(entry[2])
             if dist == "uniform" and not b > a:
                 raise DesignError(f"prior.{name}: uniform needs low < high, got {a}, {b}")

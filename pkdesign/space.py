@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .design import Regimen, check_times
-from .errors import DesignError
+from .errors import DesignError, fmt
 
 #: refuse to enumerate more candidate schedules than this (use a coarser grid or fewer samples)
 MAX_CANDIDATES = 2_000_000
@@ -60,7 +60,7 @@ class SamplingSpace:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise DesignError(f"{where}: n_samples must be a whole number >= 1, got {k!r}")
         if not (np.isfinite(self.min_spacing) and self.min_spacing >= 0):
-            raise DesignError(f"{where}: min_spacing must be >= 0, got {self.min_spacing!r}")
+            raise DesignError(f"{where}: min_spacing must be >= 0, got {fmt(self.min_spacing)}")
         wins = self.windows if self.windows is not None else [self.window] * k
         wins = [tuple(float(x) for x in w) for w in wins]
         if len(wins) != k:

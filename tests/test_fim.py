@@ -166,7 +166,7 @@ def test_exponential_error_is_additive_on_log_scale():
 def test_result_object_quantities_and_sd_scale():
     spec, model = compiled("warfarin")
     r = pk.evaluate_fim(model, spec.default_design, "fo", "reduced")
-    assert r.d_criterion == pytest.approx(np.exp(r.logdet / 8))
+    assert r.det_root == pytest.approx(np.exp(r.logdet / 8))
     np.testing.assert_allclose(np.diag(r.correlation), 1.0)
     assert r.condition_number == pytest.approx(r.eigenvalues.max() / r.eigenvalues.min())
     frame = r.to_frame()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DesignError, PkdesignError
+from ..errors import DesignError, NonIdentifiableError, PkdesignError
 from .draws import check_draws, draw_eta
 from .exact import exact_mc_scores
 from .linearized import fo_fims, linearized_fims
@@ -76,6 +76,10 @@ def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full:
         eta = draw_eta(pp.omega, K, seed, sampling)
         P = predict(model, pp, eta, times, idx, regimen, 2, where, eta2=True)
         return mc_fim(pp, idx, P, full=full, where=where), None
+    if K <= pp.p:
+        raise DesignError(f"{where}: exact-mc estimates the {pp.p} x {pp.p} FIM as a mean of outer products of "
+                          f"simulated scores; {K} simulated subjects give a rank of at most {K}. Use draws > {pp.p} "
+                          f"(a few thousand for RSE% to a few per cent; default {DEFAULT_DRAWS['exact-mc']})")
     S = check_draws(is_samples, "is_samples")
     rng = np.random.default_rng(seed)
     halves, ess = exact_mc_scores(model, pp, times, idx, regimen, K, S, rng, where)
@@ -176,7 +180,14 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
                     mc_se=np.sqrt(var) if approximation == "exact-mc" else None, info=info,
                     declared_scale=pp.declared_scale)
     if check:
-        res.check_identifiable()
+        try:
+            res.check_identifiable()
+        except NonIdentifiableError as exc:
+            if approximation in ("fo", "foi"):
+                raise
+            raise NonIdentifiableError(
+                f"{exc} [with {approximation} this may also be Monte-Carlo noise: {info['draws']} draws may be too "
+                "few; increase draws]", exc.directions) from None
     return res.on_scale(scale)
 
 

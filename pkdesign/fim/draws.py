@@ -6,12 +6,12 @@ import warnings
 
 import numpy as np
 
-from ..errors import DesignError
+from ..errors import DesignError, fmt
 
 
 def check_draws(draws, what: str = "draws") -> int:
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws <= 0:
-        raise DesignError(f"{what}: expected a whole number > 0, got {draws!r}")
+        raise DesignError(f"{what}: expected a whole number > 0, got {fmt(draws)}")
     return int(draws)
 
 

@@ -166,7 +166,7 @@ class FIMResult:
         return float(val) if sign > 0 else -np.inf
 
     @property
-    def d_criterion(self) -> float:
+    def det_root(self) -> float:
         """det(FIM)^(1/p)."""
         return float(np.exp(self.logdet / self.p))
 
@@ -190,7 +190,7 @@ class FIMResult:
         """The JSON shape of ``pkdesign evaluate --json``."""
         out = {"parameters": list(self.names), "values": self.values.tolist(), "fim": self.matrix.tolist(),
                "se": self.se.tolist(), "rse_percent": self.rse_percent.tolist(), "logdet": self.logdet,
-               "d_criterion": self.d_criterion, "condition_number": self.condition_number,
+               "det_root": self.det_root, "condition_number": self.condition_number,
                "approximation": self.approximation, "fim_type": self.fim_type, "scale": self.scale}
         if self.mc_se is not None:
             out["fim_mc_se"] = self.mc_se.tolist()

@@ -42,6 +42,8 @@ CONSTANTS = {"pi": sp.pi, "e": sp.E}
 
 MAX_LENGTH = 5000          # characters in one expression
 MAX_NODES = 2000           # ast nodes in one expression
+MAX_DEPTH = 60             # nesting depth of the syntax tree (calls, parentheses, operators)
+MAX_QUOTE = 200            # characters of an expression quoted in an error message
 MAX_INT_EXPONENT = 64      # |n| for a numeric power n
 MAX_ABS_NUMBER = 1e300     # literals and folded constants beyond this are rejected
 
@@ -74,7 +76,7 @@ def parse_expression(text, symbols: dict, *, where: str = "expression") -> sp.Ex
     if isinstance(text, bool):
         raise ExpressionError(f"{where}: expected an expression, got the boolean {text!r}")
     if isinstance(text, (int, float)):
-        _check_number(float(text), where, repr(text))
+        _check_number(text, where, repr(text))
         return sp.Integer(text) if isinstance(text, int) else sp.Float(text)
     if not isinstance(text, str):
         raise ExpressionError(f"{where}: expected an expression string, got {type(text).__name__}")
@@ -82,24 +84,83 @@ def parse_expression(text, symbols: dict, *, where: str = "expression") -> sp.Ex
         raise ExpressionError(f"{where}: expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
     if not text.strip():
         raise ExpressionError(f"{where}: the expression is empty")
+    depth = _paren_depth(text)
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"{where}: expression {quote(text)} nests {depth} levels of parentheses; "
+                              f"the limit is {MAX_DEPTH}")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ExpressionError(f"{where}: syntax error in {text!r}: {exc.msg}") from None
-    except (RecursionError, MemoryError, ValueError):
-        raise ExpressionError(f"{where}: expression {text!r} is nested too deeply") from None
-    n_nodes = sum(1 for _ in ast.walk(tree))
+        raise ExpressionError(f"{where}: syntax error in {quote(text)}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{where}: expression {quote(text)} is nested too deeply "
+                              f"(the limit is {MAX_DEPTH} levels)") from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise ExpressionError(f"{where}: cannot read {quote(text)}: {exc}") from None
+    n_nodes, depth = _size(tree)
     if n_nodes > MAX_NODES:
         raise ExpressionError(f"{where}: expression has {n_nodes} syntax nodes; the limit is {MAX_NODES}")
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"{where}: expression {quote(text)} nests {depth} levels deep; the limit is {MAX_DEPTH}")
     try:
         return _Builder(text, symbols, where).build(tree.body)
-    except RecursionError:
-        raise ExpressionError(f"{where}: expression {text!r} is nested too deeply") from None
+    except RecursionError:  # pragma: no cover - the depth limit keeps the builder far from the recursion limit
+        raise ExpressionError(f"{where}: expression {quote(text)} is nested too deeply") from None
 
 
-def _check_number(value: float, where: str, fragment: str) -> None:
-    if not math.isfinite(value) or abs(value) > MAX_ABS_NUMBER:
-        raise ExpressionError(f"{where}: number {fragment} is not finite or exceeds {MAX_ABS_NUMBER:g}")
+def quote(text, limit: int = MAX_QUOTE) -> str:
+    """``repr`` of ``text``, shortened to about ``limit`` characters for messages."""
+    text = str(text)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[: limit - 20] + " ... " + text[-15:]) + f" ({len(text)} characters)"
+
+
+def _paren_depth(text: str) -> int:
+    depth = best = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in ")]}":
+            depth -= 1
+    return best
+
+
+def _size(tree) -> tuple:
+    """(number of nodes, depth) of a syntax tree, computed without recursion."""
+    n, best, stack = 0, 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        n += 1
+        best = max(best, d)
+        for c in ast.iter_child_nodes(node):
+            # a chain a + b - c + ... is flat (left operands of binary operators), not nested
+            flat = isinstance(node, ast.BinOp) and c is node.left and isinstance(c, ast.BinOp)
+            stack.append((c, d if flat else d + 1))
+    return n, best
+
+
+def _check_number(value, where: str, fragment: str) -> None:
+    try:
+        v = float(value)
+    except OverflowError:
+        v = math.inf
+    if not math.isfinite(v) or abs(v) > MAX_ABS_NUMBER:
+        raise ExpressionError(f"{where}: number {quote(fragment, 60)} is not finite or exceeds {MAX_ABS_NUMBER:g} "
+                              "in absolute value")
+
+
+def _check_constant(value, where: str, fragment: str) -> None:
+    """A sub-expression without names must be a finite real number (not sqrt(-1), log(-2), (-8)**(1/3))."""
+    try:
+        c = complex(value.evalf(30))
+    except (TypeError, ValueError, OverflowError):
+        raise ExpressionError(f"{where}: the constant {quote(fragment, 60)} is not a finite real number") from None
+    if c.imag != 0 or not math.isfinite(c.real):
+        raise ExpressionError(f"{where}: the constant {quote(fragment, 60)} is not a finite real number "
+                              f"(it evaluates to {c:.6g})")
+    _check_number(c.real, where, fragment)
 
 
 def _is_condition(value) -> bool:
@@ -115,19 +176,24 @@ class _Builder:
 
     def fail(self, node, what: str):
         fragment = ast.get_source_segment(self.text.strip(), node) or ast.dump(node)
-        raise ExpressionError(f"{self.where}: {what}: {fragment!r} in {self.text!r}")
+        whole = "" if fragment.strip() == self.text.strip() else f" in {quote(self.text)}"
+        raise ExpressionError(f"{self.where}: {what}: {quote(fragment)}{whole}")
 
     def build(self, node):
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             self.fail(node, f"{type(node).__name__} is not allowed in model expressions")
-        return method(node)
+        out = method(node)
+        if isinstance(out, sp.Expr) and not out.is_Number and not out.free_symbols:
+            fragment = ast.get_source_segment(self.text.strip(), node) or ""
+            _check_constant(out, self.where, fragment)
+        return out
 
     def _Constant(self, node):
         v = node.value
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.fail(node, "only numeric constants are allowed")
-        _check_number(float(v), self.where, repr(v))
+        _check_number(v, self.where, ast.get_source_segment(self.text.strip(), node) or repr(v))
         return sp.Integer(v) if isinstance(v, int) else sp.Float(v)
 
     def _Name(self, node):
@@ -149,7 +215,15 @@ class _Builder:
         self.fail(node, "unary operator not allowed")
 
     def _BinOp(self, node):
-        left, right = self.build(node.left), self.build(node.right)
+        chain = [node]  # a long chain a + b + c ... is built iteratively, not by recursion
+        while isinstance(chain[-1].left, ast.BinOp):
+            chain.append(chain[-1].left)
+        out = self.build(chain[-1].left)
+        for link in reversed(chain):
+            out = self._apply(link, out, self.build(link.right))
+        return out
+
+    def _apply(self, node, left, right):
         op = node.op
         if isinstance(op, ast.Add):
             out = left + right
@@ -173,7 +247,9 @@ class _Builder:
         if out.is_Number:
             if out.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
                 self.fail(node, "the constant part is not finite")
-            _check_number(float(out), self.where, ast.get_source_segment(self.text.strip(), node) or "")
+            _check_number(out, self.where, ast.get_source_segment(self.text.strip(), node) or "")
+        elif not out.free_symbols:
+            _check_constant(out, self.where, ast.get_source_segment(self.text.strip(), node) or "")
         return out
 
     def _Call(self, node):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 import sympy as sp
 
@@ -503,11 +502,13 @@ class OdeModel:
         if bad.size:
             v = bad[0]
             why = {1: "the step size fell below 1e-14 (stiff or singular system? try solver = \"lsoda\")",
-                   2: f"more than max_steps = {self.max_steps} steps", 3: "the state became non-finite",
+                   2: f"more than max_steps = {self.max_steps} steps (a stiff system? try solver = \"lsoda\" in "
+                      "[ode], or raise max_steps)", 3: "the state became non-finite",
                    4: "the stiff solver failed", 5: "the initial conditions (or their derivatives) are not finite"}.get(int(status[v]), "failure")
             state = ", ".join(f"{s} = {x:.6g}" for s, x in zip(self.spec.ode.states, fail[v, 1:]))
+            params = ", ".join(f"{k} = {x!r}" for k, x in zip(self.parameter_names, psi2[v].tolist()))
             raise DesignError(f"model {self.spec.name!r}: the ODE solver failed at t = {fail[v, 0]:.6g} for parameter "
-                              f"vector {v} ({dict(zip(self.parameter_names, psi2[v].round(6)))}): {why}; state {state}")
+                              f"vector {v} ({params}): {why}; state {state}")
         given = {k: res[k] for k in output_keys(order)}
         if out is not None:  # the solver accumulates into zeroed arrays of its own; copy into the caller's
             for k, a in output_buffers(out, nv, no, n, order, single).items():

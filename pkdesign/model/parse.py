@@ -15,6 +15,7 @@ from pathlib import Path
 import sympy as sp
 
 from ..design import Design
+from ..errors import fmt
 from ..errors import DesignError, ModelSpecError
 from .expr import parse_expression
 from .spec import (
@@ -63,9 +64,12 @@ def load_model(path) -> ModelSpec:
 
 def parse_model_text(text: str, origin: str = "<string>") -> ModelSpec:
     """Parse the text of a model file (TOML); ``origin`` names it in error messages."""
+    if text.startswith("\ufeff"):
+        raise ModelSpecError(f"{origin}: the file starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 "
+                             "without BOM")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ModelSpecError(f"{origin}: not valid TOML: {exc}") from None
     return _Reader(data, origin).read()
 
@@ -139,7 +143,7 @@ class _Reader:
 
     def table(self, key: str, value, allowed=None) -> dict:
         if not isinstance(value, dict):
-            self.err(key, f"expected a table, got {type(value).__name__} {value!r}")
+            self.err(key, f"expected a table, got {type(value).__name__} {fmt(value)}")
         if allowed is not None:
             unknown = sorted(set(value) - set(allowed))
             if unknown:
@@ -148,24 +152,24 @@ class _Reader:
 
     def number(self, key: str, value, *, positive=False, nonneg=False) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.err(key, f"expected a number, got {value!r}")
+            self.err(key, f"expected a number, got {fmt(value)}")
         v = float(value)
         if not math.isfinite(v):
-            self.err(key, f"expected a finite number, got {value!r}")
+            self.err(key, f"expected a finite number, got {fmt(value)}")
         if positive and not v > 0:
-            self.err(key, f"expected a number > 0, got {value!r}")
+            self.err(key, f"expected a number > 0, got {fmt(value)}")
         if nonneg and not v >= 0:
-            self.err(key, f"expected a number >= 0, got {value!r}")
+            self.err(key, f"expected a number >= 0, got {fmt(value)}")
         return v
 
     def string(self, key: str, value) -> str:
         if not isinstance(value, str):
-            self.err(key, f"expected a string, got {value!r}")
+            self.err(key, f"expected a string, got {fmt(value)}")
         return value
 
     def boolean(self, key: str, value) -> bool:
         if not isinstance(value, bool):
-            self.err(key, f"expected true or false, got {value!r}")
+            self.err(key, f"expected true or false, got {fmt(value)}")
         return value
 
     def expr(self, key: str, value, symbols: dict) -> sp.Expr:

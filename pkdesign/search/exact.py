@@ -14,7 +14,7 @@ import numpy as np
 
 from ..criteria import make_criterion
 from ..design import Design, Group
-from ..errors import DesignError, SearchError
+from ..errors import DesignError, SearchError, fmt
 from ..fim.api import schedule_fims
 
 
@@ -38,7 +38,7 @@ class ScheduleProblem:
         self.prior_values = prior_values or [None]
         spec = model.spec
         if not (np.isfinite(min_spacing) and min_spacing >= 0):
-            raise DesignError(f"min_spacing must be >= 0, got {min_spacing!r}")
+            raise DesignError(f"min_spacing must be >= 0, got {fmt(min_spacing)}")
         self.min_spacing = float(min_spacing)
         fixed = fixed or {}
         windows = windows or {}

@@ -53,6 +53,17 @@ class DesignResult:
     sensitivity: dict | None = None
     info: dict = field(default_factory=dict)
 
+    def rounded_design(self, total_n: int):
+        """The design with its group weights (or sizes) apportioned to ``total_n`` whole subjects
+        (efficient apportionment); groups that get no subject are dropped."""
+        from ..design import Design, Group
+        from .rounding import apportion
+
+        w = np.array([g.n for g in self.design.groups], dtype=float)
+        ns = apportion(w / w.sum(), int(total_n))
+        return Design(tuple(Group(float(n), g.times, g.regimen, g.name) for g, n in zip(self.design.groups, ns)
+                            if n > 0))
+
     @property
     def logdet(self) -> float:
         return float(self.fim.logdet) if self.fim is not None else float("nan")

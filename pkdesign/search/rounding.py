@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DesignError
+from ..errors import DesignError, fmt
 
 
 def apportion(weights, total: int) -> np.ndarray:
     """Integer sizes (l,) summing to ``total`` for weights (l,) (> 0, normalised here)."""
     w = np.asarray(weights, dtype=float)
     if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 1:
-        raise DesignError(f"total number of subjects must be a whole number >= 1, got {total!r}")
+        raise DesignError(f"total number of subjects must be a whole number >= 1, got {fmt(total)}")
     if w.ndim != 1 or w.size == 0 or np.any(w < 0) or not np.isfinite(w).all() or w.sum() <= 0:
         raise DesignError("weights must be a non-empty vector of non-negative numbers")
     w = w / w.sum()
