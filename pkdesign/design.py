@@ -137,15 +137,15 @@ class Regimen:
             raise DesignError(f"{where}.amount: {amounts.size} amounts for {times.size} dose times")
         bad = np.flatnonzero(~(amounts > 0) | ~np.isfinite(amounts))
         if bad.size:
-            raise DesignError(f"{where}.amount: dose at index {bad[0]} is {fmt(amounts[bad[0]])}; doses must be finite "
-                              "and > 0")
+            raise DesignError(f"{where}.amount: dose at index {bad[0]} is {fmt(amounts[bad[0]])}; doses must be > 0 "
+                              "(and finite)")
         if "rate" in spec:  # zero-order infusion given by its rate: duration = amount / rate
             if "duration" in spec:
                 raise DesignError(f"{where}: give either 'duration' or 'rate' of the infusion, not both")
             rates = _as_float_array(spec["rate"], f"{where}.rate")
             bad = np.flatnonzero(~(rates > 0) | ~np.isfinite(rates))
             if bad.size:
-                raise DesignError(f"{where}.rate: entry {bad[0]} is {fmt(rates[bad[0]])}; rates must be finite and > 0")
+                raise DesignError(f"{where}.rate: entry {bad[0]} is {fmt(rates[bad[0]])}; rates must be > 0 (and finite)")
             if rates.size not in (1, amounts.size):
                 raise DesignError(f"{where}.rate: {rates.size} rates for {amounts.size} doses")
             spec = dict(spec, duration=(amounts / rates).tolist())

@@ -13,7 +13,7 @@ def fmt(value) -> str:
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy scalar
         value = value.item()
     if isinstance(value, float):
-        return repr(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     if isinstance(value, dict):
         items = list(value.items())
         body = ", ".join(f"{k!r}: {fmt(v)}" for k, v in items[:6])
