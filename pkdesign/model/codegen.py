@@ -120,14 +120,50 @@ def generate_source(spec: ModelSpec, header: str = "") -> str:
         f"OUTPUTS = {spec.output_names!r}",
         "",
     ]
+    parts += _fill_constants(spec, md)
     for order in (0, 1, 2):
         parts.append(_kernel(spec, order, md, rename, printer))
     parts.append(ediff_source(printer.ediff_orders))
     return "\n".join(parts) + "\n"
 
 
+def _fill_constants(spec, md) -> list:
+    """Module constants listing the derivative entries the kernels do not compute: 0 for parameters
+    the model does not use, NaN ("not computed") for fixed parameters without variability."""
+    P = len(spec.parameter_names)
+    active = set(md.active)
+    used = spec.used_parameters()
+    value = ["0.0" if name not in used else "np.nan" for name in spec.parameter_names]
+    d1 = [k for k in range(P) if k not in active]
+    d2 = [(k, l) for k in range(P) for l in range(P) if k not in active or l not in active]
+    v2 = ["0.0" if "0.0" in (value[k], value[l]) else "np.nan" for k, l in d2]
+    return [
+        "# derivative entries not computed by the kernels (filled once per call): parameters the model",
+        "# does not use (0) and fixed parameters without variability (NaN: not needed by any FIM)",
+        f"FILL_D1 = np.array({d1!r}, dtype=np.int64)",
+        f"FILL_D1_VALUE = np.array([{', '.join(value[k] for k in d1)}], dtype=np.float64)",
+        f"FILL_D2_K = np.array({[k for k, _ in d2]!r}, dtype=np.int64)",
+        f"FILL_D2_L = np.array({[l for _, l in d2]!r}, dtype=np.int64)",
+        f"FILL_D2_VALUE = np.array([{', '.join(v2)}], dtype=np.float64)",
+        "",
+    ]
+
+
+def _fill_lines(order: int, md, n_total: int) -> list:
+    if order == 0 or len(md.active) == n_total:
+        return []
+    L = ["    for i in range(n_vec):  # entries not computed (see FILL_D1)",
+         "        for j in range(n_obs):",
+         "            for q in range(FILL_D1.shape[0]):",
+         "                d1[i, j, FILL_D1[q]] = FILL_D1_VALUE[q]"]
+    if order >= 2:
+        L += ["            for q in range(FILL_D2_K.shape[0]):",
+              "                d2[i, j, FILL_D2_K[q], FILL_D2_L[q]] = FILL_D2_VALUE[q]"]
+    return L
+
+
 def _kernel(spec, order, md, rename, printer) -> str:
-    n = len(spec.parameter_names)
+    n = len(md.active)
     nr = len(md.responses)
     args = ["psi", "t_obs", "out_idx", "dose_t", "dose_amt", "dose_dur", "f"]
     if order >= 1:
@@ -138,9 +174,12 @@ def _kernel(spec, order, md, rename, printer) -> str:
     L.append("    n_vec = psi.shape[0]")
     L.append("    n_obs = t_obs.shape[0]")
     L.append("    n_dose = dose_t.shape[0]")
+    L.extend(_fill_lines(order, md, len(spec.parameter_names)))
     L.append("    for i in range(n_vec):")
+    used = spec.used_parameters()
     for k, name in enumerate(spec.parameter_names):
-        L.append(f"        p_{name} = psi[i, {k}]")
+        if name in used:
+            L.append(f"        p_{name} = psi[i, {k}]")
     if md.assignments:
         L.append("        # assignments, lag time and bioavailability with their derivatives (once per parameter vector)")
         for a, (x, dv) in enumerate(md.assignments):
@@ -192,12 +231,12 @@ def _kernel(spec, order, md, rename, printer) -> str:
 def _outputs(md, order, n, rename, printer, ind) -> list:
     if len(md.outputs) == 1:  # out_idx is all 0 (checked by evaluate): no branch per observation
         return [f"{ind}# output {md.outputs[0].name}"] + _output_block(md.outputs[0].branches, order, n, rename,
-                                                                       printer, ind)
+                                                                       printer, ind, md.active)
     lines = [f"{ind}o = out_idx[j]"]
     for oi, out in enumerate(md.outputs):
         kw = "if" if oi == 0 else "elif"
         lines.append(f"{ind}{kw} o == {oi}:  # output {out.name}")
-        lines.extend(_output_block(out.branches, order, n, rename, printer, ind + "    "))
+        lines.extend(_output_block(out.branches, order, n, rename, printer, ind + "    ", md.active))
     return lines
 
 
@@ -358,18 +397,20 @@ def _branches(c, x, resp, order, n, rename, printer, ind) -> list:
     return lines
 
 
-def _targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=None):
+def _targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=None, index=None):
     """Assignment targets and expressions for value and derivatives up to ``order``.
 
     With ``inner`` given, derivatives that are structurally zero for it are skipped, and the
-    names ``{d1}``/``{d2}`` stand for its placeholder symbols.
+    names ``{d1}``/``{d2}`` stand for its placeholder symbols.  ``index`` maps derivative
+    positions to the indices printed in the names (default: the positions themselves).
     """
+    ix = index if index is not None else list(range(n))
     targets, exprs = [f_name], [d.f]
     if order >= 1:
         for k in range(n):
             if inner is not None and inner.d1[k] == 0:
                 continue
-            targets.append(d1_name.format(k=k, l=0, d1=inner.d1[k] if inner is not None else ""))
+            targets.append(d1_name.format(k=ix[k], l=0, d1=inner.d1[k] if inner is not None else ""))
             exprs.append(d.d1[k])
         if dt_name is not None:
             targets.append(dt_name)
@@ -379,17 +420,17 @@ def _targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=None):
             for l in range(k, n):
                 if inner is not None and inner.d2[(k, l)] == 0:
                     continue
-                targets.append(d2_name.format(k=k, l=l, d2=inner.d2[(k, l)] if inner is not None else ""))
+                targets.append(d2_name.format(k=ix[k], l=ix[l], d2=inner.d2[(k, l)] if inner is not None else ""))
                 exprs.append(d.d2[(k, l)])
     return targets, exprs
 
 
-def _output_block(branches, order, n, rename, printer, ind) -> list:
+def _output_block(branches, order, n, rename, printer, ind, index) -> list:
     lines = []
     for b, branch in enumerate(branches):
         body = _open_branch(lines, b, branch, ind, printer, rename)
         targets, exprs = _targets(branch.derivs, order, n, "f[i, j]", "d1[i, j, {k}]", "d2[i, j, {k}, {l}]",
-                                  "dt[i, j]")
+                                  "dt[i, j]", index=index)
         tmp, printed = _cse_block([e.xreplace(rename) for e in exprs], body, printer, "y")
         lines.extend(tmp)
         for t, p in zip(targets, printed):

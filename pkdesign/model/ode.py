@@ -55,7 +55,8 @@ class OdeDerivatives:
     def __init__(self, spec: ModelSpec, order: int):
         ode = spec.ode
         full = expand_assignments(spec)
-        self.psi = [sp.Symbol(n) for n in spec.parameter_names]
+        # sensitivities only for the parameters the FIM needs (see ModelSpec.derivative_indices)
+        self.psi = [sp.Symbol(spec.parameter_names[k]) for k in spec.derivative_indices()]
         P = len(self.psi)
         self.x = [sp.Symbol(s) for s in ode.states]
         n = len(self.x)
@@ -200,6 +201,9 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
                          .replace("{RANGE}", rng))
     parts.append(f"N_X = {len(spec.ode.states)}")
     parts.append(f"N_PSI = {P}")
+    active = spec.derivative_indices()
+    parts.append(f"# the parameters whose sensitivities are integrated (indices into psi)\n"
+                 f"ACTIVE = np.array({active!r}, dtype=np.int64)\nN_ACT = {len(active)}")
     parts.append(f"CMT = {spec.ode.states.index(spec.dosing.compartment) if spec.dosing.compartment else -1}")
     parts.append(ediff_source(printer.ediff_orders))
     return "\n\n".join(parts) + "\n"
@@ -282,7 +286,7 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
     n_dose = dose_t.shape[0]
     ny = NY{K}
     nx = N_X
-    P = psi_all.shape[1]
+    P = N_ACT
     order_obs = np.argsort(t_obs)
     for v in {RANGE}(n_vec):
         y = np.empty(ny)
@@ -387,13 +391,13 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
             if {K} >= 1:
                 dt[v, io] = vals[1]
                 for k in range(P):
-                    d1[v, io, k] = vals[2 + k]
+                    d1[v, io, ACTIVE[k]] = vals[2 + k]
             if {K} >= 2:
                 q = 0
                 for k in range(P):
                     for l in range(k, P):
-                        d2[v, io, k, l] = vals[2 + P + q]
-                        d2[v, io, l, k] = vals[2 + P + q]
+                        d2[v, io, ACTIVE[k], ACTIVE[l]] = vals[2 + P + q]
+                        d2[v, io, ACTIVE[l], ACTIVE[k]] = vals[2 + P + q]
                         q += 1
         if failed:
             fail[v, 0] = t
@@ -440,6 +444,26 @@ def _load(spec: ModelSpec):
                     setattr(module, name, GuardedKernel(guard, getattr(module, name)))
             module._pkdesign_jitted = True
     return gm
+
+
+def fill_not_computed(spec: ModelSpec, res: dict, order: int) -> None:
+    """Write the derivative entries that are not integrated: 0 for parameters the model does not
+    use, NaN for fixed parameters without variability (not needed by any FIM)."""
+    if order == 0:
+        return
+    active = spec.derivative_indices()
+    P = len(spec.parameter_names)
+    if len(active) == P:
+        return
+    used = spec.used_parameters()
+    value = np.array([0.0 if n not in used else np.nan for n in spec.parameter_names])
+    rest = np.array([k for k in range(P) if k not in active], dtype=np.int64)
+    res["d1"][:, :, rest] = value[rest]
+    if order >= 2:
+        v2 = np.where(np.isnan(value[:, None]) & np.isnan(value[None, :]), np.nan, 0.0)
+        mask = np.ones((P, P), dtype=bool)
+        mask[np.ix_(active, active)] = False
+        res["d2"][:, :, mask] = v2[mask]
 
 
 class OdeModel:
@@ -498,6 +522,7 @@ class OdeModel:
             from .ode_scipy import solve_lsoda
 
             solve_lsoda(self, order, psi2, t, idx, dt_, da, dd, res, status, fail)
+        fill_not_computed(self.spec, res, order)
         bad = np.flatnonzero(status)
         if bad.size:
             v = bad[0]

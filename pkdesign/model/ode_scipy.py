@@ -10,7 +10,8 @@ from scipy.integrate import solve_ivp
 
 def solve_lsoda(model, order, psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, res, status, fail):
     m = model.module
-    nx, P = m.N_X, psi_all.shape[1]
+    nx, P = m.N_X, m.N_ACT
+    act = m.ACTIVE
     ny = getattr(m, f"NY{order}")
     rhs, init, dose, out = (getattr(m, f"{b}{order}") for b in ("rhs", "init", "dose", "out"))
     jac = getattr(m, f"jac{order}", None)
@@ -100,12 +101,12 @@ def solve_lsoda(model, order, psi_all, t_obs, out_idx, dose_t, dose_amt, dose_du
             res["f"][v, io] = vals[0]
             if order >= 1:
                 res["dt"][v, io] = vals[1]
-                res["d1"][v, io] = vals[2:2 + P]
+                res["d1"][v, io, act] = vals[2:2 + P]
             if order >= 2:
                 q = 0
                 for k in range(P):
                     for l in range(k, P):
-                        res["d2"][v, io, k, l] = res["d2"][v, io, l, k] = vals[2 + P + q]
+                        res["d2"][v, io, act[k], act[l]] = res["d2"][v, io, act[l], act[k]] = vals[2 + P + q]
                         q += 1
         if not ok:
             status[v] = 4

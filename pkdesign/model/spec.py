@@ -18,6 +18,7 @@ Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import sympy as sp
@@ -164,6 +165,33 @@ class ModelSpec:
     def psi_symbols(self) -> list:
         return [sp.Symbol(n) for n in self.parameter_names]
 
+    def used_parameters(self) -> set:
+        """Names of the parameters that some expression of the model uses (directly or through an
+        assignment)."""
+        return set(self._derivative_info[0])
+
+    def derivative_indices(self) -> list:
+        """Indices (in ``parameter_names`` order) of the parameters the kernels differentiate with
+        respect to: those the model uses and that are estimated or carry a random effect.  The FIM
+        needs no other derivative; the kernels return 0 for unused parameters and NaN ("not
+        computed") for fixed parameters without variability."""
+        return list(self._derivative_info[1])
+
+    @cached_property
+    def _derivative_info(self) -> tuple:
+        exprs = [e for _, e in self.assignments] + [e for _, e in self.responses]
+        exprs += [o.expression for o in self.outputs] + [self.dosing.bioavailability, self.dosing.lag]
+        exprs += [x for pair in self.singularities for x in pair]
+        if self.ode is not None:
+            exprs += list(self.ode.derivatives) + list(self.ode.initial)
+        names = set()
+        for e in exprs:
+            names |= {s.name for s in sp.sympify(e).free_symbols}
+        used = frozenset(names & set(self.parameter_names))
+        random = {v.parameter for v in self.variability}
+        active = tuple(k for k, p in enumerate(self.parameters) if p.name in used and (not p.fixed or p.name in random))
+        return used, active
+
     def variability_of(self, name: str):
         for v in self.variability:
             if v.parameter == name:
@@ -187,6 +215,7 @@ class ModelSpec:
         """A canonical text of everything the compiled kernels depend on (not parameter values)."""
         parts = [
             "params:" + ",".join(self.parameter_names),
+            "differentiated:" + ",".join(map(str, self.derivative_indices())),
             "indep:" + self.independent,
             "route:" + self.dosing.route,
             "F:" + sp.srepr(self.dosing.bioavailability),

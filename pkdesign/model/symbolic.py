@@ -86,12 +86,15 @@ class ModelDerivs:
                   and assignment placeholders
     outputs     : list of OutputDerivs -- per observation
     lag         : sympy expression (ψ and assignment symbols) of the lag time
+    active      : indices (into the parameter vector) of the parameters differentiated; derivative
+                  position k in ``Derivs`` is parameter ``active[k]``
     """
 
     assignments: list
     responses: list
     outputs: list
     lag: object
+    active: list
 
 
 LAG_NAME, BIO_NAME = "_LAG", "_F"  # user names cannot start with "_"
@@ -190,7 +193,8 @@ def _chain(g: sp.Expr, psi: list, inner: list, with_second: bool) -> Derivs:
 
 def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
     """All symbolic derivatives needed by the kernels (see :class:`ModelDerivs`)."""
-    psi = spec.psi_symbols
+    active = spec.derivative_indices()
+    psi = [spec.psi_symbols[k] for k in active]
     n = len(psi)
     # intermediates evaluated once per parameter vector: assignments, lag time, bioavailability
     # Each intermediate is differentiated in terms of the earlier ones (chain rule), so that
@@ -230,4 +234,4 @@ def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
             c_expr = None if cond is None else cond.xreplace({sp.Symbol("t"): T})
             branches.append(Branch(c_expr, _chain(e.xreplace({sp.Symbol("t"): T}), psi, all_inner, with_second)))
         outputs.append(OutputDerivs(o.name, branches))
-    return ModelDerivs(assignments, responses, outputs, lag_sym)
+    return ModelDerivs(assignments, responses, outputs, lag_sym, active)
