@@ -18,12 +18,15 @@ from .montecarlo import mc_fim
 from .params import population_parameters
 from .predict import predict
 from .result import FIMResult
+from .structured import StructuredFIM
 
 APPROXIMATIONS = ("fo", "foi", "foce", "focei", "mc", "exact-mc")
 #: default number of draws per approximation (exact-mc: simulated subjects per group)
 DEFAULT_DRAWS = {"foce": 1000, "focei": 1000, "mc": 2048, "exact-mc": 2000}
 #: importance samples per simulated subject (exact-mc)
 DEFAULT_IS_SAMPLES = 200
+#: observations per chunk when one subject has very many samples (FO/FOI: bounded memory)
+CHUNK = 65536
 
 
 def _parameters(model, values):
@@ -61,8 +64,14 @@ def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full:
         raise DesignError(f"{where}: no sampling times (or none that carries information)")
     E = pp.n_eta
     if approximation in ("fo", "foi"):
-        needs2 = full
-        P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2 if needs2 else 1, where)
+        if times.size > CHUNK:  # dense sampling: predictions and sums chunk by chunk, bounded memory
+            acc = StructuredFIM(pp, full=full, interaction=approximation == "foi")
+            for lo in range(0, times.size, CHUNK):
+                sl = slice(lo, lo + CHUNK)
+                P = predict(model, pp, np.zeros(E), times[sl], idx[sl], regimen, 2 if full else 1, where)
+                acc.add(idx[sl], P.fth[0], P.f[0], P.fth[0], P.L[0], P.Lth[0] if full else None, times[sl], where)
+            return acc.result(), None
+        P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2 if full else 1, where)
         return fo_fims(pp, idx, P0, interaction=approximation == "foi", full=full, where=where, times=times)[0], None
     K = check_draws(draws if draws is not None else DEFAULT_DRAWS[approximation], "draws")
     if approximation in ("foce", "focei"):
@@ -96,9 +105,12 @@ def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarra
     cand = np.flatnonzero(~np.isin(idx, list(additive)))
     if cand.size == 0 or times.size == 0:
         return cand
-    P = predict(model, pp, np.zeros(pp.n_eta), times[cand], idx[cand], regimen, 1, where)
-    zero = (P.f[0] == 0) & ~np.any(P.fth[0], axis=-1) & ~np.any(P.L[0], axis=-1)
-    return cand[zero]
+    silent = []
+    for lo in range(0, cand.size, CHUNK):
+        c = cand[lo:lo + CHUNK]
+        P = predict(model, pp, np.zeros(pp.n_eta), times[c], idx[c], regimen, 1, where)
+        silent.append(c[(P.f[0] == 0) & ~np.any(P.fth[0], axis=-1) & ~np.any(P.L[0], axis=-1)])
+    return np.concatenate(silent)
 
 
 def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *, draws: int | None = None,

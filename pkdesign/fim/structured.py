@@ -1,0 +1,248 @@
+"""The linearised (FO/FOI/FOCE/FOCEI) normal-model FIM of one subject in O(n) memory and time.
+
+For n observations the covariance of a linearisation is
+
+    V = D + U Uᵀ,   D = diag(r) (residual variances, n),   U = L C (n × r),   C Cᵀ = Ω,
+
+so with the capacitance matrix K = I + Uᵀ D⁻¹ U (r × r, r = number of random effects) and
+H = K⁻¹, Woodbury gives G = V⁻¹ = D⁻¹ − W H Wᵀ, W = D⁻¹ U.  Every ∂V/∂α of these models is a
+low-rank part in the columns Z = [L, ∂L/∂θ_1, …] (n × q) plus a diagonal part:
+
+    ∂V/∂α = Z S_α Zᵀ + diag(d_α)
+
+(S_α: Ω-blocks for θ, unit entries for Ω elements; d_α: the proportional-error and η–ε
+interaction terms, and the residual variances themselves).  Then, with Γ = Zᵀ G Z,
+Ψ(d) = Zᵀ G diag(d) G Z and G∘G expanded through Kronecker products of the rows of W,
+
+    tr(G ∂V_a G ∂V_b) = tr(S_a Γ S_b Γ) + tr(S_a Ψ(d_b)) + tr(S_b Ψ(d_a)) + d_aᵀ (G∘G) d_b,
+
+and every piece is a sum over observations of small (q × q, r × r) products.  The sums are
+accumulated chunk by chunk (:meth:`StructuredFIM.add`), H is applied once at the end
+(:meth:`StructuredFIM.result`): cost O(n (q² + r²) m) for m parameters with a diagonal part,
+memory O(chunk × q) — no n × n matrix is ever formed.  The result equals the dense computation
+(``pkdesign.kernels.normal_fim``) to rounding; it needs every residual variance > 0 (a sample
+with zero variance and no derivative carries no information and is dropped, as in the dense path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import NonIdentifiableError
+from .draws import omega_root
+
+
+class StructuredFIM:
+    """Accumulates the per-subject FIM (p, p) of one linearisation over chunks of observations.
+
+    Parameters
+    ----------
+    pp : PopulationParameters
+    full : bool
+        Keep ∂V/∂θ (full FIM) or drop it (reduced FIM).
+    interaction : bool
+        FOI/FOCEI: η–ε interaction terms in the variance of proportional errors.
+    """
+
+    def __init__(self, pp, *, full: bool, interaction: bool):
+        self.pp, self.full, self.interaction = pp, full, interaction
+        self.omega = np.asarray(pp.omega, dtype=float)
+        E = self.omega.shape[0]
+        self.C = omega_root(self.omega) if E else np.zeros((0, 0))
+        self.E, self.r = E, self.C.shape[1]
+        self.pt = pp.p_theta
+        self.q = E * (1 + self.pt) if full else E
+        self.om = [tuple(x) for x in pp.omega_free]
+        self.errs = list(pp.errors)
+        self.free_errs = [k for k, e in enumerate(self.errs) if not e.fixed]
+        # parameters with a diagonal part of dV: θ (full, if any proportional error), Ω (FOI, if any
+        # proportional error), every free residual term
+        has_prop = any(e.kind == "prop" for e in self.errs)
+        self.diag_params = []
+        if full and has_prop:
+            self.diag_params += list(range(self.pt))
+        if interaction and has_prop:
+            self.diag_params += [self.pt + k for k in range(len(self.om))]
+        self.diag_params += [self.pt + len(self.om) + j for j in range(len(self.free_errs))]
+        nd, q, r = len(self.diag_params), self.q, self.r
+        self.n = 0
+        self.Kacc = np.zeros((r, r))
+        self.WZ = np.zeros((r, q))
+        self.ZDZ = np.zeros((q, q))
+        self.mDm = np.zeros((self.pt, self.pt))
+        self.Wm = np.zeros((r, self.pt))
+        self.P1 = np.zeros((nd, q, q))
+        self.P2 = np.zeros((nd, q, r))
+        self.P3 = np.zeros((nd, r, r))
+        self.T1 = np.zeros((nd, nd))
+        self.Q = np.zeros((nd, nd, r * r))
+        self.Y = np.zeros((nd, r * r))
+
+    # -- accumulation ---------------------------------------------------------------------
+    def add(self, idx, dmu, f, fth, L, Lth=None, times=None, where: str = "") -> None:
+        """Add a chunk of observations of the subject.
+
+        idx (n,) output of each observation; dmu (n, p_theta) ∂E[y]/∂θ; f (n,) and fth (n, p_theta)
+        the prediction the residual variance is evaluated at and its θ-derivative; L (n, E) ∂f/∂η;
+        Lth (n, E, p_theta) ∂²f/∂η∂θ (full FIM only); times (n,) for messages.
+        """
+        idx = np.asarray(idx)
+        n = idx.size
+        if n == 0:
+            return
+        E, pt = self.E, self.pt
+        S = np.einsum("ne,ef,nf->n", L, self.omega, L) if E else np.zeros(n)
+        D = np.zeros(n)
+        prop_var = np.zeros(n)  # Σ σ_prop over the proportional terms of each observation's output
+        for e in self.errs:
+            mask = idx == e.output
+            if e.kind == "prop":
+                D[mask] += e.variance * (f[mask] ** 2 + (S[mask] if self.interaction else 0.0))
+                prop_var[mask] += e.variance
+            else:
+                D[mask] += e.variance
+        zero = D <= 0
+        if zero.any():
+            moves = np.any(dmu != 0, axis=1) | np.any(L != 0, axis=1) | (f != 0)
+            if self.full:
+                moves |= np.any(fth != 0, axis=1)
+                if Lth is not None:
+                    moves |= np.any(Lth != 0, axis=(1, 2))
+            bad = np.flatnonzero(zero & moves)
+            if bad.size:
+                when = f" at time {times[bad[0]]:.6g}" if times is not None else ""
+                raise NonIdentifiableError(
+                    f"{where}: the sample{when} (output index {int(idx[bad[0]])}) has zero residual variance "
+                    "although its prediction depends on the parameters; add an additive error term or move the sample")
+            keep = ~zero  # samples that carry no information at all
+            idx, dmu, f, fth, L, D, S, prop_var = (idx[keep], dmu[keep], f[keep], fth[keep], L[keep], D[keep],
+                                                   S[keep], prop_var[keep])
+            Lth = Lth[keep] if Lth is not None else None
+            n = idx.size
+            if n == 0:
+                return
+        self.n += n
+        Dinv = 1.0 / D
+        U = L @ self.C if E else np.zeros((n, 0))
+        Z = np.concatenate([L] + [Lth[:, :, m] for m in range(pt)], axis=1) if self.full else L
+        UD = U * Dinv[:, None]
+        ZD = Z * Dinv[:, None]
+        self.Kacc += U.T @ UD
+        self.WZ += UD.T @ Z
+        self.ZDZ += Z.T @ ZD
+        self.mDm += dmu.T @ (dmu * Dinv[:, None])
+        self.Wm += UD.T @ dmu
+        if not self.diag_params:
+            return
+        Dg = self._diagonals(idx, f, fth, L, Lth, S, prop_var)  # (n, nd)
+        D2 = Dinv * Dinv
+        for j in range(Dg.shape[1]):
+            b2 = Dg[:, j] * D2
+            Zb = Z * b2[:, None]
+            self.P1[j] += Zb.T @ Z
+            self.P2[j] += Zb.T @ U
+            self.P3[j] += (U * b2[:, None]).T @ U
+        self.T1 += (Dg * D2[:, None]).T @ Dg
+        Ukr = np.einsum("nk,nl->nkl", U, U).reshape(n, -1)  # rows kron(U_i, U_i)
+        self.Q += np.einsum("na,nb,nk->abk", Dg * (D2 * Dinv)[:, None], Dg, Ukr)
+        self.Y += (Dg * D2[:, None]).T @ Ukr
+
+    def _diagonals(self, idx, f, fth, L, Lth, S, prop_var) -> np.ndarray:
+        """The diagonal parts d_α (n, nd) of ∂V/∂α, in ``diag_params`` order."""
+        n = idx.size
+        cols = []
+        pt = self.pt
+        has_prop = any(e.kind == "prop" for e in self.errs)
+        if self.full and has_prop:
+            LO = L @ self.omega if self.E else np.zeros((n, 0))
+            for m in range(pt):
+                d = 2.0 * prop_var * f * fth[:, m]
+                if self.interaction and self.E:
+                    d = d + 2.0 * prop_var * np.einsum("ne,ne->n", Lth[:, :, m], LO)
+                cols.append(d)
+        if self.interaction and has_prop:
+            for a, c in self.om:
+                cols.append(prop_var * L[:, a] * L[:, c] * (1.0 if a == c else 2.0))
+        for k in self.free_errs:
+            e = self.errs[k]
+            mask = (idx == e.output).astype(float)
+            if e.kind == "prop":
+                cols.append(mask * (f ** 2 + (S if self.interaction else 0.0)))
+            else:
+                cols.append(mask)
+        return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
+
+    # -- result ---------------------------------------------------------------------------
+    def _low_rank(self) -> list:
+        """S_α (q × q) of each parameter, or None."""
+        E, pt, q = self.E, self.pt, self.q
+        out = []
+        for m in range(pt):
+            if not self.full or E == 0:
+                out.append(None)
+                continue
+            S = np.zeros((q, q))
+            blk = slice(E * (m + 1), E * (m + 2))
+            S[blk, :E] = self.omega
+            S[:E, blk] = self.omega
+            out.append(S)
+        for a, c in self.om:
+            S = np.zeros((q, q))
+            S[a, c] += 1.0
+            if a != c:
+                S[c, a] += 1.0
+            out.append(S)
+        out += [None] * len(self.free_errs)
+        return out
+
+    def result(self) -> np.ndarray:
+        """The per-subject FIM (p, p)."""
+        p, pt, r = self.pp.p, self.pt, self.r
+        F = np.zeros((p, p))
+        K = np.eye(r) + self.Kacc
+        H = np.linalg.inv(K) if r else np.zeros((0, 0))
+        H = 0.5 * (H + H.T)
+        F[:pt, :pt] = self.mDm - self.Wm.T @ H @ self.Wm
+        Gam = self.ZDZ - self.WZ.T @ H @ self.WZ
+        M = H @ self.WZ
+        Psi = {}
+        for j, a in enumerate(self.diag_params):
+            P2M = self.P2[j] @ M
+            Psi[a] = self.P1[j] - P2M - P2M.T + M.T @ self.P3[j] @ M
+        hv = H.ravel()
+        HH = np.kron(H, H)
+        pos = {a: j for j, a in enumerate(self.diag_params)}
+        GG = self.T1 - 2.0 * self.Q @ hv + self.Y @ HH @ self.Y.T if self.diag_params else None
+        Ss = self._low_rank()
+        X = [None if S is None else S @ Gam for S in Ss]
+        for a in range(p):
+            for b in range(a + 1):
+                t = 0.0
+                if X[a] is not None and X[b] is not None:
+                    t += float(np.sum(X[a] * X[b].T))
+                if Ss[a] is not None and b in Psi:
+                    t += float(np.sum(Ss[a] * Psi[b]))
+                if Ss[b] is not None and a in Psi:
+                    t += float(np.sum(Ss[b] * Psi[a]))
+                if a in pos and b in pos:
+                    t += float(GG[pos[a], pos[b]])
+                F[a, b] += 0.5 * t
+                F[b, a] = F[a, b]
+        return F
+
+
+def structured_fims(pp, idx, dmu, f, fth, L, Lth, *, full: bool, interaction: bool, times=None,
+                    where: str = "") -> np.ndarray:
+    """Per-subject FIMs (B, p, p) of B linearisations (rows), each through :class:`StructuredFIM`.
+
+    Same inputs as the dense kernel: dmu (B, n, p_theta), f (B, n), fth (B, n, p_theta),
+    L (B, n, E), Lth (B, n, E, p_theta) or None (reduced); idx (n,); times (n,) or (B, n) for messages."""
+    B = f.shape[0]
+    out = np.empty((B, pp.p, pp.p))
+    t = None if times is None else np.asarray(times, dtype=float)
+    for b in range(B):
+        acc = StructuredFIM(pp, full=full, interaction=interaction)
+        tb = None if t is None else (t[b] if t.ndim == 2 else t)
+        acc.add(idx, dmu[b], f[b], fth[b], L[b], Lth[b] if (full and Lth is not None) else None, tb, where)
+        out[b] = acc.result()
+    return out
