@@ -1,0 +1,219 @@
+"""A corrupted, unwritable or interrupted kernel cache never changes a number and never shows a
+traceback (see pkdesign.kernels.jit).
+
+Each row copies a populated cache, damages one artefact (generated source, numba index, numba
+data, the manifest, the directory itself), and runs ``pkdesign evaluate warfarin --fim reduced``
+in a fresh process: the ln det must be PopED's (../shared/reference/warfarin_fo.json), with one
+``pkdesign: warning: kernel cache ...`` line where something was rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from pkdesign.kernels import jit
+
+from .conftest import ROOT
+
+WARFARIN_REDUCED = 55.3964499762  # PopED, FO reduced FIM of the warfarin reference design
+
+
+def run(cache, *args, timeout=600):
+    env = dict(os.environ, PKDESIGN_CACHE_DIR=str(cache))
+    return subprocess.run([sys.executable, "-m", "pkdesign.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+def evaluate(cache):
+    out = run(cache, "evaluate", "warfarin", "--fim", "reduced", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert abs(json.loads(out.stdout)["logdet"] - WARFARIN_REDUCED) < 1e-6 * WARFARIN_REDUCED
+    return out.stderr
+
+
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory):
+    base = tmp_path_factory.mktemp("kernel-cache")
+    assert evaluate(base) == ""
+    return base
+
+
+def _source(cache: Path) -> Path:
+    return next((cache / "kernels").glob("pkd_*.py"))
+
+
+def _numba(cache: Path, suffix: str) -> Path:
+    return next((cache / "kernels" / "__pycache__").glob(f"pkd_*predict1*{suffix}"))
+
+
+def _truncate_end(p):
+    p.write_bytes(p.read_bytes()[:-300])
+
+
+def _truncate_middle(p):
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def _flip_digit(p):
+    data = bytearray(p.read_bytes())
+    body = data.index(b"def predict1")
+    i = next(k for k in range(body, len(data)) if chr(data[k]).isdigit() and data[k] != ord("9"))
+    data[i] += 1
+    p.write_bytes(bytes(data))
+
+
+CORRUPTIONS = {
+    "source-truncated-at-the-end": (_source, _truncate_end),
+    "source-truncated-in-the-middle": (_source, _truncate_middle),
+    "source-one-digit-changed": (_source, _flip_digit),
+    "source-garbage": (_source, lambda p: p.write_bytes(os.urandom(4000))),
+    "source-empty": (_source, lambda p: p.write_bytes(b"")),
+    "numba-index-garbage": (lambda c: _numba(c, ".nbi"), lambda p: p.write_bytes(b"garbage" * 50)),
+    "numba-data-truncated": (lambda c: _numba(c, ".nbc"), _truncate_middle),
+    "numba-data-one-byte-changed": (lambda c: _numba(c, ".nbc"),
+                                    lambda p: p.write_bytes(p.read_bytes()[:-10] + b"\x00" + p.read_bytes()[-9:])),
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+def test_corrupted_artefact_is_rebuilt(populated, tmp_path, kind):
+    cache = tmp_path / "cache"
+    shutil.copytree(populated, cache)
+    where, damage = CORRUPTIONS[kind]
+    target = where(cache)
+    damage(target)
+    err = evaluate(cache)
+    warned = [ln for ln in err.splitlines() if ln.startswith("pkdesign: warning: kernel cache")]
+    assert len(warned) == 1 and target.name in warned[0], err
+    assert evaluate(cache) == ""  # rebuilt: the next run is silent and uses it
+
+
+def test_garbage_manifest_means_recompile_not_a_wrong_number(populated, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(populated, cache)
+    manifest = next((cache / "kernels" / "__pycache__").glob("*.pkdesign-manifest.json"))
+    manifest.write_text("{not json")
+    evaluate(cache)
+    assert json.loads(manifest.read_text())["files"]  # rewritten
+
+
+def test_cache_directory_is_a_file(tmp_path):
+    (tmp_path / "kernels").write_text("not a directory")
+    err = evaluate(tmp_path)
+    assert "pkdesign: warning: kernel cache" in err and "compiling in memory" in err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_source(populated, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(populated, cache)
+    _source(cache).chmod(0)
+    assert "cannot" in evaluate(cache)
+
+
+def test_unwritable_cache_compiles_in_memory(tmp_path, monkeypatch):
+    # in-process: writing fails (read-only file system): the source is executed from memory
+    def refuse(path, data):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(jit, "atomic_write", refuse)
+    with pytest.warns(jit.CacheWarning, match="cannot write"):
+        gm = jit.load_module(tmp_path, "k1", "test", lambda: "def f(x):\n    return 2 * x\n")
+    assert gm.path is None and gm.module.f(3) == 6 and gm.generated
+
+
+def test_sealed_source_round_trip(tmp_path):
+    body = "X = 1\n"
+    gm = jit.load_module(tmp_path, "k2", "test", lambda: body)
+    assert gm.generated and gm.module.X == 1
+    jit._WARNED.clear()
+    again = jit.load_module(tmp_path, "k2", "test", lambda: pytest.fail("must not regenerate"))
+    assert not again.generated and again.source == body
+    path = tmp_path / "test_k2.py"
+    path.write_text(path.read_text().replace("X = 1", "X = 2"))
+    with pytest.warns(jit.CacheWarning, match="does not match its checksum"):
+        fixed = jit.load_module(tmp_path, "k2", "test", lambda: body)
+    assert fixed.generated and fixed.module.X == 1
+
+
+GUARDED_MODULE = textwrap.dedent('''
+    import numpy as np
+    from pkdesign.kernels.jit import CachedJit, GuardedKernel
+    _G = CachedJit()
+    def _square_sum(x):
+        s = 0.0
+        for v in x:
+            s += v * v
+        return s
+    square_sum = GuardedKernel(_G, _G.jit(_square_sum, nogil=True))
+''')
+
+
+def test_package_style_kernel_cache_is_verified(tmp_path):
+    # the package's own kernels (pkdesign.kernels.normal_fim) use CachedJit + GuardedKernel: check the
+    # mechanism on a module of the same kind, so that the installed package's cache is left alone
+    (tmp_path / "guardedmod.py").write_text(GUARDED_MODULE)
+    script = "import numpy as np, guardedmod; print(guardedmod.square_sum(np.arange(5.0)))"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + str(ROOT))
+
+    def call():
+        out = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, text=True,
+                             env=env, timeout=300)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+        assert out.stdout.strip() == "30.0"
+        return out.stderr
+
+    assert "CacheWarning" not in call()
+    cached = list((tmp_path / "__pycache__").glob("guardedmod._square_sum*.nbc"))
+    assert cached and (tmp_path / "__pycache__" / "guardedmod.pkdesign-manifest.json").exists()
+    assert "CacheWarning" not in call()  # loaded from the verified cache
+    data = cached[0].read_bytes()
+    cached[0].write_bytes(data[: len(data) // 3])
+    assert "does not match its checksum" in call()
+    assert "CacheWarning" not in call()
+
+
+def test_ctrl_c_during_compile_exits_130_and_leaves_a_valid_cache(tmp_path):
+    child = textwrap.dedent('''
+        import sys
+        import pkdesign.cli
+        print("ready", flush=True)
+        sys.exit(pkdesign.cli.main(["evaluate", "three_comp_oral", "--json"]))
+    ''')
+    env = dict(os.environ, PKDESIGN_CACHE_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=ROOT)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)  # sympy / numba are working on the three-compartment kernels now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == ["pkdesign: interrupted"], err
+    # no half-written file survives, and the next run gives the same numbers as a clean cache
+    assert not list((tmp_path / "kernels").glob("*.tmp*"))
+    again = run(tmp_path, "evaluate", "three_comp_oral", "--fim", "reduced", "--json")
+    clean = run(tmp_path / "clean", "evaluate", "three_comp_oral", "--fim", "reduced", "--json")
+    assert again.returncode == 0 and clean.returncode == 0, again.stderr + clean.stderr
+    assert json.loads(again.stdout)["logdet"] == json.loads(clean.stdout)["logdet"]
+
+
+def test_warning_is_shown_once_per_path():
+    jit._WARNED.clear()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        jit.warn_cache("/x", "why")
+        jit.warn_cache("/x", "why")
+    assert len(seen) == 1
