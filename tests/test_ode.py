@@ -47,15 +47,14 @@ def test_two_compartment_oral_twin_with_lag_and_multiple_doses():
     (so, mo), (sc, mc) = _pair("two_comp_oral_ode", "two_comp_oral")
     for g in so.default_design.groups:
         t, idx = g.observations(so.output_names)
-        a = mo.evaluate(so.theta, t, g.regimen, order=1)
-        b = mc.evaluate(sc.theta, t, g.regimen, order=1)
-        for k in a:  # includes ∂/∂TLAG, which needs the sensitivity jump at the (lagged) dose
+        a = mo.evaluate(so.theta, t, g.regimen, order=2)
+        b = mc.evaluate(sc.theta, t, g.regimen, order=2)
+        for k in a:  # includes ∂/∂TLAG and ∂²/∂TLAG∂ψ: first- and second-order jumps at the (lagged) dose
             _close(a[k], b[k], 1e-6)
-    fo = pk.evaluate_fim(mo, so.default_design, "fo", "reduced")
-    fc = pk.evaluate_fim(mc, sc.default_design, "fo", "reduced")
-    np.testing.assert_allclose(fo.matrix, fc.matrix, rtol=1e-5, atol=1e-8 * np.abs(fc.matrix).max())
-    with pytest.raises(pk.ModelSpecError, match="lag time depends on parameters"):
-        mo.evaluate(so.theta, [1.0], so.default_design.groups[0].regimen, order=2)
+    for kind in ("reduced", "full"):
+        fo = pk.evaluate_fim(mo, so.default_design, "fo", kind)
+        fc = pk.evaluate_fim(mc, sc.default_design, "fo", kind)
+        np.testing.assert_allclose(fo.matrix, fc.matrix, rtol=1e-5, atol=1e-8 * np.abs(fc.matrix).max())
 
 
 def test_infusion_twin_events_between_samples():
@@ -210,3 +209,29 @@ def test_tiny_time_intervals_and_design_search_on_an_ode_model():
     c = pk.optimize_design(mc, sc.default_design, "D", "continuous", fim="reduced", window=(0, 120))
     assert r.criterion_value == pytest.approx(c.criterion_value, abs=1e-5)  # the closed form's optimum
     assert r.criterion_value >= 56.717
+
+
+def test_lagged_infusion_second_order_jumps_match_the_closed_form():
+    # an infusion whose start (and end) move with TLAG: the input u jumps at parameter-dependent
+    # times, so the sensitivities need first- and second-order jump terms (no state jump)
+    lag = ('TLAG = { value = 0.4, unit = "h" }\n', '\n[variability.TLAG]\nmodel = "exponential"\nvariance = 0.1\n')
+    closed = (MODELS / "one_comp_infusion.toml").read_text().replace('V  = { value = 20.0, unit = "L" }\n',
+                                                                        'V  = { value = 20.0, unit = "L" }\n' + lag[0])
+    closed = closed.replace('duration = 1.0\n\n[responses]', 'duration = 1.0\nlag = "TLAG"\n\n[responses]')
+    closed = closed.replace("[assignments]", lag[1] + "\n[assignments]")
+    ode = (MODELS / "one_comp_infusion_ode.toml").read_text().replace('V  = { value = 20.0, unit = "L" }\n',
+                                                                      'V  = { value = 20.0, unit = "L" }\n' + lag[0])
+    ode = ode.replace('duration = 1.0\n', 'duration = 1.0\nlag = "TLAG"\n').replace("[ode]", lag[1] + "\n[ode]")
+    sc, so = pk.parse_model_text(closed, "closed"), pk.parse_model_text(ode, "ode")
+    mc, mo = pk.compile_model(sc), pk.compile_model(so)
+    reg = pk.Regimen.from_dict({"amount": 100, "times": [0.0, 12.0], "duration": 1.7})
+    t = np.array([0.2, 0.5, 1.0, 2.0, 2.05, 6.0, 12.3, 13.0, 14.2, 24.0])
+    psi = sc.theta * np.array([1.1, 0.9, 1.2])
+    a = mo.evaluate(psi, t, reg, order=2)
+    b = mc.evaluate(psi, t, reg, order=2)
+    for k in ("f", "d1", "d2"):
+        _close(a[k], b[k], 1e-6)
+    design = pk.Design([pk.Group(20, {"conc": t}, reg)])
+    fo = pk.evaluate_fim(mo, design, "fo", "full")
+    fc = pk.evaluate_fim(mc, design, "fo", "full")
+    np.testing.assert_allclose(fo.matrix, fc.matrix, rtol=1e-5, atol=1e-8 * np.abs(fc.matrix).max())

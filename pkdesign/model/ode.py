@@ -107,10 +107,13 @@ class OdeDerivatives:
         if order >= 2:
             init += [sp.diff(x0[i], self.psi[k], self.psi[l]) for i in range(n) for (k, l) in pairs]
         self.init = init
-        # dose quantities: F, LAG, dF (P), dLAG (P), d2F (pairs)
+        # dose quantities: F, LAG, dF (P), dLAG (P), d2F (pairs), d2LAG (pairs)
         dose = [self.F, self.LAG] + [sp.diff(self.F, p) for p in self.psi] + [sp.diff(self.LAG, p) for p in self.psi]
         if order >= 2:
             dose += [sp.diff(self.F, self.psi[k], self.psi[l]) for (k, l) in pairs]
+            dose += [sp.diff(self.LAG, self.psi[k], self.psi[l]) for (k, l) in pairs]
+        # ∂g/∂t (explicit time dependence of the right-hand side), for the second-order lag jump
+        self.gt = [sp.diff(gi, t) for gi in g]
         self.dose = dose
         # outputs: value, dt, d1 (P), d2 (pairs)
         self.outputs = []
@@ -180,6 +183,10 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
                                 unpack_psi + unpack_y + unpack_u, printer, "j_"))
         parts.append(_block(f"init{order}", ["psi", "y"], [e.xreplace(rename) for e in d.init],
                             [f"y[{j}]" for j in range(len(d.init))], unpack_psi, printer, "i_"))
+        if order == 0:
+            parts.append(_block("rhst0", ["t", "y", "psi", "u", "dy"], [e.xreplace(ren) for e in d.gt],
+                                [f"dy[{j}]" for j in range(len(d.gt))], unpack_psi + unpack_y + unpack_u, printer,
+                                "t_"))
         parts.append(f"NDOSE{order} = {len(d.dose)}")
         parts.append(_block(f"dose{order}", ["psi", "fd"], [e.xreplace(rename) for e in d.dose],
                             [f"fd[{j}]" for j in range(len(d.dose))], unpack_psi, printer, "d_"))
@@ -196,9 +203,12 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
         # the serial solver, and a parallel twin (separate source, separate numba cache entries)
         advance, solve = SOLVER_TEMPLATE.split("\n\n\ndef solve")
         parts.append(advance.replace("{K}", str(order)))
+        event = ("lag_event2(t, y, psi, u, u + du, ev_a[e] if ev_k[e] == 0 else 0.0, fd, w1, o1, lg)"
+                 if order == 2 else "pass")
         for suffix, rng in (("", "range"), ("_parallel", "numba.prange")):
             parts.append(("def solve" + solve).replace("{K}", str(order)).replace("{SUFFIX}", suffix)
-                         .replace("{RANGE}", rng))
+                         .replace("{RANGE}", rng).replace("{LAG_EVENT}", event))
+    parts.append(LAG_EVENT_TEMPLATE)
     parts.append(f"N_X = {len(spec.ode.states)}")
     parts.append(f"N_PSI = {P}")
     active = spec.derivative_indices()
@@ -207,6 +217,108 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
     parts.append(f"CMT = {spec.ode.states.index(spec.dosing.compartment) if spec.dosing.compartment else -1}")
     parts.append(ediff_source(printer.ediff_orders))
     return "\n\n".join(parts) + "\n"
+
+
+#: Second-order sensitivity jump at a dose whose time s = t_dose + LAG(ψ) depends on the parameters.
+#: With y⁻ the state before the event, a the bolus amount (0 for an infusion start/stop, where the
+#: input u changes instead), g± the right-hand side before/after, J its state Jacobian, G_k = ∂g/∂ψ_k,
+#: s_k = ∂LAG/∂ψ_k, z_k = S⁻_k + g⁻ s_k + a F_k e_c (the sensitivity of the post-event initial state):
+#:   S⁺_k = z_k − g⁺ s_k
+#:   W⁺_kl = W⁻_kl + a F_kl e_c + (J⁻S⁻_k + G⁻_k) s_l + (J⁻S⁻_l + G⁻_l) s_k + (J⁻g⁻ + ∂g⁻/∂t) s_k s_l + g⁻ s_kl
+#:           − (J⁺z_k + G⁺_k) s_l − (J⁺z_l + G⁺_l) s_k + (J⁺g⁺ − ∂g⁺/∂t) s_k s_l − g⁺ s_kl
+#: (the limit t ↓ s of ∂²y(t)/∂ψ_k∂ψ_l, from y(t) = z + g⁺ (t − s) + ½ ġ⁺ (t − s)²).  J·v and J·S + G
+#: come from the order-1 augmented right-hand side ``rhs1`` (its state is a prefix of the order-2 one).
+LAG_EVENT_TEMPLATE = '''
+def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
+    nx = N_X
+    P = N_ACT
+    ny1 = nx + nx * P
+    base_w = nx + nx * P
+    np2 = P * (P + 1) // 2
+    F = fd[0]
+    gm = lg[0]
+    gp = lg[1]
+    ASm = lg[2]
+    Gm = lg[3]
+    Z = lg[4]
+    JZp = lg[5]
+    Gp = lg[6]
+    aux = lg[7]
+    # before the event
+    rhs1(t, y[:ny1], psi, u_m, o1)
+    for j in range(ny1):
+        ASm[j] = o1[j]
+    for i in range(nx):
+        gm[i] = o1[i]
+    for j in range(nx):
+        w1[j] = y[j]
+    for j in range(nx, ny1):
+        w1[j] = 0.0
+    rhs1(t, w1, psi, u_m, o1)
+    for j in range(ny1):
+        Gm[j] = o1[j]
+    for i in range(nx):
+        w1[nx + i * P] = gm[i]
+    rhs1(t, w1, psi, u_m, o1)
+    Jgm = np.empty(nx)
+    for i in range(nx):
+        Jgm[i] = o1[nx + i * P] - Gm[nx + i * P]
+    gtm = np.empty(nx)
+    rhst0(t, y[:nx], psi, u_m, gtm)
+    # the jump of the state, and z_k
+    if CMT >= 0:
+        y[CMT] += F * amt
+    for i in range(nx):
+        for k in range(P):
+            Z[nx + i * P + k] = y[nx + i * P + k] + gm[i] * fd[2 + P + k]
+    if CMT >= 0:
+        for k in range(P):
+            Z[nx + CMT * P + k] += amt * fd[2 + k]
+    # after the event
+    rhs0(t, y[:nx], psi, u_p, gp)
+    for j in range(nx):
+        w1[j] = y[j]
+    for j in range(nx, ny1):
+        w1[j] = 0.0
+    rhs1(t, w1, psi, u_p, o1)
+    for j in range(ny1):
+        Gp[j] = o1[j]
+    for j in range(nx, ny1):
+        w1[j] = Z[j]
+    rhs1(t, w1, psi, u_p, o1)
+    for j in range(ny1):
+        JZp[j] = o1[j]
+    for j in range(nx, ny1):
+        w1[j] = 0.0
+    for i in range(nx):
+        w1[nx + i * P] = gp[i]
+    rhs1(t, w1, psi, u_p, o1)
+    Jgp = np.empty(nx)
+    for i in range(nx):
+        Jgp[i] = o1[nx + i * P] - Gp[nx + i * P]
+    gtp = np.empty(nx)
+    rhst0(t, y[:nx], psi, u_p, gtp)
+    # second-order jump (W holds the pairs k <= l)
+    for i in range(nx):
+        q = 0
+        for k in range(P):
+            sk = fd[2 + P + k]
+            for l in range(k, P):
+                sl = fd[2 + P + l]
+                skl = fd[2 + 2 * P + np2 + q]
+                a = nx + i * P
+                v = (ASm[a + k] * sl + ASm[a + l] * sk + (Jgm[i] + gtm[i]) * sk * sl + gm[i] * skl
+                     - JZp[a + k] * sl - JZp[a + l] * sk + (Jgp[i] - gtp[i]) * sk * sl - gp[i] * skl)
+                if i == CMT:
+                    v += amt * fd[2 + 2 * P + q]
+                y[base_w + i * np2 + q] += v
+                q += 1
+    # first-order jump
+    for i in range(nx):
+        for k in range(P):
+            y[nx + i * P + k] = Z[nx + i * P + k] - gp[i] * fd[2 + P + k]
+    return aux
+'''
 
 
 #: Dormand–Prince 5(4) integrator with dose events, one template per derivative order {K}.
@@ -303,6 +415,9 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
         gp = np.empty(NY0)
         fd = np.empty(NDOSE{K})
         vals = np.empty(NOUT{K})
+        w1 = np.empty(NY1)  # lag_event2 work: an order-1 augmented state, its derivative, 8 vectors of nx x P
+        o1 = np.empty(NY1)
+        lg = np.empty((8, NY1))
         ev_t = np.empty(2 * n_dose)
         ev_k = np.empty(2 * n_dose, dtype=np.int64)
         ev_a = np.empty(2 * n_dose)
@@ -352,7 +467,11 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
                     failed = True
                     status[v] = st
                     break
-                if ev_k[e] == 0:
+                if {K} >= 2 and lag_sens:  # second-order jumps of a dose at a parameter-dependent time
+                    du = 0.0 if ev_k[e] == 0 else (1.0 if ev_k[e] == 1 else -1.0) * ev_a[e]
+                    {LAG_EVENT}
+                    u += du
+                elif ev_k[e] == 0:
                     if {K} >= 1 and lag_sens:
                         rhs0(t, y[:nx], psi, u, gm)
                     y[CMT] += F * ev_a[e]
@@ -430,7 +549,7 @@ def _load(spec: ModelSpec):
             # wrap every function (numba resolves the module globals when it compiles the solvers)
             guard = CachedJit(enabled=gm.cached)
             jit = dict(error_model="numpy", nogil=True)
-            for base in ("rhs", "jac", "init", "dose", "out", "advance", "solve"):
+            for base in ("rhs", "rhst", "jac", "init", "dose", "out", "lag_event", "advance", "solve"):
                 for k in (0, 1, 2):
                     if hasattr(module, f"{base}{k}"):
                         setattr(module, f"{base}{k}", guard.jit(getattr(module, f"{base}{k}"), **jit))
@@ -495,9 +614,9 @@ class OdeModel:
         """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2; ``out``)."""
         if order not in (0, 1, 2):
             raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
-        if order == 2 and self.lag_depends_on_parameters:
+        if order == 2 and self.lag_depends_on_parameters and self.solver != "dopri5":
             raise ModelSpecError(f"{self.spec.origin}: second derivatives of an ODE model whose lag time depends on "
-                                 "parameters are not supported; use the reduced FIM (first derivatives)")
+                                 "parameters need solver = \"dopri5\"; use it, or the reduced FIM (first derivatives)")
         psi_arr = np.ascontiguousarray(psi, dtype=float)
         single = psi_arr.ndim == 1
         psi2 = np.ascontiguousarray(np.atleast_2d(psi_arr))

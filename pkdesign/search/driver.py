@@ -35,7 +35,8 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     ----------
     criterion : "D" | "Ds" | "A" | "ED" or a ``Criterion``
     algorithm : "continuous" | "exchange"
-    window : (lo, hi) for all free samples (default: 0 to the latest time of the design)
+    window : (lo, hi) for all free samples (default: the design's ``window``, else 0 to the latest time of
+        the design)
     windows : dict group name -> list of (lo, hi), one per free sample
     min_spacing : minimum distance between consecutive samples of a group and output
     fixed : dict group name -> times that are not moved
@@ -50,6 +51,8 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         raise SearchError(f"model {model.spec.name!r} has no default design; give one")
     if algorithm not in EXACT_ALGORITHMS:
         raise SearchError(f"algorithm: expected one of {list(EXACT_ALGORITHMS)} for exact designs, got {algorithm!r}")
+    if window is None and windows is None:
+        window = design.window
     prior_values = None
     crit_name = criterion if isinstance(criterion, str) else criterion.name
     if str(crit_name).upper() == "ED":
