@@ -32,7 +32,7 @@ def _dense_and_structured(monkeypatch, model, design, approximation, fim, **kw):
 @pytest.mark.parametrize("fim", ["full", "reduced"])
 def test_structured_equals_dense(monkeypatch, name, approximation, fim):
     spec, model = compiled(name)
-    times = {o: np.linspace(0.25, 30.0, 60 if k == 0 else 55) for k, o in enumerate(spec.output_names)}
+    times = {o: np.linspace(0.25, 30.0, 50 if k == 0 else 49) for k, o in enumerate(spec.output_names)}
     design = pk.Design([pk.Group(10, times, spec.default_design.groups[0].regimen)])
     kw = {"draws": 20} if approximation in ("foce", "focei") else {}
     s, d = _dense_and_structured(monkeypatch, model, design, approximation, fim, **kw)
@@ -42,7 +42,7 @@ def test_structured_equals_dense(monkeypatch, name, approximation, fim):
 def test_structured_with_a_pre_dose_sample_and_proportional_error(monkeypatch, warfarin):
     # warfarin_prop at t = 0: prediction and derivatives 0, zero variance: no information, in both paths
     spec, model = compiled("warfarin_prop")
-    design = pk.Design([pk.Group(1, {"conc": np.concatenate([[0.0], np.linspace(0.5, 120, 60)])},
+    design = pk.Design([pk.Group(1, {"conc": np.concatenate([[0.0], np.linspace(0.5, 120, 50)])},
                                  pk.Regimen.single(70.0))])
     s, d = _dense_and_structured(monkeypatch, model, design, "fo", "full")
     np.testing.assert_allclose(s.matrix, d.matrix, rtol=1e-10, atol=1e-10 * np.abs(d.matrix).max())
