@@ -45,6 +45,12 @@ def design(group: str) -> str:
     return "[[groups]]\n" + group + "\n"
 
 
+def design_case(id: str, group: str, message: str, prefix: str = "") -> "Case":
+    """A row evaluating warfarin with a design file holding one group (TOML ``group`` text)."""
+    return Case(id, ["evaluate", "warfarin", "--design", "{d.toml}"], {"d.toml": prefix + design(group)},
+                message=message)
+
+
 @dataclass
 class Case:
     id: str
@@ -97,28 +103,24 @@ CASES = [
          message=r"expected a table with a 'groups' list, got None"),
     Case("design-json-number", ["evaluate", "warfarin", "--design", "{d.json}"], {"d.json": "3"},
          message=r"expected a table with a 'groups' list, got 3"),
-    Case("dose-amount-string", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design('n = 32\ntimes = [1, 2]\ndose = { amount = "70" }')},
-         message=r"dose\.amount: expected a number or a list of numbers, got '70' \(str\)"),
-    Case("group-size-huge", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design("n = 1e308\ntimes = [1, 2]\ndose = 70")}, message=r"at most 1e\+09, got 1e\+308"),
-    Case("group-size-string", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design('n = "32"\ntimes = [1, 2]\ndose = 70')}, message=r"n must be a number > 0, got '32'"),
-    Case("dose-count-1e10", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design("n = 32\ntimes = [1, 2]\ndose = { amount = 70, interval = 24, count = 10000000000 }")},
-         message=r"count: expected a whole number from 1 to 100000, got 10000000000"),
-    Case("dose-count-float", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design("n = 32\ntimes = [1, 2]\ndose = { amount = 70, interval = 24, count = 1e10 }")},
-         message=r"count: expected a whole number from 1 to 100000, got 10000000000"),
-    Case("negative-time", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design("n = 32\ntimes = [1, -2]\ndose = 70")}, message=r"time at index 1 is -2; times must be >= 0"),
-    Case("tiny-time-not-rounded-away", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design("n = 32\ntimes = [1, 1e-7]\ndose = 70")}, message=r"index 1 \(1e-07\) comes after 1"),
-    Case("location-once", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": design("n = 32\ntimes = [1, 2]\ndose = { amount = -5 }")},
-         message=r"^pkdesign: error: \S+d\.toml\.groups\[0\]\.dose\.amount: dose at index 0 is -5"),
-    Case("byte-order-mark-design", ["evaluate", "warfarin", "--design", "{d.toml}"],
-         {"d.toml": "\ufeff" + design("n = 32\ntimes = [1, 2]\ndose = 70")}, message=r"byte-order mark"),
+    design_case("dose-amount-string", 'n = 32\ntimes = [1, 2]\ndose = { amount = "70" }',
+                r"dose\.amount: expected a number or a list of numbers, got '70' \(str\)"),
+    design_case("group-size-huge", "n = 1e308\ntimes = [1, 2]\ndose = 70",
+                r"at most 1e\+09, got 1e\+308"),
+    design_case("group-size-string", 'n = "32"\ntimes = [1, 2]\ndose = 70',
+                r"n must be a number > 0, got '32'"),
+    design_case("dose-count-1e10", "n = 32\ntimes = [1, 2]\ndose = { amount = 70, interval = 24, count = 10000000000 }",
+                r"count: expected a whole number from 1 to 100000, got 10000000000"),
+    design_case("dose-count-float", "n = 32\ntimes = [1, 2]\ndose = { amount = 70, interval = 24, count = 1e10 }",
+                r"count: expected a whole number from 1 to 100000, got 10000000000"),
+    design_case("negative-time", "n = 32\ntimes = [1, -2]\ndose = 70",
+                r"time at index 1 is -2; times must be >= 0"),
+    design_case("tiny-time-not-rounded-away", "n = 32\ntimes = [1, 1e-7]\ndose = 70",
+                r"index 1 \(1e-07\) comes after 1"),
+    design_case("location-once", "n = 32\ntimes = [1, 2]\ndose = { amount = -5 }",
+                r"^pkdesign: error: \S+d\.toml\.groups\[0\]\.dose\.amount: dose at index 0 is -5"),
+    design_case("byte-order-mark-design", "n = 32\ntimes = [1, 2]\ndose = 70",
+                r"byte-order mark", prefix="\ufeff"),
     Case("design-unknown-key", ["evaluate", "warfarin", "--design", "{d.toml}"],
          {"d.toml": "windows = [0, 1]\n" + design("n = 32\ntimes = [1, 2]\ndose = 70")},
          message=r"unknown key\(s\) \['windows'\]"),

@@ -229,6 +229,27 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
 #: (the limit t ↓ s of ∂²y(t)/∂ψ_k∂ψ_l, from y(t) = z + g⁺ (t − s) + ½ ġ⁺ (t − s)²).  J·v and J·S + G
 #: come from the order-1 augmented right-hand side ``rhs1`` (its state is a prefix of the order-2 one).
 LAG_EVENT_TEMPLATE = '''
+def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt):
+    """At state x (before or after an event): G = ∂g/∂ψ (via rhs1 with zero sensitivities), Jg = J·g
+    and gt = ∂g/∂t, for a right-hand side value g already computed."""
+    nx = N_X
+    P = N_ACT
+    ny1 = nx + nx * P
+    for j in range(nx):
+        w1[j] = x[j]
+    for j in range(nx, ny1):
+        w1[j] = 0.0
+    rhs1(t, w1, psi, u, o1)
+    for j in range(ny1):
+        G[j] = o1[j]
+    for i in range(nx):
+        w1[nx + i * P] = g[i]
+    rhs1(t, w1, psi, u, o1)
+    for i in range(nx):
+        Jg[i] = o1[nx + i * P] - G[nx + i * P]
+    rhst0(t, x, psi, u, gt)
+
+
 def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     nx = N_X
     P = N_ACT
@@ -236,35 +257,15 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     base_w = nx + nx * P
     np2 = P * (P + 1) // 2
     F = fd[0]
-    gm = lg[0]
-    gp = lg[1]
-    ASm = lg[2]
-    Gm = lg[3]
-    Z = lg[4]
-    JZp = lg[5]
-    Gp = lg[6]
-    aux = lg[7]
-    # before the event
+    gm, gp, ASm, Gm, Z, JZp, Gp = lg[0], lg[1], lg[2], lg[3], lg[4], lg[5], lg[6]
+    Jgm, Jgp, gtm, gtp = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
+    # before the event: g⁻ and J⁻S⁻ + G⁻ from the augmented right-hand side at the actual state
     rhs1(t, y[:ny1], psi, u_m, o1)
     for j in range(ny1):
         ASm[j] = o1[j]
     for i in range(nx):
         gm[i] = o1[i]
-    for j in range(nx):
-        w1[j] = y[j]
-    for j in range(nx, ny1):
-        w1[j] = 0.0
-    rhs1(t, w1, psi, u_m, o1)
-    for j in range(ny1):
-        Gm[j] = o1[j]
-    for i in range(nx):
-        w1[nx + i * P] = gm[i]
-    rhs1(t, w1, psi, u_m, o1)
-    Jgm = np.empty(nx)
-    for i in range(nx):
-        Jgm[i] = o1[nx + i * P] - Gm[nx + i * P]
-    gtm = np.empty(nx)
-    rhst0(t, y[:nx], psi, u_m, gtm)
+    lag_side2(t, y[:nx], psi, u_m, gm, w1, o1, Gm, Jgm, gtm)
     # the jump of the state, and z_k
     if CMT >= 0:
         y[CMT] += F * amt
@@ -274,30 +275,16 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     if CMT >= 0:
         for k in range(P):
             Z[nx + CMT * P + k] += amt * fd[2 + k]
-    # after the event
+    # after the event: g⁺, G⁺, J⁺g⁺, ∂g⁺/∂t, and J⁺z + G⁺
     rhs0(t, y[:nx], psi, u_p, gp)
+    lag_side2(t, y[:nx], psi, u_p, gp, w1, o1, Gp, Jgp, gtp)
     for j in range(nx):
         w1[j] = y[j]
-    for j in range(nx, ny1):
-        w1[j] = 0.0
-    rhs1(t, w1, psi, u_p, o1)
-    for j in range(ny1):
-        Gp[j] = o1[j]
     for j in range(nx, ny1):
         w1[j] = Z[j]
     rhs1(t, w1, psi, u_p, o1)
     for j in range(ny1):
         JZp[j] = o1[j]
-    for j in range(nx, ny1):
-        w1[j] = 0.0
-    for i in range(nx):
-        w1[nx + i * P] = gp[i]
-    rhs1(t, w1, psi, u_p, o1)
-    Jgp = np.empty(nx)
-    for i in range(nx):
-        Jgp[i] = o1[nx + i * P] - Gp[nx + i * P]
-    gtp = np.empty(nx)
-    rhst0(t, y[:nx], psi, u_p, gtp)
     # second-order jump (W holds the pairs k <= l)
     for i in range(nx):
         q = 0
@@ -317,7 +304,6 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     for i in range(nx):
         for k in range(P):
             y[nx + i * P + k] = Z[nx + i * P + k] - gp[i] * fd[2 + P + k]
-    return aux
 '''
 
 
@@ -415,9 +401,9 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
         gp = np.empty(NY0)
         fd = np.empty(NDOSE{K})
         vals = np.empty(NOUT{K})
-        w1 = np.empty(NY1)  # lag_event2 work: an order-1 augmented state, its derivative, 8 vectors of nx x P
+        w1 = np.empty(NY1)  # lag_event2 work: an order-1 augmented state, its derivative, 7 more of that size
         o1 = np.empty(NY1)
-        lg = np.empty((8, NY1))
+        lg = np.empty((7, NY1))
         ev_t = np.empty(2 * n_dose)
         ev_k = np.empty(2 * n_dose, dtype=np.int64)
         ev_a = np.empty(2 * n_dose)
@@ -549,7 +535,7 @@ def _load(spec: ModelSpec):
             # wrap every function (numba resolves the module globals when it compiles the solvers)
             guard = CachedJit(enabled=gm.cached)
             jit = dict(error_model="numpy", nogil=True)
-            for base in ("rhs", "rhst", "jac", "init", "dose", "out", "lag_event", "advance", "solve"):
+            for base in ("rhs", "rhst", "jac", "init", "dose", "out", "lag_side", "lag_event", "advance", "solve"):
                 for k in (0, 1, 2):
                     if hasattr(module, f"{base}{k}"):
                         setattr(module, f"{base}{k}", guard.jit(getattr(module, f"{base}{k}"), **jit))
