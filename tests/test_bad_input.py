@@ -205,3 +205,23 @@ def test_bad_input(case, tmp_path, capsys, monkeypatch):
             assert re.search(case.message, out + err)
         if case.check is not None:
             assert case.check(out) in (None, True)
+
+
+def test_a_failed_plot_keeps_the_printed_result(tmp_path, capsys, monkeypatch):
+    from pkdesign import plot
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plot, "plot_design", broken)
+    rc = cli.main(["optimize", "warfarin", "--fim", "reduced", "--starts", "1", "--plot", str(tmp_path / "d.png")])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "criterion D (ln det)" in out
+    assert err.strip().startswith("pkdesign: error: --plot: could not write") and "result above is complete" in err
+
+
+def test_compare_ends_with_advice(capsys):
+    rc = cli.main(["evaluate", "warfarin", "--compare", "--draws", "300"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and out.strip().splitlines()[-1].startswith("advice: ")
+    assert "fo (reduced)" in out and "fo (full)" in out
