@@ -101,9 +101,14 @@ def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarra
     """Indices of the samples that carry no information at η = 0: prediction and all its first
     derivatives exactly 0 and no additive residual error (y = 0 whatever the parameters, e.g. a
     pre-dose sample with a proportional-only error).  The FIM kernels treat them as absent."""
-    additive = {e.output for e in pp.errors if e.kind != "prop"}
-    cand = np.flatnonzero(~np.isin(idx, list(additive)))
-    if cand.size == 0 or times.size == 0:
+    prop_only = np.ones(pp.n_outputs, dtype=bool)
+    for e in pp.errors:
+        if e.kind != "prop":
+            prop_only[e.output] = False
+    if not prop_only.any() or times.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    cand = np.flatnonzero(prop_only[idx])
+    if cand.size == 0:
         return cand
     silent = []
     for lo in range(0, cand.size, CHUNK):

@@ -71,9 +71,13 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
     f = res["f"]
     d1 = res["d1"] if order >= 1 else np.zeros(f.shape + (0,))
     d2 = res.get("d2")
-    need = np.union1d(pp.free, pp.eta_par).astype(np.int64)  # other derivatives may be NaN: not computed
-    _check_finite(f, d1[..., need] if order >= 1 else d1, None if d2 is None else d2[..., need[:, None], need[None, :]],
-                  times, idx, where)
+    # derivatives of parameters that are neither estimated nor random may be NaN ("not computed")
+    need = np.union1d(pp.free, pp.eta_par) if order >= 1 and pp.free.size < d1.shape[-1] else None
+    if need is not None and need.size < d1.shape[-1]:
+        _check_finite(f, d1[..., need], None if d2 is None else d2[..., need[:, None], need[None, :]], times, idx,
+                      where)
+    else:
+        _check_finite(f, d1, d2, times, idx, where)
     logf = log_outputs(pp, model.spec)[idx] if pp.n_outputs else np.zeros(f.shape[-1], dtype=bool)
     dt = res.get("dt") if order >= 1 else None
     if logf.any():
