@@ -2,9 +2,12 @@
 
 Last step of the model pipeline.  numba cannot cache functions created with ``exec`` (numba
 issue #3501), so the generated source is written to a cache directory as a module named by a
-hash of (model structure, pkdesign version, numba version), imported, and each kernel is
-wrapped in ``numba.njit(signature, cache=True)`` on first use.  A new process with the same
-model finds both the source and numba's compiled objects and skips sympy and LLVM entirely.
+hash of (model structure, generator source, pkdesign and numba versions), sealed with its SHA-256
+and executed from the verified text; each kernel is wrapped in ``numba.njit(signature,
+cache=True)`` on first use, its numba cache files verified against a manifest
+(:mod:`pkdesign.kernels.jit`).  A new process with the same model finds both the source and
+numba's compiled objects and skips sympy and LLVM entirely; a corrupted or unwritable cache is
+rebuilt or bypassed, never trusted.
 
 The cache directory is ``$PKDESIGN_CACHE_DIR`` if set, else ``~/.cache/pkdesign``.
 """
