@@ -3,7 +3,7 @@
 The public API is re-exported here; everything else is private.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .criteria import ACriterion, Criterion, DCriterion, DsCriterion, EDCriterion, make_criterion  # noqa: E402
 from .design import Design, Group, Regimen, check_times  # noqa: E402

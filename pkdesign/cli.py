@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .design import Design
 from .errors import DesignError, PkdesignError
 from .fim.api import APPROXIMATIONS

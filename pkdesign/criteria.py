@@ -191,6 +191,23 @@ class EDCriterion(Criterion):
         return None
 
 
+def check_options(criterion, subset=None, a_weights=None, prior=None) -> None:
+    """Refuse search options that the criterion would ignore (instead of ignoring them silently).
+
+    ``subset`` belongs to ``"Ds"`` and ``a_weights`` to ``"A"`` given by name (a criterion object carries
+    its own); ``prior`` belongs to ED."""
+    by_name = isinstance(criterion, str)
+    name = str(criterion).upper() if by_name else str(getattr(criterion, "name", "")).upper()
+    what = f"criterion {criterion!r}" if by_name else f"the criterion object {type(criterion).__name__}"
+    if subset is not None and not (by_name and name == "DS"):
+        raise SearchError(f"subset applies to criterion 'Ds' given by name; {what} would ignore it"
+                          + ("" if by_name else " (a DsCriterion carries its own subset)"))
+    if a_weights is not None and not (by_name and name == "A"):
+        raise SearchError(f"a_weights apply to criterion 'A' given by name; {what} would ignore them")
+    if prior is not None and name != "ED":
+        raise SearchError(f"a prior applies to criterion 'ED'; {what} would ignore it")
+
+
 def make_criterion(name: str, names=None, subset=None, weights=None) -> Criterion:
     """Criterion by name (``D``, ``Ds``, ``A``, ``ED``); ``subset`` names parameters for Ds."""
     key = str(name).upper()

@@ -20,7 +20,7 @@ import sympy as sp
 
 import pkdesign as pk
 from pkdesign.fim.draws import draw_eta
-from pkdesign.fim.fo import fo_fim
+from .fo_reference import fo_fim
 
 from . import fim_reference as ref
 from .conftest import MODELS, REFERENCE, compiled

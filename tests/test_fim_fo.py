@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pkdesign as pk
-from pkdesign.fim.fo import fo_fim
+from .fo_reference import fo_fim
 
 from .conftest import MODELS, REFERENCE
 

@@ -212,3 +212,52 @@ def test_bad_input():
     single = pk.Design((pk.Group(32, {"conc": [24.0]}, d.groups[0].regimen, "one"),))
     with pytest.raises(pk.SearchError, match="not identifiable along"):
         pk.optimize_design(model, single, window=(0, 120), starts=1)
+
+
+def test_exact_search_status_is_truthful(monkeypatch):
+    import scipy.optimize
+
+    spec, model = compiled("warfarin")
+    d = spec.default_design
+    # SLSQP stopped by its iteration limit: reported, with advice; throw=True raises
+    r = pk.optimize_design(model, d, "D", "continuous", fim="reduced", starts=1, max_iter=1)
+    assert r.status == pk.Status.MAX_ITERATIONS and "iteration limit" in r.message
+    with pytest.raises(pk.SearchError, match="max_iterations"):
+        pk.optimize_design(model, d, "D", "continuous", fim="reduced", starts=1, max_iter=1, throw=True)
+    # a callback stops the search in the SLSQP phase too
+    phases = []
+
+    def stop_in_slsqp(state):
+        phases.append(state["phase"])
+        return state["phase"] == "slsqp"
+
+    r = pk.optimize_design(model, d, "D", "continuous", fim="reduced", starts=3, callback=stop_in_slsqp)
+    assert r.status == pk.Status.STOPPED and phases[-1] == "slsqp" and "exchange" in phases
+    # SLSQP's own failure is FAILED with its message and advice
+    real = scipy.optimize.minimize
+
+    def failing(*args, **kwargs):
+        res = real(*args, **{**kwargs, "options": {**kwargs["options"], "maxiter": 2}})
+        res.status, res.success, res.message = 8, False, "Positive directional derivative for linesearch"
+        return res
+
+    monkeypatch.setattr(scipy.optimize, "minimize", failing)
+    r = pk.optimize_design(model, d, "D", "continuous", fim="reduced", starts=1)
+    assert r.status == pk.Status.FAILED and "Positive directional derivative" in r.message
+    assert "algorithm='exchange'" in r.message and r.status.advice
+    assert np.isfinite(r.criterion_value)
+
+
+def test_options_that_do_not_apply_raise():
+    spec, model = compiled("warfarin")
+    d = spec.default_design
+    with pytest.raises(pk.SearchError, match="subset applies to criterion 'Ds'"):
+        pk.optimize_design(model, d, pk.DsCriterion([0, 1], ["CL", "V"]), fim="reduced", subset=["CL"])
+    with pytest.raises(pk.SearchError, match="subset applies"):
+        pk.optimize_design(model, d, "D", fim="reduced", subset=["CL"])
+    with pytest.raises(pk.SearchError, match="a_weights apply to criterion 'A'"):
+        pk.optimize_design(model, d, "D", fim="reduced", a_weights=[1.0] * 7)
+    with pytest.raises(pk.SearchError, match="a prior applies to criterion 'ED'"):
+        pk.optimize_approximate(model, pk.SamplingSpace(2, (0, 120), grid=np.linspace(0.5, 120, 8),
+                                                        regimen=pk.Regimen.single(70.0)),
+                                "D", fim="reduced", prior=pk.Prior({"KA": ("lognormal", 1.0, 0.3)}))

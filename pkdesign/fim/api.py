@@ -8,6 +8,8 @@ fixed-effects (no random effects) nonlinear regression model.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
@@ -29,18 +31,29 @@ DEFAULT_IS_SAMPLES = 200
 CHUNK = 65536
 
 
+#: population parameters of recently used model specs at their own values: id(spec) -> (weak ref, pp);
+#: nothing is written onto the user's objects
+_PP_CACHE: dict = {}
+_PP_CACHE_SIZE = 64
+
+
 def _parameters(model, values):
-    """Population parameters of ``model`` (cached on the model object for its own values)."""
+    """Population parameters of ``model`` (its own values cached per spec, or ``values`` applied)."""
+    spec = model.spec
     if values:
-        return population_parameters(model.spec, values)
-    cached = getattr(model, "_pkdesign_pp", None)
-    if cached is None or cached[0] is not model.spec:
-        cached = (model.spec, population_parameters(model.spec))
-        try:
-            model._pkdesign_pp = cached
-        except AttributeError:  # a model class with __slots__: no caching
-            pass
-    return cached[1]
+        return population_parameters(spec, values)
+    hit = _PP_CACHE.get(id(spec))
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    pp = population_parameters(spec)
+    try:
+        ref = weakref.ref(spec)
+    except TypeError:  # a spec type without weak references: no caching
+        return pp
+    if len(_PP_CACHE) >= _PP_CACHE_SIZE:
+        _PP_CACHE.clear()
+    _PP_CACHE[id(spec)] = (ref, pp)
+    return pp
 
 
 def _check_choice(approximation, fim):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..design import Regimen
 from ..errors import DesignError
 from ..kernels.jit import CachedJit, GeneratedModule, load_module

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..criteria import make_criterion
+from ..criteria import check_options, make_criterion
 from ..design import Design, Group
 from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
@@ -87,6 +87,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         raise DesignError("no sampling spaces given")
     if algorithm not in ALGORITHMS:
         raise SearchError(f"algorithm: expected one of {list(ALGORITHMS)}, got {algorithm!r}")
+    check_options(criterion, subset, a_weights, prior)
     crit_name = criterion if isinstance(criterion, str) else criterion.name
     prior_values = None
     if str(crit_name).upper() == "ED":

@@ -10,9 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def polish(problem, x0, *, max_iter: int = 300, tol: float = 1e-10):
-    """Local optimum from ``x0``; returns ``(x, value, iterations)``."""
+def polish(problem, x0, *, max_iter: int = 300, tol: float = 1e-10, callback=None, iteration: int = 0):
+    """Local optimum from ``x0``; returns ``(x, value, iterations, status, message)``.
+
+    ``status`` is SLSQP's own verdict: CONVERGED (its exit 0), MAX_ITERATIONS (exit 9), STOPPED (the
+    callback returned True), FAILED (any other exit; ``message`` is SLSQP's)."""
     from scipy.optimize import minimize  # lazy: keeps `import pkdesign` fast
+
+    from .result import Status
 
     pairs = problem.spacing_pairs()
     cons = []
@@ -29,12 +34,30 @@ def polish(problem, x0, *, max_iter: int = 300, tol: float = 1e-10):
             return 1e10, np.zeros_like(x)
         return -v, -g
 
+    count = [iteration]
+    stopped = [False]
+
+    def step(xk):
+        count[0] += 1
+        if callback is not None and callback({"iteration": count[0], "criterion_value": problem.value(xk), "x": xk,
+                                              "phase": "slsqp"}):
+            stopped[0] = True
+            raise StopIteration
+
     x0 = problem.repair(x0)
     res = minimize(fun, x0, jac=True, method="SLSQP", bounds=list(zip(problem.lower, problem.upper)),
-                   constraints=cons, options={"maxiter": max_iter, "ftol": tol})
+                   constraints=cons, options={"maxiter": max_iter, "ftol": tol}, callback=step)
+    if stopped[0]:
+        status = Status.STOPPED
+    elif res.status == 0:
+        status = Status.CONVERGED
+    elif res.status == 9:
+        status = Status.MAX_ITERATIONS
+    else:
+        status = Status.FAILED
     x = problem.repair(res.x)
     v = problem.value(x)
     v0 = problem.value(x0)
     if not v >= v0:  # SLSQP may stop at a worse point when started on the boundary
-        return x0, v0, int(res.nit)
-    return x, v, int(res.nit)
+        x, v = x0, v0
+    return x, v, int(res.nit), status, f"SLSQP: {res.message}"

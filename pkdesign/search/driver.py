@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..criteria import check_options
 from ..errors import SearchError
 from ..fim.api import evaluate_fim
 from .continuous import polish
@@ -28,7 +29,7 @@ EXACT_ALGORITHMS = ("continuous", "exchange")
 def optimize_design(model, design=None, criterion="D", algorithm: str = "continuous", *, approximation="fo",
                     fim="full", window=None, windows=None, min_spacing=0.0, fixed=None, grid=None, starts=4, seed=0,
                     prior=None, prior_draws=16, subset=None, a_weights=None, max_iter=300,
-                    callback=None) -> DesignResult:
+                    callback=None, throw: bool = False) -> DesignResult:
     """Optimise the sampling times of ``design`` (default: the model's) for fixed group sizes and doses.
 
     Parameters
@@ -44,9 +45,14 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     starts : number of starts; seed : random starts (same seed, same design)
     prior : ``Prior`` for ED (``prior_draws`` draws)
     subset : names of interest for Ds; a_weights : weights for A
-    callback : called with a state dict; return True to stop
+    callback : called with a state dict (iteration, criterion_value, x, phase "exchange" or "slsqp") after every
+        exchange sweep and every SLSQP iteration; return True to stop (status STOPPED)
+    max_iter : SLSQP iterations per start
+    throw : raise ``SearchError`` when the search ends FAILED or at MAX_ITERATIONS (default: return the best
+        design with that status; ``result.status.advice`` says what to do)
     """
     design = design if design is not None else model.spec.default_design
+    check_options(criterion, subset, a_weights, prior)
     if design is None:
         raise SearchError(f"model {model.spec.name!r} has no default design; give one")
     if algorithm not in EXACT_ALGORITHMS:
@@ -70,19 +76,21 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     x_start = problem.repair(problem.x0())
     start_value = problem.value(x_start)
     best_x, value, iters, history = None, -np.inf, 0, []
-    status = Status.CONVERGED
+    status, detail = Status.CONVERGED, ""
     for k in range(max(1, starts)):
         x0 = x_start if k == 0 else problem.feasible_start(rng)
-        # exchange on the grid (the global phase), then, for "continuous", gradient polish off the grid
-        x, v, sweeps, stopped = exchange_from(problem, grid, x0, callback=callback)
+        # exchange on the grid (the global phase), then, for "continuous", gradient polish off the grid;
+        # the status of the result is that of the start that found the best design
+        x, v, sweeps, st = exchange_from(problem, grid, x0, callback=callback)
         iters += sweeps
-        if algorithm == "continuous" and not stopped and np.isfinite(v):
-            x, v, nit = polish(problem, x, max_iter=max_iter)
+        why = f"exchange: {sweeps} sweeps"
+        if algorithm == "continuous" and st != Status.STOPPED and np.isfinite(v):
+            x, v, nit, st, why = polish(problem, x, max_iter=max_iter, callback=callback, iteration=iters)
             iters += nit
         history.append(v)
-        if v > value:
-            best_x, value = x, v
-        if stopped:
+        if v > value or best_x is None:
+            best_x, value, status, detail = x, v, st, why
+        if st == Status.STOPPED:
             status = Status.STOPPED
             break
     x = best_x
@@ -91,8 +99,11 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     best = problem.to_design(x)
     res_fim = evaluate_fim(model, best, approximation, fim, check=False)
     note = "" if np.isfinite(start_value) else f" (the starting design was singular: {_diagnose(problem, x_start)})"
-    msg = (f"{algorithm}: {status.value}{note}; criterion {crit_name} from {start_value:.6g} (start) to {value:.6g}; "
-           f"{problem.evaluations} schedule FIMs")
+    why = "" if status == Status.CONVERGED else f" ({detail}; {status.advice})"
+    msg = (f"{algorithm}: {status.value}{why}{note}; criterion {crit_name} from {start_value:.6g} (start) to "
+           f"{value:.6g}; {problem.evaluations} schedule FIMs")
+    if throw and status in (Status.FAILED, Status.MAX_ITERATIONS):
+        raise SearchError(msg)
     return DesignResult(best, res_fim, problem.criterion.name, float(value), status, msg, iters, problem.evaluations,
                         history=history, info={"start_value": float(start_value), "algorithm": algorithm,
                                                "min_spacing": float(min_spacing)})

@@ -17,7 +17,10 @@ def snap_to_grid(problem, grid, x):
 
 
 def exchange_from(problem, grid, x, *, max_sweeps: int = 50, tol: float = 1e-9, callback=None):
-    """Coordinate exchange from ``x``; returns ``(x, value, sweeps, stopped)``."""
+    """Coordinate exchange from ``x``; returns ``(x, value, sweeps, status)`` with status CONVERGED (a sweep
+    improved by less than ``tol``), MAX_ITERATIONS (``max_sweeps`` sweeps) or STOPPED (the callback)."""
+    from .result import Status
+
     grid = np.unique(np.asarray(grid, dtype=float))
     pairs = problem.spacing_pairs()
     prev = {b: a for a, b in pairs}
@@ -45,8 +48,9 @@ def exchange_from(problem, grid, x, *, max_sweeps: int = 50, tol: float = 1e-9, 
             better = vals[j] > val + tol * max(1.0, abs(val)) if np.isfinite(val) else np.isfinite(vals[j])
             if better:
                 x, val = X[j], float(vals[j])
-        if callback is not None and callback({"iteration": sweeps, "criterion_value": val, "x": x}):
-            return x, val, sweeps, True
+        if callback is not None and callback({"iteration": sweeps, "criterion_value": val, "x": x,
+                                              "phase": "exchange"}):
+            return x, val, sweeps, Status.STOPPED
         if not np.isfinite(val) or (np.isfinite(start_val) and val - start_val <= tol * max(1.0, abs(val))):
-            break
-    return x, val, sweeps, False
+            return x, val, sweeps, Status.CONVERGED
+    return x, val, sweeps, Status.MAX_ITERATIONS

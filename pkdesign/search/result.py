@@ -9,9 +9,23 @@ import numpy as np
 
 
 class Status(str, Enum):
+    """How a search ended; ``advice`` says what to do about it."""
+
     CONVERGED = "converged"          # the stopping rule (equivalence theorem or tolerance) is met
-    MAX_ITERATIONS = "max_iterations"
+    MAX_ITERATIONS = "max_iterations"  # the iteration limit was reached first
     STOPPED = "stopped"              # the callback asked to stop
+    FAILED = "failed"                # the optimiser reported a failure (its message is in the result's)
+
+    @property
+    def advice(self) -> str:
+        return {
+            "converged": "",
+            "max_iterations": "the search hit its iteration limit before its stopping rule: raise max_iter, use more "
+                              "starts, or check the equivalence certificate (approximate designs)",
+            "stopped": "stopped by the callback; the best design found so far is returned",
+            "failed": "the local optimiser failed; the best design found is returned: try algorithm='exchange', more "
+                      "starts, or a smaller min_spacing",
+        }[self.value]
 
 
 @dataclass

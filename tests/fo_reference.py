@@ -10,15 +10,15 @@ summed over groups with weight N.  The reduced FIM drops ∂V/∂θ (PopED/PFIM 
 Parameter order: fixed effects, Ω variances, Ω covariances, residual variances; fixed
 parameters left out.  Everything is on the variance scale.
 
-This is the reference implementation in plain numpy (one group at a time); the batched,
-structure-aware kernels of issue 3 are checked against it.
+This is the reference implementation in plain numpy (one group at a time), kept with the tests:
+the batched engine (pkdesign.fim) is checked against it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DesignError, PkdesignError
+from pkdesign.errors import DesignError, PkdesignError
 
 
 def parameter_table(spec) -> tuple:
