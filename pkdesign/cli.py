@@ -23,7 +23,8 @@ import numpy as np
 from ._version import __version__
 from .design import Design
 from .errors import DesignError, PkdesignError
-from .fim.api import APPROXIMATIONS
+from .choices import (APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, CRITERIA, EXACT_ALGORITHMS,
+                      FIM_TYPES, SCALES)
 
 #: limits of count arguments (a typo must not allocate gigabytes); stated in the messages
 LIMITS = {"--samples": (1, 1000), "--starts": (1, 1000), "--prior-draws": (1, 100_000), "--draws": (2, 1_000_000),
@@ -311,7 +312,7 @@ def check_plot_path(path) -> Path:
 
 def cmd_optimize(args) -> int:
     from .fim import evaluate_fim
-    from .search import APPROXIMATE_ALGORITHMS, optimize_approximate, optimize_design
+    from .search import optimize_approximate, optimize_design
     from .space import SamplingSpace
 
     plot_path = check_plot_path(args.plot) if args.plot else None
@@ -394,12 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="model file (TOML) or name of a bundled model")
     e.add_argument("--design", help="design file (TOML or JSON with a 'groups' list); default: the model's design")
     e.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
-    e.add_argument("--fim", choices=["full", "reduced"], default="full", help="full or reduced (block-diagonal) FIM")
+    e.add_argument("--fim", choices=list(FIM_TYPES), default="full", help="full or reduced (block-diagonal) FIM")
     e.add_argument("--seed", type=_count("--seed"), default=0, help="seed of the Monte-Carlo draws (default 0)")
     e.add_argument("--draws", type=_count("--draws"), default=None,
                    help="FOCE/FOCEI linearisation points, MC draws, or exact-MC subjects per group "
                         f"({LIMITS['--draws'][0]} to {LIMITS['--draws'][1]})")
-    e.add_argument("--scale", choices=["variance", "sd", "declared"], default="variance",
+    e.add_argument("--scale", choices=list(SCALES), default="variance",
                    help="scale of omega and sigma in the output (default variance)")
     e.add_argument("--compare", action="store_true",
                    help="evaluate every approximation (reduced and full FIM) against exact-MC and advise which to use")
@@ -408,11 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("optimize", help="optimise the sampling times of a design")
     o.add_argument("model", help="model file (TOML) or name of a bundled model")
     o.add_argument("--design", help="starting design file; default: the model's design")
-    o.add_argument("--criterion", choices=["D", "Ds", "A", "ED"], default="D")
-    o.add_argument("--algorithm", choices=["continuous", "exchange", "fedorov-wynn", "multiplicative"],
+    o.add_argument("--criterion", choices=list(CRITERIA), default="D")
+    o.add_argument("--algorithm", choices=list(EXACT_ALGORITHMS + APPROXIMATE_ALGORITHMS),
                    default="continuous", help="exact: continuous, exchange; approximate: fedorov-wynn, multiplicative")
-    o.add_argument("--approx", choices=["fo", "foi"], default="fo", help="FIM approximation (default fo)")
-    o.add_argument("--fim", choices=["full", "reduced"], default="full")
+    o.add_argument("--approx", choices=list(BATCHED_APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
+    o.add_argument("--fim", choices=list(FIM_TYPES), default="full")
     o.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"), help="window for every sample")
     o.add_argument("--min-spacing", type=_nonneg_float, default=0.0, help="minimum time between consecutive samples")
     o.add_argument("--grid", help=f"candidate times: LO:HI:N or a comma-separated list (at most {MAX_GRID})")

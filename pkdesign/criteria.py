@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .choices import CRITERIA
 from .errors import NonIdentifiableError, SearchError
 
 
@@ -225,4 +226,4 @@ def make_criterion(name: str, names=None, subset=None, weights=None) -> Criterio
         return ACriterion(weights)
     if key == "ED":
         return EDCriterion()
-    raise SearchError(f"criterion: expected D, Ds, A or ED, got {name!r}")
+    raise SearchError(f"criterion: expected one of {list(CRITERIA)}, got {name!r}")

@@ -4,7 +4,8 @@
 candidate schedules), ``individual_fim`` (fixed-effects regression) and ``FIMResult``.
 """
 
-from .api import APPROXIMATIONS, evaluate_fim, individual_fim, schedule_fims
+from ..choices import APPROXIMATIONS
+from .api import evaluate_fim, individual_fim, schedule_fims
 from .result import FIMResult
 
 __all__ = ["APPROXIMATIONS", "FIMResult", "evaluate_fim", "individual_fim", "schedule_fims"]

@@ -12,6 +12,7 @@ import weakref
 
 import numpy as np
 
+from ..choices import APPROXIMATIONS, BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
 from .draws import check_draws, draw_eta
 from .exact import exact_mc_scores
@@ -22,7 +23,6 @@ from .predict import predict
 from .result import FIMResult
 from .structured import StructuredFIM
 
-APPROXIMATIONS = ("fo", "foi", "foce", "focei", "mc", "exact-mc")
 #: default number of draws per approximation (exact-mc: simulated subjects per group)
 DEFAULT_DRAWS = {"foce": 1000, "focei": 1000, "mc": 2048, "exact-mc": 2000}
 #: importance samples per simulated subject (exact-mc)
@@ -59,7 +59,7 @@ def _parameters(model, values):
 def _check_choice(approximation, fim):
     if approximation not in APPROXIMATIONS:
         raise PkdesignError(f"approximation: expected one of {list(APPROXIMATIONS)}, got {approximation!r}")
-    if fim not in ("full", "reduced"):
+    if fim not in FIM_TYPES:
         raise PkdesignError(f"fim: expected 'full' or 'reduced', got {fim!r}")
     if approximation == "exact-mc" and fim == "reduced":
         raise PkdesignError("exact-mc has no reduced form (it is not a linearisation); use fim='full'")
@@ -237,8 +237,9 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     -------
     (names, ndarray (B, p, p))
     """
-    if approximation not in ("fo", "foi"):
-        raise PkdesignError(f"schedule_fims batches the fo and foi approximations; got {approximation!r}")
+    if approximation not in BATCHED_APPROXIMATIONS:
+        raise PkdesignError(f"schedule_fims batches the {' and '.join(BATCHED_APPROXIMATIONS)} approximations; "
+                            f"got {approximation!r}")
     _check_choice(approximation, fim)
     pp = _parameters(model, values)
     if not random_effects:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..choices import SCALES
 from ..errors import NonIdentifiableError
 
 #: relative eigenvalue of the diagonally scaled FIM below which a direction counts as not identifiable
@@ -73,7 +74,7 @@ class FIMResult:
         ``"declared"``: the scale each parameter was declared on in the model file;
         ``"variance"``: back to variances.  Covariances stay covariances.
         """
-        if scale not in ("variance", "sd", "declared"):
+        if scale not in SCALES:
             raise ValueError(f"scale: expected 'variance', 'sd' or 'declared', got {scale!r}")
         if self.scale != "variance":
             raise ValueError("on_scale converts from the variance scale only")

@@ -2,9 +2,9 @@
 designs over candidate schedules (``optimize_approximate``: Fedorov–Wynn, multiplicative), with
 ``DesignResult`` and efficient rounding (``apportion``)."""
 
-from .approximate import ALGORITHMS as APPROXIMATE_ALGORITHMS
+from ..choices import APPROXIMATE_ALGORITHMS, EXACT_ALGORITHMS
 from .approximate import optimize_approximate
-from .driver import EXACT_ALGORITHMS, optimize_design
+from .driver import optimize_design
 from .result import DesignResult, Status
 from .rounding import apportion
 

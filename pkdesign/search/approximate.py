@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..choices import APPROXIMATE_ALGORITHMS
 from ..criteria import check_options, make_criterion
 from ..design import Design, Group
 from ..equivalence import certificate, criterion_value, information, sensitivity
@@ -26,7 +27,7 @@ from .multiplicative import multiplicative
 from .result import DesignResult
 from .rounding import apportion
 
-ALGORITHMS = {"fedorov-wynn": fedorov_wynn, "multiplicative": multiplicative}
+ALGORITHMS = dict(zip(APPROXIMATE_ALGORITHMS, (fedorov_wynn, multiplicative)))
 
 
 class InformationModel:

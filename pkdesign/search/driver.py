@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..choices import EXACT_ALGORITHMS
 from ..criteria import check_options
 from ..errors import SearchError
 from ..fim.api import evaluate_fim
@@ -23,7 +24,6 @@ from .exact import ScheduleProblem
 from .exchange import exchange_from
 from .result import DesignResult, Status
 
-EXACT_ALGORITHMS = ("continuous", "exchange")
 
 
 def optimize_design(model, design=None, criterion="D", algorithm: str = "continuous", *, approximation="fo",
