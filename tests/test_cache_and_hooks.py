@@ -135,3 +135,65 @@ def test_exceptions_from_user_hooks_propagate_unchanged():
     m = pk.CallableModel(broken, {"a": 1.0}, "y", errors={"y": {"model": "additive", "add": 1.0}})
     with pytest.raises(KeyError, match="user bug"):
         m.evaluate([1.0], [1.0], order=0)
+
+
+def _decay_batch(P, t, idx, regimen):
+    return P[:, :1] * np.exp(-P[:, 1:2] * t[None, :])
+
+
+def _decay_batch_sens(P, t, idx, regimen):
+    e = np.exp(-P[:, 1:2] * t[None, :])
+    return np.stack([e, -P[:, :1] * t[None, :] * e], axis=2)
+
+
+@pytest.mark.parametrize("kind", ["closed form", "ODE", "callable", "callable, vectorised"])
+def test_every_model_kind_follows_one_protocol(kind):
+    # one set of input checks and the same contract: output names, out=, errors naming the input
+    if kind == "closed form":
+        spec, model = compiled("warfarin")
+        psi, reg = spec.theta, pk.Regimen.single(70.0)
+    elif kind == "ODE":
+        spec, model = compiled("warfarin_ode")
+        psi, reg = spec.theta, pk.Regimen.single(70.0)
+    else:
+        vec = kind.endswith("vectorised")
+        model = pk.CallableModel(_decay_batch if vec else _biexp, {"a": 10.0, "b": 0.3}, "conc",
+                                 errors={"conc": {"model": "additive", "add": 1.0}}, vectorized=vec,
+                                 sensitivities=_decay_batch_sens if vec else _biexp_sens)
+        psi, reg = np.array([10.0, 0.3]), None
+    t = np.array([0.5, 2.0, 6.0])
+    ref = model.evaluate(psi, t, reg, order=1)
+    by_name = model.evaluate(psi, t, reg, ["conc"] * 3, order=1)
+    np.testing.assert_array_equal(by_name["f"], ref["f"])
+    out = {"f": np.empty(3), "d1": np.empty((3, model.n_psi))}
+    res = model.evaluate(psi, t, reg, order=1, out=out)
+    assert res["f"] is out["f"] or np.shares_memory(res["f"], out["f"])
+    np.testing.assert_array_equal(out["d1"], ref["d1"])
+    with pytest.raises(pk.DesignError, match="unknown output name"):
+        model.evaluate(psi, t, reg, ["nope"] * 3, order=0)
+    with pytest.raises(pk.DesignError, match="time at index 1 is -1"):
+        model.evaluate(psi, [1.0, -1.0], reg, order=0)
+    with pytest.raises(pk.DesignError, match="psi: expected shape"):
+        model.evaluate(np.ones(model.n_psi + 1), t, reg, order=0)
+    with pytest.raises(pk.DesignError, match="order must be 0, 1 or 2"):
+        model.evaluate(psi, t, reg, order=3)
+
+
+def test_vectorised_callable_is_called_once_per_batch():
+    loop = pk.CallableModel(_biexp, {"a": 10.0, "b": 0.3}, "y", errors={"y": {"model": "additive", "add": 1.0}},
+                            fd="central")
+    vec = pk.CallableModel(_decay_batch, {"a": 10.0, "b": 0.3}, "y", errors={"y": {"model": "additive", "add": 1.0}},
+                           fd="central", vectorized=True)
+    P = np.array([[10.0, 0.3], [8.0, 0.2], [12.0, 0.5], [9.0, 0.4]])
+    t = np.array([0.5, 1.0, 3.0, 8.0])
+    a, b = loop.evaluate(P, t, order=2), vec.evaluate(P, t, order=2)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-12, atol=1e-12)
+    assert vec.n_calls * P.shape[0] == loop.n_calls
+
+
+def test_model_kinds_are_prediction_models():
+    assert isinstance(compiled("warfarin")[1], pk.PredictionModel)
+    assert isinstance(compiled("warfarin_ode")[1], pk.PredictionModel)
+    assert isinstance(pk.CallableModel(_biexp, {"a": 1.0, "b": 0.3}, "y", errors={"y": {"model": "additive", "add": 1.0}}),
+                      pk.PredictionModel)

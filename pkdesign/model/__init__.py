@@ -1,10 +1,13 @@
 """The model layer: model files and Python hooks -> ModelSpec -> derivatives -> numba kernels."""
 
-from .compile import CompiledModel, cache_dir, compile_model, model_hash
+from .cache import cache_dir
+from .compile import CompiledModel, model_hash
 from .expr import parse_expression
 from .hooks import CallableModel, model_from_sympy
 from .parse import load_model, parse_model_text
+from .factory import compile_model
 from .ode import OdeModel
+from .protocol import PredictionModel
 from .spec import ModelSpec
 
 __all__ = [
@@ -12,6 +15,7 @@ __all__ = [
     "CompiledModel",
     "ModelSpec",
     "OdeModel",
+    "PredictionModel",
     "cache_dir",
     "compile_model",
     "load_model",

@@ -14,46 +14,24 @@ The cache directory is ``$PKDESIGN_CACHE_DIR`` if set, else ``~/.cache/pkdesign`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..design import Regimen
+
 from .._version import __version__
-from ..design import Regimen
-from ..errors import DesignError
-from ..kernels.jit import CachedJit, GeneratedModule, load_module
+from ..kernels.jit import CachedJit
+from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .codegen import generate_source
+from .runtime import dose_arrays, output_buffers, prepare_inputs
 from .spec import ModelSpec
 
 _LOCK = threading.Lock()
-_MODULES: dict = {}
-
-
-def cache_dir() -> Path:
-    """Directory holding generated kernel modules and numba's cache files."""
-    root = os.environ.get("PKDESIGN_CACHE_DIR")
-    path = Path(root) if root else Path.home() / ".cache" / "pkdesign"
-    return path / "kernels"
-
-
-def generator_fingerprint(*names: str) -> str:
-    """Hash of the generator modules ``names`` (files beside this one), so that a changed generator
-    never reuses old kernels."""
-    here = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for name in names:
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
-
-
-def spec_hash(spec: ModelSpec, tag: str, fingerprint: str) -> str:
-    """Hash of everything generated kernels depend on: model structure, generator, pkdesign and numba versions."""
-    text = f"{tag} {__version__} {fingerprint}\nnumba {numba.__version__}\n{spec.structure_key()}"
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 _FINGERPRINT = generator_fingerprint("symbolic.py", "codegen.py", "compile.py", "special.py", "../kernels/fastexp.py")
@@ -74,100 +52,10 @@ def _signature(order: int):
     return numba.void(*sig)
 
 
-def load_generated_module(key: str, prefix: str, make_source) -> GeneratedModule:
-    """The verified generated module ``{prefix}_{key}`` (see :mod:`pkdesign.kernels.jit`): read from the
-    cache directory, or written there with ``make_source()`` when absent or corrupted, or executed in
-    memory when the cache cannot be written.  One module per key per process."""
-    with _LOCK:
-        gm = _MODULES.get(key)
-        if gm is None:
-            gm = load_module(cache_dir(), key, prefix, make_source)
-            _MODULES[key] = gm
-            return gm
-        return GeneratedModule(gm.module, gm.path, gm.source, False)
-
-
 def _load_module(spec: ModelSpec):
     key = model_hash(spec)
     header = f"# model hash {key}; pkdesign {__version__}; numba {numba.__version__}"
     return load_generated_module(key, "pkd", lambda: generate_source(spec, header=header))
-
-
-def output_index(output, n_obs: int, names: list) -> np.ndarray:
-    """Output index (n_obs,) int64 from None (all the first output), names or indices; validated."""
-    if output is None:
-        return np.zeros(n_obs, dtype=np.int64)
-    out = np.asarray(output)
-    if out.dtype.kind in "US":
-        bad = [o for o in out.tolist() if o not in names]
-        if bad:
-            raise DesignError(f"output: unknown output name(s) {sorted(set(bad))}; the model has {names}")
-        out = np.array([names.index(o) for o in out.tolist()], dtype=np.int64)
-    out = np.ascontiguousarray(out, dtype=np.int64).ravel()
-    if out.size != n_obs:
-        raise DesignError(f"output: {out.size} output indices for {n_obs} times")
-    if out.size and (out.min() < 0 or out.max() >= len(names)):
-        raise DesignError(f"output: indices must be in 0..{len(names) - 1}")
-    return out
-
-
-def dose_arrays(spec: ModelSpec, regimen, *, durations_only_for_infusion: bool = False) -> tuple:
-    """(dose times, amounts, durations) as float64 arrays for the kernels; empty if the model takes no doses.
-
-    Infusion models take each dose's duration, or the model's default ``dosing.duration``.
-    ``durations_only_for_infusion`` zeroes durations for other routes (ODE models, where a duration
-    makes a dose an infusion)."""
-    if not spec.uses_doses():
-        z = np.zeros(0)
-        return z, z, z
-    if regimen is None or regimen.times.size == 0:
-        raise DesignError(f"model {spec.name!r} takes doses; give a dose regimen")
-    durations = regimen.durations
-    if spec.dosing.route == "infusion":
-        if spec.dosing.duration is not None:
-            durations = np.where(durations > 0, durations, spec.dosing.duration)
-        if np.any(durations <= 0):
-            raise DesignError(
-                f"model {spec.name!r} doses by infusion: every dose needs a duration > 0 "
-                "(give 'duration' or 'rate' in the dose, or 'duration' in the model's [dosing])"
-            )
-    elif durations_only_for_infusion:
-        durations = np.zeros_like(durations)
-    return (np.ascontiguousarray(regimen.times, dtype=float), np.ascontiguousarray(regimen.amounts, dtype=float),
-            np.ascontiguousarray(durations, dtype=float))
-
-
-def output_keys(order: int) -> tuple:
-    """Keys of what ``evaluate`` returns at derivative ``order``."""
-    return ("f", "d1", "dt", "d2")[: 1 + 2 * (order >= 1) + (order >= 2)]
-
-
-def output_buffers(out, n_vec: int, n_obs: int, n_psi: int, order: int, single: bool) -> dict:
-    """The arrays a kernel writes: the caller's ``out`` arrays where given (checked), new ones otherwise.
-
-    Shapes (n_vec, n_obs[, n_psi[, n_psi]]); with a single parameter vector (``single``) the
-    caller's arrays may also omit the leading axis.  Returns the 2-D-batch views keyed f, d1, dt, d2.
-    """
-    shapes = {"f": (n_vec, n_obs), "d1": (n_vec, n_obs, n_psi), "dt": (n_vec, n_obs),
-              "d2": (n_vec, n_obs, n_psi, n_psi)}
-    keys = output_keys(order)
-    out = {} if out is None else out
-    extra = set(out) - set(keys)
-    if extra:
-        raise DesignError(f"out: unexpected keys {sorted(extra)} for order {order}; expected some of {list(keys)}")
-    res = {}
-    for k in keys:
-        a = out.get(k)
-        if a is None:
-            res[k] = np.empty(shapes[k])
-            continue
-        ok_shape = a.shape == shapes[k] or (single and a.shape == shapes[k][1:]) if isinstance(a, np.ndarray) else False
-        if not (ok_shape and a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable):
-            got = f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}".strip()
-            raise DesignError(f"out[{k!r}]: expected a writable C-contiguous float64 array of shape {shapes[k]}, "
-                              f"got {got}")
-        res[k] = a.reshape(shapes[k])
-    return res
 
 
 #: batches with at least this many (vector x time) points are split across threads (the kernels
@@ -270,22 +158,7 @@ class CompiledModel:
         ``dt`` (n_vec, n_obs); for order 2 ``d2`` (n_vec, n_obs, n_psi, n_psi).  A 1-D
         ``psi`` drops the leading axis.
         """
-        if order not in (0, 1, 2):
-            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
-        psi_arr = np.ascontiguousarray(psi, dtype=float)
-        single = psi_arr.ndim == 1
-        psi2 = np.atleast_2d(psi_arr)
-        if psi2.ndim != 2 or psi2.shape[1] != self.n_psi:
-            raise DesignError(
-                f"psi: expected shape (n_vec, {self.n_psi}) for parameters {self.parameter_names}, got {psi_arr.shape}"
-            )
-        t = np.ascontiguousarray(times, dtype=float).ravel()
-        if not np.all(np.isfinite(t)):
-            raise DesignError("times: all times must be finite")
-        if np.any(t < 0):
-            i = int(np.flatnonzero(t < 0)[0])
-            raise DesignError(f"times: time at index {i} is {t[i]:g}; times must be >= 0")
-        idx = self._output_index(output, t.size)
+        psi2, single, t, idx = prepare_inputs(self, psi, times, output, order)
         dt_, da, dd = self._doses(regimen)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
         res = output_buffers(out, nv, no, n, order, single)
@@ -300,18 +173,5 @@ class CompiledModel:
             res = {k: v[0] for k, v in res.items()}
         return res
 
-    def _output_index(self, output, n_obs):
-        return output_index(output, n_obs, self.output_names)
-
     def _doses(self, regimen):
         return dose_arrays(self.spec, regimen)
-
-
-def compile_model(spec: ModelSpec):
-    """Generate (or load from the cache) the kernels of ``spec``: a ``CompiledModel`` for closed
-    forms, an ``OdeModel`` (same ``evaluate`` interface) for models with an ``[ode]`` section."""
-    if spec.ode is not None:
-        from .ode import OdeModel
-
-        return OdeModel(spec)
-    return CompiledModel(spec)

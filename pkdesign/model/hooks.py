@@ -17,6 +17,7 @@ import sympy as sp
 from ..design import Design, Regimen
 from ..errors import DesignError, ModelSpecError
 from .parse import check_spec
+from .runtime import output_buffers, prepare_inputs
 from .spec import (
     ERROR_MODELS,
     RESERVED,
@@ -185,10 +186,14 @@ class CallableModel:
         complex ``psi``.
     fd_step : float
         Relative step (default 1e-6 central, 1e-20 complex-step).
+    vectorized : bool
+        True: ``func`` (and ``sensitivities``) take the whole batch, ``psi`` shape (n_vec, n_psi), and return
+        (n_vec, n_obs) (and (n_vec, n_obs, n_psi)): one call per batch instead of one per parameter vector.
     """
 
     def __init__(self, func, parameters: dict, outputs, *, errors: dict, variability=None, covariances=None,
-                 sensitivities=None, fd=None, fd_step=None, name="callable", route="none", design=None):
+                 sensitivities=None, fd=None, fd_step=None, name="callable", route="none", design=None,
+                 vectorized: bool = False):
         if fd not in (None, "central", "complex-step"):
             raise ModelSpecError(f"fd: expected None, 'central' or 'complex-step', got {fd!r}")
         if not callable(func):
@@ -209,88 +214,99 @@ class CallableModel:
         check_spec(self.spec)
         if design is not None:
             object.__setattr__(self.spec, "default_design", Design.from_dict(design, self.spec.output_names))
-        self.func, self.sens, self.fd = func, sensitivities, fd
+        self.func, self.sens, self.fd, self.vectorized = func, sensitivities, fd, bool(vectorized)
         self.fd_step = fd_step if fd_step is not None else (1e-20 if fd == "complex-step" else 1e-6)
         self.parameter_names = self.spec.parameter_names
         self.output_names = self.spec.output_names
         self.n_psi = len(self.parameter_names)
         self.n_calls = 0
 
-    def _f(self, p, t, idx, regimen):
-        self.n_calls += 1
-        out = np.asarray(self.func(p, t, idx, regimen))
-        if out.shape != t.shape:
-            raise ModelSpecError(f"{self.spec.origin}: func returned shape {out.shape}, expected {t.shape}")
-        return out
+    # -- batches: one call of a vectorised function, else one call per parameter vector -----------
+    def _f(self, P, t, idx, regimen) -> np.ndarray:
+        """Predictions (n_vec, n_obs) for parameter vectors P (n_vec, n_psi) (complex for complex-step)."""
+        nv, no = P.shape[0], t.size
+        if self.vectorized:
+            self.n_calls += 1
+            out = np.asarray(self.func(P, t, idx, regimen))
+            if out.shape != (nv, no):
+                raise ModelSpecError(f"{self.spec.origin}: func returned shape {out.shape}, expected {(nv, no)} "
+                                     "(vectorized=True: one row per parameter vector)")
+            return out
+        rows = []
+        for p in P:
+            self.n_calls += 1
+            out = np.asarray(self.func(p, t, idx, regimen))
+            if out.shape != t.shape:
+                raise ModelSpecError(f"{self.spec.origin}: func returned shape {out.shape}, expected {t.shape}")
+            rows.append(out)
+        return np.stack(rows)
 
-    def _d1(self, p, t, idx, regimen):
+    def _user_d1(self, P, t, idx, regimen) -> np.ndarray:
+        nv, no, n = P.shape[0], t.size, self.n_psi
+        if self.vectorized:
+            d = np.asarray(self.sens(P, t, idx, regimen), dtype=float)
+            want = (nv, no, n)
+        else:
+            d = np.stack([np.asarray(self.sens(p, t, idx, regimen), dtype=float) for p in P])
+            want = (nv, no, n)
+        if d.shape != want:
+            got = d.shape if self.vectorized else d.shape[1:]
+            raise ModelSpecError(f"{self.spec.origin}: sensitivities returned shape {got}, expected "
+                                 f"{want if self.vectorized else want[1:]}")
+        return d
+
+    def _d1(self, P, t, idx, regimen) -> np.ndarray:
+        """df/dpsi (n_vec, n_obs, n_psi): the user's sensitivities, or finite differences when asked for."""
         if self.sens is not None:
-            d = np.asarray(self.sens(p, t, idx, regimen), dtype=float)
-            if d.shape != (t.size, self.n_psi):
-                raise ModelSpecError(
-                    f"{self.spec.origin}: sensitivities returned shape {d.shape}, expected {(t.size, self.n_psi)}"
-                )
-            return d
+            return self._user_d1(P, t, idx, regimen)
         if self.fd is None:
             raise ModelSpecError(
                 f"{self.spec.origin}: derivatives requested but no sensitivities were given; "
                 "pass sensitivities=... or opt into finite differences with fd='central' or fd='complex-step'"
             )
-        d = np.empty((t.size, self.n_psi))
+        d = np.empty((P.shape[0], t.size, self.n_psi))
         for k in range(self.n_psi):
-            h = self.fd_step * max(abs(p[k]), 1e-8)
+            h = self.fd_step * np.maximum(np.abs(P[:, k]), 1e-8)
             if self.fd == "complex-step":
-                pc = p.astype(complex)
-                pc[k] += 1j * h
-                d[:, k] = np.imag(np.asarray(self.func(pc, t, idx, regimen))) / h
-                self.n_calls += 1
+                Pc = P.astype(complex)
+                Pc[:, k] += 1j * h
+                d[:, :, k] = np.imag(self._f(Pc, t, idx, regimen)) / h[:, None]
             else:
-                pp, pm = p.copy(), p.copy()
-                pp[k] += h
-                pm[k] -= h
-                d[:, k] = (self._f(pp, t, idx, regimen) - self._f(pm, t, idx, regimen)) / (2 * h)
+                Pp, Pm = P.copy(), P.copy()
+                Pp[:, k] += h
+                Pm[:, k] -= h
+                d[:, :, k] = (self._f(Pp, t, idx, regimen) - self._f(Pm, t, idx, regimen)) / (2 * h[:, None])
         return d
 
-    def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1):
-        """Same contract as :meth:`CompiledModel.evaluate`."""
-        psi_arr = np.asarray(psi, dtype=float)
-        single = psi_arr.ndim == 1
-        psi2 = np.atleast_2d(psi_arr)
-        if psi2.shape[1] != self.n_psi:
-            raise DesignError(f"psi: expected shape (n_vec, {self.n_psi}), got {psi_arr.shape}")
-        t = np.asarray(times, dtype=float).ravel()
-        if np.any(t < 0) or not np.all(np.isfinite(t)):
-            raise DesignError("times: times must be finite and >= 0")
-        idx = np.zeros(t.size, dtype=np.int64) if output is None else np.asarray(output, dtype=np.int64).ravel()
+    def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
+        """Same contract as :meth:`CompiledModel.evaluate` (``out=`` included).  ``dt`` (∂f/∂t) is given only
+        with finite differences (``fd``), by central differences in time; second derivatives need ``fd``."""
+        psi2, single, t, idx = prepare_inputs(self, psi, times, output, order)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
-        res = {"f": np.empty((nv, no))}
+        if order >= 1 and self.fd is None and out is not None and "dt" in out:
+            raise DesignError("out['dt']: this CallableModel gives no time derivative (it needs fd='central' or "
+                              "fd='complex-step')")
+        res = output_buffers(out, nv, no, n, order, single)
+        if order >= 1 and self.fd is None:
+            res.pop("dt", None)
+        res["f"][...] = self._f(psi2, t, idx, regimen)
         if order >= 1:
-            res["d1"] = np.empty((nv, no, n))
-            if self.fd is not None:  # d/dt only by finite differences; absent otherwise
-                res["dt"] = np.empty((nv, no))
+            res["d1"][...] = self._d1(psi2, t, idx, regimen)
+            if self.fd is not None:
+                h = 1e-6 * np.maximum(np.abs(t), 1e-3)
+                lo = np.maximum(t - h, 0)
+                res["dt"][...] = (self._f(psi2, t + h, idx, regimen) - self._f(psi2, lo, idx, regimen)) / (t + h - lo)
         if order >= 2:
-            res["d2"] = np.empty((nv, no, n, n))
-        for i in range(nv):
-            p = psi2[i]
-            res["f"][i] = self._f(p, t, idx, regimen)
-            if order >= 1:
-                res["d1"][i] = self._d1(p, t, idx, regimen)
-                if self.fd is not None:
-                    h = 1e-6 * np.maximum(np.abs(t), 1e-3)
-                    res["dt"][i] = (self._f(p, t + h, idx, regimen) - self._f(p, np.maximum(t - h, 0), idx, regimen)) / (
-                        t + h - np.maximum(t - h, 0))
-            if order >= 2:
-                if self.fd is None:
-                    raise ModelSpecError(
-                        f"{self.spec.origin}: second derivatives need fd='central' or fd='complex-step'"
-                    )
-                for k in range(n):
-                    h = 1e-4 * max(abs(p[k]), 1e-8)
-                    pp, pm = p.copy(), p.copy()
-                    pp[k] += h
-                    pm[k] -= h
-                    res["d2"][i, :, k, :] = (self._d1(pp, t, idx, regimen) - self._d1(pm, t, idx, regimen)) / (2 * h)
-                res["d2"][i] = 0.5 * (res["d2"][i] + res["d2"][i].transpose(0, 2, 1))
+            if self.fd is None:
+                raise ModelSpecError(f"{self.spec.origin}: second derivatives need fd='central' or fd='complex-step'")
+            d2 = res["d2"]
+            for k in range(n):
+                h = 1e-4 * np.maximum(np.abs(psi2[:, k]), 1e-8)
+                Pp, Pm = psi2.copy(), psi2.copy()
+                Pp[:, k] += h
+                Pm[:, k] -= h
+                d2[:, :, k, :] = (self._d1(Pp, t, idx, regimen) - self._d1(Pm, t, idx, regimen)) / (2 * h[:, None, None])
+            d2[...] = 0.5 * (d2 + d2.transpose(0, 1, 3, 2))
         if single:
             res = {k: v[0] for k, v in res.items()}
         return res

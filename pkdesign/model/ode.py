@@ -32,7 +32,8 @@ from ..design import Regimen
 from ..errors import DesignError, ModelSpecError
 from ..kernels.jit import CachedJit, GuardedKernel
 from .codegen import KernelPrinter
-from .compile import dose_arrays, generator_fingerprint, output_buffers, output_index, output_keys, spec_hash
+from .cache import generator_fingerprint, load_generated_module, spec_hash
+from .runtime import dose_arrays, output_buffers, output_keys, prepare_inputs
 from .special import RUNTIME_IMPORTS, ediff_source
 from .spec import ModelSpec
 from .symbolic import expand_assignments
@@ -525,8 +526,6 @@ def ode_model_hash(spec: ModelSpec) -> str:
 
 
 def _load(spec: ModelSpec):
-    from .compile import load_generated_module
-
     key = ode_model_hash(spec)
     gm = load_generated_module(key, "pkdode", lambda: generate_ode_source(spec, f"# model hash {key}"))
     module = gm.module
@@ -598,20 +597,10 @@ class OdeModel:
 
     def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
         """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2; ``out``)."""
-        if order not in (0, 1, 2):
-            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
+        psi2, single, t, idx = prepare_inputs(self, psi, times, output, order)
         if order == 2 and self.lag_depends_on_parameters and self.solver != "dopri5":
             raise ModelSpecError(f"{self.spec.origin}: second derivatives of an ODE model whose lag time depends on "
                                  "parameters need solver = \"dopri5\"; use it, or the reduced FIM (first derivatives)")
-        psi_arr = np.ascontiguousarray(psi, dtype=float)
-        single = psi_arr.ndim == 1
-        psi2 = np.ascontiguousarray(np.atleast_2d(psi_arr))
-        if psi2.shape[1] != self.n_psi:
-            raise DesignError(f"psi: expected shape (n_vec, {self.n_psi}), got {psi_arr.shape}")
-        t = np.ascontiguousarray(times, dtype=float).ravel()
-        if not np.all(np.isfinite(t)) or np.any(t < 0):
-            raise DesignError("times: all times must be finite and >= 0")
-        idx = self._output_index(output, t.size)
         dt_, da, dd = self._doses(regimen)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
         res = {"f": np.zeros((nv, no)), "d1": np.zeros((nv, no, n)), "dt": np.zeros((nv, no)),
@@ -648,5 +637,3 @@ class OdeModel:
             given = {k: v[0] for k, v in given.items()}
         return given
 
-    def _output_index(self, output, n_obs):
-        return output_index(output, n_obs, self.output_names)

@@ -1,0 +1,60 @@
+"""The model kernel cache: where generated modules live, their keys, and loading them (verified).
+
+The directory is ``$PKDESIGN_CACHE_DIR/kernels`` if the variable is set, else
+``~/.cache/pkdesign/kernels``.  A key hashes everything generated kernels depend on (model
+structure, the generator's source, pkdesign and numba versions); the module text is sealed and
+checked by :mod:`pkdesign.kernels.jit`.  Shared by closed-form (``compile.py``) and ODE (``ode.py``)
+models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import numba
+
+from .._version import __version__
+from ..kernels.jit import GeneratedModule, load_module
+from .spec import ModelSpec
+
+_LOCK = threading.Lock()
+_MODULES: dict = {}
+
+
+def cache_dir() -> Path:
+    """Directory holding generated kernel modules and numba's cache files."""
+    root = os.environ.get("PKDESIGN_CACHE_DIR")
+    path = Path(root) if root else Path.home() / ".cache" / "pkdesign"
+    return path / "kernels"
+
+
+def generator_fingerprint(*names: str) -> str:
+    """Hash of the generator modules ``names`` (files beside this one), so that a changed generator
+    never reuses old kernels."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in names:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def spec_hash(spec: ModelSpec, tag: str, fingerprint: str) -> str:
+    """Hash of everything generated kernels depend on: model structure, generator, pkdesign and numba versions."""
+    text = f"{tag} {__version__} {fingerprint}\nnumba {numba.__version__}\n{spec.structure_key()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def load_generated_module(key: str, prefix: str, make_source) -> GeneratedModule:
+    """The verified generated module ``{prefix}_{key}`` (see :mod:`pkdesign.kernels.jit`): read from the
+    cache directory, or written there with ``make_source()`` when absent or corrupted, or executed in
+    memory when the cache cannot be written.  One module per key per process."""
+    with _LOCK:
+        gm = _MODULES.get(key)
+        if gm is None:
+            gm = load_module(cache_dir(), key, prefix, make_source)
+            _MODULES[key] = gm
+            return gm
+        return GeneratedModule(gm.module, gm.path, gm.source, False)
