@@ -114,10 +114,7 @@ def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarra
     """Indices of the samples that carry no information at η = 0: prediction and all its first
     derivatives exactly 0 and no additive residual error (y = 0 whatever the parameters, e.g. a
     pre-dose sample with a proportional-only error).  The FIM kernels treat them as absent."""
-    prop_only = np.ones(pp.n_outputs, dtype=bool)
-    for e in pp.errors:
-        if e.kind != "prop":
-            prop_only[e.output] = False
+    prop_only = pp.residual.prop_only()
     if not prop_only.any() or times.size == 0:
         return np.zeros(0, dtype=np.int64)
     cand = np.flatnonzero(prop_only[idx])

@@ -28,20 +28,6 @@ from .structured import structured_fims
 STRUCTURED_ABOVE = 48
 
 
-def residual_variance(pp, idx, f_ref, S_diag=None, interaction=False):
-    """Residual variance per observation (B, n) at reference predictions ``f_ref`` (B, n)."""
-    r = np.zeros(f_ref.shape)
-    for e in pp.errors:
-        mask = idx == e.output
-        if not mask.any():
-            continue
-        if e.kind == "prop":
-            r[:, mask] += e.variance * f_ref[:, mask] ** 2
-            if interaction:
-                r[:, mask] += e.variance * S_diag[:, mask]
-        else:  # add; exp is additive on the log scale
-            r[:, mask] += e.variance
-    return r
 
 
 def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_star: bool, full: bool,
@@ -72,15 +58,13 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
     f_ref = ref.f if ref.f.shape[0] == B else np.repeat(ref.f, B, axis=0)
     fth_ref = ref.fth if ref.fth.shape[0] == B else np.repeat(ref.fth, B, axis=0)
     om = np.array(pp.omega_free, dtype=np.int64).reshape(-1, 2)
-    errs = pp.errors
     Lth = Ps.Lth if full else np.zeros((B, n, E, pt))
     out = np.empty((B, pp.p, pp.p))
     fo_fim_kernel(np.ascontiguousarray(mu_th), np.ascontiguousarray(f_ref), np.ascontiguousarray(fth_ref),
                   np.ascontiguousarray(Ps.L),
                   np.ascontiguousarray(Lth), np.ascontiguousarray(pp.omega, dtype=float), om[:, 0].copy(),
-                  om[:, 1].copy(), np.array([e.output for e in errs], dtype=np.int64),
-                  np.array([e.kind == "prop" for e in errs]), np.array([e.variance for e in errs], dtype=float),
-                  np.array([not e.fixed for e in errs]), np.asarray(idx, dtype=np.int64), full, interaction, out)
+                  om[:, 1].copy(), *pp.residual.kernel_arrays(), np.asarray(idx, dtype=np.int64), full, interaction,
+                  out)
     if np.isnan(out).any():
         singular_covariance(pp, idx, f_ref, Ps.L, mu_th, times, where)
     return out
@@ -102,7 +86,7 @@ def singular_covariance(pp, idx, f_ref, L, dmu, times, where: str):
     """Raise the error that explains why the covariance of the observations is singular, naming the
     first sample whose variance is zero although its prediction depends on the parameters."""
     S = np.einsum("bne,ef,bnf->bn", L, np.asarray(pp.omega, dtype=float), L) if L.shape[2] else 0.0
-    vdiag = residual_variance(pp, idx, f_ref) + S
+    vdiag = pp.residual.variance(idx, f_ref ** 2) + S
     moves = (np.abs(dmu).sum(axis=2) > 0) | (np.abs(L).sum(axis=2) > 0)
     hit = np.argwhere((vdiag <= 0) & moves)
     if hit.size:

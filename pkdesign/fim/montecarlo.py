@@ -27,11 +27,11 @@ def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
     m = f.mean(0)
     Eff = f.T @ f / S
     V = Eff - np.outer(m, m)
-    prop = [(e.variance, idx == e.output) for e in pp.errors if e.kind == "prop"]
+    res = pp.residual
+    prop = res.prop_weight(idx)  # E[r] = additive + σ²_prop E[f²]: its derivatives follow E[f²]'s
     Ef2 = np.diag(Eff)
-    for e in pp.errors:
-        mask = idx == e.output
-        V[np.flatnonzero(mask), np.flatnonzero(mask)] += e.variance * (Ef2[mask] if e.kind == "prop" else 1.0)
+    diag = np.arange(n)
+    V[diag, diag] += res.variance(idx, Ef2)
 
     n_om = len(pp.omega_free)
     dmu = np.zeros((n, pt + n_om))
@@ -42,8 +42,7 @@ def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
         dEff = Efth + np.swapaxes(Efth, 1, 2)
         mth = dmu[:, :pt].T
         dV[:pt] = dEff - mth[:, :, None] * m[None, None, :] - m[None, :, None] * mth[:, None, :]
-        for s2, mask in prop:
-            dV[:pt, np.arange(n), np.arange(n)] += s2 * np.diagonal(dEff, axis1=1, axis2=2) * mask
+        dV[:pt, diag, diag] += prop * np.diagonal(dEff, axis1=1, axis2=2)
     for k, (i, j) in enumerate(pp.omega_free):
         w = 0.5 if i == j else 1.0
         dm = w * Le[:, :, i, j].mean(0)
@@ -51,14 +50,12 @@ def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
         T = Le[:, :, i, j].T @ f / S + L[:, :, i].T @ L[:, :, j] / S
         dEff = w * (T + T.T)
         dC = dEff - np.outer(dm, m) - np.outer(m, dm)
-        for s2, mask in prop:
-            dC[np.arange(n), np.arange(n)] += s2 * np.diag(dEff) * mask
+        dC[diag, diag] += prop * np.diag(dEff)
         if full:
             dmu[:, pt + k] = dm
         dV[pt + k] = dC
     k = pt + n_om
-    for e in pp.free_errors:
-        mask = idx == e.output
-        dV[k, np.arange(n), np.arange(n)] = (Ef2 if e.kind == "prop" else 1.0) * mask
+    for g in res.columns(idx, Ef2):
+        dV[k, diag, diag] = g
         k += 1
     return normal_fim(dmu[None], V[None], dV[None], where)[0]

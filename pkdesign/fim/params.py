@@ -13,10 +13,12 @@ applied to the finished FIM (``FIMResult.on_scale``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from ..errors import DesignError, ModelSpecError
+from .residual import ResidualError
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ class PopulationParameters:
     @property
     def free_errors(self) -> list:
         return [e for e in self.errors if not e.fixed]
+
+    @cached_property
+    def residual(self) -> ResidualError:
+        """The residual-error model (one object for every approximation)."""
+        return ResidualError(tuple(self.errors), self.n_outputs)
 
     def without_random_effects(self) -> "PopulationParameters":
         """The fixed-effects model: no η, no Ω entries (individual FIM)."""

@@ -32,15 +32,6 @@ class Predictions:
     Leta: np.ndarray | None = None
 
 
-def log_outputs(pp, spec) -> np.ndarray:
-    """Boolean per output: True where the residual error is exponential (analysed on log scale)."""
-    flags = np.zeros(pp.n_outputs, dtype=bool)
-    for e in pp.errors:
-        if e.kind == "exp":
-            flags[e.output] = True
-    return flags
-
-
 def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", eta2: bool = False) -> Predictions:
     """Predictions with θ/η derivatives.
 
@@ -78,7 +69,7 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
                       where)
     else:
         _check_finite(f, d1, d2, times, idx, where)
-    logf = log_outputs(pp, model.spec)[idx] if pp.n_outputs else np.zeros(f.shape[-1], dtype=bool)
+    logf = pp.residual.log_scale()[idx] if pp.n_outputs else np.zeros(f.shape[-1], dtype=bool)
     dt = res.get("dt") if order >= 1 else None
     if logf.any():
         fsel = f[:, logf]

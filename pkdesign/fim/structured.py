@@ -53,17 +53,17 @@ class StructuredFIM:
         self.pt = pp.p_theta
         self.q = E * (1 + self.pt) if full else E
         self.om = [tuple(x) for x in pp.omega_free]
-        self.errs = list(pp.errors)
-        self.free_errs = [k for k, e in enumerate(self.errs) if not e.fixed]
+        self.residual = pp.residual
+        self.n_free_errs = len(self.residual.free_terms)
         # parameters with a diagonal part of dV: θ (full, if any proportional error), Ω (FOI, if any
         # proportional error), every free residual term
-        has_prop = any(e.kind == "prop" for e in self.errs)
+        has_prop = self.residual.has_prop
         self.diag_params = []
         if full and has_prop:
             self.diag_params += list(range(self.pt))
         if interaction and has_prop:
             self.diag_params += [self.pt + k for k in range(len(self.om))]
-        self.diag_params += [self.pt + len(self.om) + j for j in range(len(self.free_errs))]
+        self.diag_params += [self.pt + len(self.om) + j for j in range(self.n_free_errs)]
         nd, q, r = len(self.diag_params), self.q, self.r
         self.n = 0
         self.Kacc = np.zeros((r, r))
@@ -92,15 +92,9 @@ class StructuredFIM:
             return
         E, pt = self.E, self.pt
         S = np.einsum("ne,ef,nf->n", L, self.omega, L) if E else np.zeros(n)
-        D = np.zeros(n)
-        prop_var = np.zeros(n)  # Σ σ_prop over the proportional terms of each observation's output
-        for e in self.errs:
-            mask = idx == e.output
-            if e.kind == "prop":
-                D[mask] += e.variance * (f[mask] ** 2 + (S[mask] if self.interaction else 0.0))
-                prop_var[mask] += e.variance
-            else:
-                D[mask] += e.variance
+        m2 = f**2 + S if self.interaction else f**2  # the second moment the proportional error scales
+        D = self.residual.variance(idx, m2)
+        prop_var = self.residual.prop_weight(idx)  # Σ σ²_prop of each observation's output
         zero = D <= 0
         if zero.any():
             moves = np.any(dmu != 0, axis=1) | np.any(L != 0, axis=1) | (f != 0)
@@ -115,8 +109,8 @@ class StructuredFIM:
                     f"{where}: the sample{when} (output index {int(idx[bad[0]])}) has zero residual variance "
                     "although its prediction depends on the parameters; add an additive error term or move the sample")
             keep = ~zero  # samples that carry no information at all
-            idx, dmu, f, fth, L, D, S, prop_var = (idx[keep], dmu[keep], f[keep], fth[keep], L[keep], D[keep],
-                                                   S[keep], prop_var[keep])
+            idx, dmu, f, fth, L, D, m2, prop_var = (idx[keep], dmu[keep], f[keep], fth[keep], L[keep], D[keep],
+                                                    m2[keep], prop_var[keep])
             Lth = Lth[keep] if Lth is not None else None
             n = idx.size
             if n == 0:
@@ -134,7 +128,7 @@ class StructuredFIM:
         self.Wm += UD.T @ dmu
         if not self.diag_params:
             return
-        Dg = self._diagonals(idx, f, fth, L, Lth, S, prop_var)  # (n, nd)
+        Dg = self._diagonals(idx, f, fth, L, Lth, m2, prop_var)  # (n, nd)
         D2 = Dinv * Dinv
         for j in range(Dg.shape[1]):
             b2 = Dg[:, j] * D2
@@ -147,12 +141,12 @@ class StructuredFIM:
         self.Q += np.einsum("na,nb,nk->abk", Dg * (D2 * Dinv)[:, None], Dg, Ukr)
         self.Y += (Dg * D2[:, None]).T @ Ukr
 
-    def _diagonals(self, idx, f, fth, L, Lth, S, prop_var) -> np.ndarray:
+    def _diagonals(self, idx, f, fth, L, Lth, m2, prop_var) -> np.ndarray:
         """The diagonal parts d_α (n, nd) of ∂V/∂α, in ``diag_params`` order."""
         n = idx.size
         cols = []
         pt = self.pt
-        has_prop = any(e.kind == "prop" for e in self.errs)
+        has_prop = self.residual.has_prop
         if self.full and has_prop:
             LO = L @ self.omega if self.E else np.zeros((n, 0))
             for m in range(pt):
@@ -163,13 +157,7 @@ class StructuredFIM:
         if self.interaction and has_prop:
             for a, c in self.om:
                 cols.append(prop_var * L[:, a] * L[:, c] * (1.0 if a == c else 2.0))
-        for k in self.free_errs:
-            e = self.errs[k]
-            mask = (idx == e.output).astype(float)
-            if e.kind == "prop":
-                cols.append(mask * (f ** 2 + (S if self.interaction else 0.0)))
-            else:
-                cols.append(mask)
+        cols += self.residual.columns(idx, m2)
         return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
     # -- result ---------------------------------------------------------------------------
@@ -192,7 +180,7 @@ class StructuredFIM:
             if a != c:
                 S[c, a] += 1.0
             out.append(S)
-        out += [None] * len(self.free_errs)
+        out += [None] * self.n_free_errs
         return out
 
     def result(self) -> np.ndarray:

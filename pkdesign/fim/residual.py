@@ -1,0 +1,84 @@
+"""The residual-error model, one object for every approximation and kernel.
+
+For observation i of output o(i), y_i = f_i + ε_i with
+
+    Var ε_i = r_i = Σ_{additive terms t of o(i)} σ²_t + Σ_{proportional terms t of o(i)} σ²_t · m2_i,
+
+where m2_i is the second moment the approximation puts there: f_i² (FO, FOCE, exact likelihood),
+f_i² + (L Ω Lᵀ)_ii with the η–ε interaction (FOI, FOCEI), E_η[f_i²] (MC).  An exponential error is
+additive on the log scale (predictions are log-transformed upstream, ``log_scale``).  Terms are
+``ErrorTerm`` (``pkdesign.fim.params``): output index, kind add | prop | exp, variance, fixed, name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ResidualError:
+    """All residual-error terms of a model (``terms``, in FIM order) and its number of outputs."""
+
+    terms: tuple
+    n_outputs: int
+
+    @property
+    def free_terms(self) -> list:
+        """The estimated terms, in FIM order (their σ² are FIM parameters)."""
+        return [e for e in self.terms if not e.fixed]
+
+    @property
+    def has_prop(self) -> bool:
+        return any(e.kind == "prop" for e in self.terms)
+
+    def _per_output(self, kind_test) -> np.ndarray:
+        out = np.zeros(self.n_outputs)
+        for e in self.terms:
+            if kind_test(e.kind):
+                out[e.output] += e.variance
+        return out
+
+    def additive_variance(self, idx) -> np.ndarray:
+        """Σ σ² of the additive (and log-scale) terms of each observation's output, (n,)."""
+        return self._per_output(lambda k: k != "prop")[idx]
+
+    def prop_weight(self, idx) -> np.ndarray:
+        """Σ σ² of the proportional terms of each observation's output, (n,): the weight of m2."""
+        return self._per_output(lambda k: k == "prop")[idx]
+
+    def variance(self, idx, m2) -> np.ndarray:
+        """r = additive + prop_weight · m2, same shape as ``m2`` (observations on the last axis)."""
+        return self.additive_variance(idx) + self.prop_weight(idx) * m2
+
+    def slope(self, idx, f) -> np.ndarray:
+        """∂r/∂f at m2 = f², same shape as ``f``."""
+        return 2.0 * self.prop_weight(idx) * f
+
+    def columns(self, idx, m2) -> list:
+        """∂r/∂σ²_t of each free term t (a list, FIM order), each shaped like ``m2``."""
+        idx = np.asarray(idx)
+        out = []
+        for e in self.free_terms:
+            mask = (idx == e.output).astype(float)
+            out.append(mask * m2 if e.kind == "prop" else np.broadcast_to(mask, np.shape(m2)).copy())
+        return out
+
+    def prop_only(self) -> np.ndarray:
+        """Per output: True where it has no additive term (a zero prediction then has zero variance)."""
+        return self._per_output(lambda k: k != "prop") == 0
+
+    def log_scale(self) -> np.ndarray:
+        """Per output: True where the error is exponential (analysed on the log scale)."""
+        flags = np.zeros(self.n_outputs, dtype=bool)
+        for e in self.terms:
+            if e.kind == "exp":
+                flags[e.output] = True
+        return flags
+
+    def kernel_arrays(self) -> tuple:
+        """(output int64, proportional bool, variance float64, estimated bool) per term, for numba kernels."""
+        t = self.terms
+        return (np.array([e.output for e in t], dtype=np.int64), np.array([e.kind == "prop" for e in t], dtype=bool),
+                np.array([e.variance for e in t], dtype=float), np.array([not e.fixed for e in t], dtype=bool))
