@@ -12,23 +12,12 @@ import weakref
 
 import numpy as np
 
-from ..choices import APPROXIMATIONS, BATCHED_APPROXIMATIONS, FIM_TYPES
+from ..choices import BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
-from .draws import check_draws, draw_eta
-from .exact import exact_mc_scores
-from .linearized import fo_fims, linearized_fims
-from .montecarlo import mc_fim
+from .approximations import CHUNK, DEFAULT_IS_SAMPLES, get_approximation
 from .params import population_parameters
 from .predict import predict
 from .result import FIMResult
-from .structured import StructuredFIM
-
-#: default number of draws per approximation (exact-mc: simulated subjects per group)
-DEFAULT_DRAWS = {"foce": 1000, "focei": 1000, "mc": 2048, "exact-mc": 2000}
-#: importance samples per simulated subject (exact-mc)
-DEFAULT_IS_SAMPLES = 200
-#: observations per chunk when one subject has very many samples (FO/FOI: bounded memory)
-CHUNK = 65536
 
 
 #: population parameters of recently used model specs at their own values: id(spec) -> (weak ref, pp);
@@ -57,57 +46,13 @@ def _parameters(model, values):
 
 
 def _check_choice(approximation, fim):
-    if approximation not in APPROXIMATIONS:
-        raise PkdesignError(f"approximation: expected one of {list(APPROXIMATIONS)}, got {approximation!r}")
+    """The approximation object, after checking the FIM type it is asked for."""
+    approx = get_approximation(approximation)
     if fim not in FIM_TYPES:
-        raise PkdesignError(f"fim: expected 'full' or 'reduced', got {fim!r}")
-    if approximation == "exact-mc" and fim == "reduced":
-        raise PkdesignError("exact-mc has no reduced form (it is not a linearisation); use fim='full'")
-
-
-def subject_fim(model, pp, times, idx, regimen, approximation: str = "fo", full: bool = True, *,
-                draws: int | None = None, seed=0, sampling: str = "mc", is_samples: int = DEFAULT_IS_SAMPLES,
-                where: str = "") -> tuple:
-    """Per-subject FIM (p, p) of one sampling schedule, and its Monte-Carlo SE (or None).
-
-    ``times`` (n,) and ``idx`` (n,) are the observation times and output indices; ``regimen`` the
-    doses.  ``draws`` is K for FOCE/FOCEI/MC and the number of simulated subjects for exact-MC.
-    """
-    if times.size == 0:
-        raise DesignError(f"{where}: no sampling times (or none that carries information)")
-    E = pp.n_eta
-    if approximation in ("fo", "foi"):
-        if times.size > CHUNK:  # dense sampling: predictions and sums chunk by chunk, bounded memory
-            acc = StructuredFIM(pp, full=full, interaction=approximation == "foi")
-            for lo in range(0, times.size, CHUNK):
-                sl = slice(lo, lo + CHUNK)
-                P = predict(model, pp, np.zeros(E), times[sl], idx[sl], regimen, 2 if full else 1, where)
-                acc.add(idx[sl], P.fth[0], P.f[0], P.fth[0], P.L[0], P.Lth[0] if full else None, times[sl], where)
-            return acc.result(), None
-        P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2 if full else 1, where)
-        return fo_fims(pp, idx, P0, interaction=approximation == "foi", full=full, where=where, times=times)[0], None
-    K = check_draws(draws if draws is not None else DEFAULT_DRAWS[approximation], "draws")
-    if approximation in ("foce", "focei"):
-        eta = draw_eta(pp.omega, K, seed, sampling)
-        Ps = predict(model, pp, eta, times, idx, regimen, 2, where)
-        P0 = predict(model, pp, np.zeros(E), times, idx, regimen, 2, where)
-        F = linearized_fims(pp, idx, P0, Ps, eta, interaction=approximation == "focei",
-                            resid_at_star=approximation == "focei", full=full, where=where, times=times)
-        return F.mean(axis=0), None
-    if approximation == "mc":
-        eta = draw_eta(pp.omega, K, seed, sampling)
-        P = predict(model, pp, eta, times, idx, regimen, 2, where, eta2=True)
-        return mc_fim(pp, idx, P, full=full, where=where), None
-    if K <= pp.p:
-        raise DesignError(f"{where}: exact-mc estimates the {pp.p} x {pp.p} FIM as a mean of outer products of "
-                          f"simulated scores; {K} simulated subjects give a rank of at most {K}. Use draws > {pp.p} "
-                          f"(a few thousand for RSE% to a few per cent; default {DEFAULT_DRAWS['exact-mc']})")
-    S = check_draws(is_samples, "is_samples")
-    rng = np.random.default_rng(seed)
-    halves, ess = exact_mc_scores(model, pp, times, idx, regimen, K, S, rng, where)
-    outer = halves[:, 0, :, None] * halves[:, 1, None, :]
-    outer = 0.5 * (outer + np.swapaxes(outer, 1, 2))
-    return outer.mean(axis=0), outer.std(axis=0, ddof=1) / np.sqrt(K), ess, outer
+        raise PkdesignError(f"fim: expected one of {list(FIM_TYPES)}, got {fim!r}")
+    if fim == "reduced" and not approx.reduced:
+        raise PkdesignError(f"{approx.name} has no reduced form (it is not a linearisation); use fim='full'")
+    return approx
 
 
 def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarray:
@@ -158,13 +103,13 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
         Evaluate the groups as independent tasks (e.g. a process pool or a Dask client's executor);
         results are identical to the serial evaluation (each group has its own seed stream).
     """
-    _check_choice(approximation, fim)
+    approx = _check_choice(approximation, fim)
     spec = model.spec
     pp = _parameters(model, values)
     if sampling is None:
-        sampling = "qmc" if approximation == "mc" else "mc"
-    seeds = ([None] * len(design.groups) if approximation in ("fo", "foi")
-             else np.random.SeedSequence(seed).spawn(len(design.groups)))
+        sampling = approx.default_sampling
+    stochastic = approx.default_draws is not None
+    seeds = (np.random.SeedSequence(seed).spawn(len(design.groups)) if stochastic else [None] * len(design.groups))
     total = np.zeros((pp.p, pp.p))
     var = np.zeros((pp.p, pp.p))
     ess_all, samples = [], []
@@ -179,20 +124,24 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
                          "carry no information (prediction and sensitivities 0, no additive error) and were ignored")
             keep = np.setdiff1d(np.arange(t.size), silent)
             t, idx = t[keep], idx[keep]
-        args = (model, pp, t, idx, g.regimen, approximation, fim == "full")
+        if t.size == 0:
+            raise DesignError(f"{where}: no sampling times (or none that carries information)")
+        args = (model, pp, t, idx, g.regimen, fim == "full")
         kw = dict(draws=draws, seed=seeds[gi], sampling=sampling, is_samples=is_samples, where=where)
-        tasks.append(executor.submit(subject_fim, *args, **kw) if executor is not None else (args, kw))
+        tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
+    has_mc_se = False
     for g, task in zip(design.groups, tasks):
-        out = task.result() if executor is not None else subject_fim(*task[0], **task[1])
-        total += g.n * out[0]
-        if out[1] is not None:
-            var += (g.n * out[1]) ** 2
-            ess_all.append(out[2])
-            samples.append((g.n, out[3]))
+        out = task.result() if executor is not None else approx.subject(*task[0], **task[1])
+        total += g.n * out.matrix
+        if out.mc_se is not None:
+            has_mc_se = True
+            var += (g.n * out.mc_se) ** 2
+            ess_all.append(out.ess)
+            samples.append((g.n, out.samples))
     info = {"notes": notes} if notes else {}
-    info |= {"draws": draws if draws is not None else DEFAULT_DRAWS.get(approximation),
-            "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
-            "sampling": sampling if approximation not in ("fo", "foi") else None}
+    info |= {"draws": draws if draws is not None else approx.default_draws,
+             "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
+             "sampling": sampling if stochastic else None}
     if ess_all:
         ess = np.concatenate(ess_all)
         info.update(is_samples=is_samples, ess_min=float(ess.min()), ess_median=float(np.median(ess)))
@@ -203,14 +152,13 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
             info["logdet_mc_se"] = float(np.sqrt(v))
         except np.linalg.LinAlgError:
             info["logdet_mc_se"] = float("nan")
-    res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approximation, fim,
-                    mc_se=np.sqrt(var) if approximation == "exact-mc" else None, info=info,
-                    declared_scale=pp.declared_scale)
+    res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,
+                    mc_se=np.sqrt(var) if has_mc_se else None, info=info, declared_scale=pp.declared_scale)
     if check:
         try:
             res.check_identifiable()
         except NonIdentifiableError as exc:
-            if approximation in ("fo", "foi"):
+            if approx.default_draws is None:
                 raise
             raise NonIdentifiableError(
                 f"{exc} [with {approximation} this may also be Monte-Carlo noise: {info['draws']} draws may be too "
@@ -234,10 +182,10 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     -------
     (names, ndarray (B, p, p))
     """
-    if approximation not in BATCHED_APPROXIMATIONS:
+    approx = _check_choice(approximation, fim)
+    if not approx.batched:
         raise PkdesignError(f"schedule_fims batches the {' and '.join(BATCHED_APPROXIMATIONS)} approximations; "
-                            f"got {approximation!r}")
-    _check_choice(approximation, fim)
+                            f"got {approx.name!r}")
     pp = _parameters(model, values)
     if not random_effects:
         pp = pp.without_random_effects()
@@ -247,9 +195,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     if np.any(times < 0) or not np.all(np.isfinite(times)):
         raise DesignError(f"{where}: times must be finite and >= 0")
     idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
-    full = fim == "full"
-    P = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2 if full else 1, where)
-    F = fo_fims(pp, idx, P, interaction=approximation == "foi", full=full, where=where, times=times)
+    F = approx.schedules(model, pp, times, idx, regimen, fim == "full", where)
     names = list(pp.names)
     if parameters is not None:
         unknown = [n for n in parameters if n not in names]
@@ -281,7 +227,7 @@ def individual_fim(model, times, regimen=None, output=None, *, values: dict | No
         names = spec.output_names
         out = np.atleast_1d(np.asarray(output))
         idx = np.array([names.index(o) if isinstance(o, str) and o in names else int(o) for o in out.tolist()])
-    F, _ = subject_fim(model, pp, t, idx, regimen, "fo", variance_term, where="individual FIM")
+    F = get_approximation("fo").subject(model, pp, t, idx, regimen, variance_term, where="individual FIM").matrix
     res = FIMResult(pp.names, n * F, pp.values, "individual", "full" if variance_term else "reduced",
                     declared_scale=pp.declared_scale)
     if check:

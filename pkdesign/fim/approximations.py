@@ -1,0 +1,168 @@
+"""The FIM approximations as objects with one interface.
+
+Each approximation (``FO``, ``FOI``, ``FOCE``, ``FOCEI``, ``MC``, ``ExactMC``) turns one subject's
+sampling schedule into a per-subject FIM through ``subject(...)``, which returns a small named
+result (:class:`SubjectFIM`).  The ones that evaluate many candidate schedules in one batch
+(``batched``; FO and FOI today) also have ``schedules(...)``, which design searches use.
+``get_approximation(name)`` looks one up by the names in :mod:`pkdesign.choices`; a new
+approximation is a subclass registered in ``APPROXIMATION_OBJECTS``.
+
+Shapes: ``times`` and ``idx`` (n,) observation times and output indices of one subject;
+``times`` (B, n) for ``schedules``; results (p, p) or (B, p, p) in FIM parameter order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..choices import APPROXIMATIONS, BATCHED_APPROXIMATIONS
+from ..errors import DesignError, PkdesignError
+from .draws import check_draws, draw_eta
+from .exact import exact_mc_scores
+from .linearized import fo_fims, linearized_fims
+from .montecarlo import mc_fim
+from .predict import predict
+from .structured import StructuredFIM
+
+#: observations per chunk when one subject has very many samples (FO/FOI: bounded memory)
+CHUNK = 65536
+#: importance samples per simulated subject (exact-mc)
+DEFAULT_IS_SAMPLES = 200
+
+
+@dataclass(frozen=True)
+class SubjectFIM:
+    """Per-subject FIM of one schedule.
+
+    matrix (p, p); for exact-MC also mc_se (p, p) the Monte-Carlo SE of each element, ess (K,) the
+    importance-sampling effective sample sizes, samples (K, p, p) the per-simulated-subject terms."""
+
+    matrix: np.ndarray
+    mc_se: np.ndarray | None = None
+    ess: np.ndarray | None = None
+    samples: np.ndarray | None = None
+
+
+class Approximation:
+    """Base class: ``name``, ``batched`` (has ``schedules``), ``default_draws`` (None: deterministic),
+    ``reduced`` (has a reduced, block-diagonal form)."""
+
+    name = ""
+    batched = False
+    default_draws: int | None = None
+    reduced = True
+    default_sampling = "mc"
+
+    def subject(self, model, pp, times, idx, regimen, full: bool, *, draws=None, seed=0, sampling=None,
+                is_samples: int = DEFAULT_IS_SAMPLES, where: str = "") -> SubjectFIM:
+        raise NotImplementedError
+
+    def schedules(self, model, pp, times, idx, regimen, full: bool, where: str = "") -> np.ndarray:
+        raise PkdesignError(f"approximation {self.name!r} does not evaluate candidate schedules in a batch; "
+                            f"batched: {list(BATCHED_APPROXIMATIONS)}")
+
+    def draws(self, draws) -> int:
+        return check_draws(draws if draws is not None else self.default_draws, "draws")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class FO(Approximation):
+    """First order: linearised at η = 0 (PopED/PFIM FO)."""
+
+    name, batched, interaction = "fo", True, False
+
+    def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
+                is_samples=DEFAULT_IS_SAMPLES, where=""):
+        order = 2 if full else 1
+        zero = np.zeros(pp.n_eta)
+        if times.size > CHUNK:  # dense sampling: predictions and sums chunk by chunk, bounded memory
+            acc = StructuredFIM(pp, full=full, interaction=self.interaction)
+            for lo in range(0, times.size, CHUNK):
+                sl = slice(lo, lo + CHUNK)
+                P = predict(model, pp, zero, times[sl], idx[sl], regimen, order, where)
+                acc.add(idx[sl], P.fth[0], P.f[0], P.fth[0], P.L[0], P.Lth[0] if full else None, times[sl], where)
+            return SubjectFIM(acc.result())
+        P0 = predict(model, pp, zero, times, idx, regimen, order, where)
+        return SubjectFIM(fo_fims(pp, idx, P0, interaction=self.interaction, full=full, where=where, times=times)[0])
+
+    def schedules(self, model, pp, times, idx, regimen, full, where=""):
+        P = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2 if full else 1, where)
+        return fo_fims(pp, idx, P, interaction=self.interaction, full=full, where=where, times=times)
+
+
+class FOI(FO):
+    """FO with the η–ε interaction (PopED FOI)."""
+
+    name, interaction = "foi", True
+
+
+class FOCE(Approximation):
+    """Linearised at K draws η_i ~ N(0, Ω); residual variance at η = 0; FIMs averaged (PopED FOCE)."""
+
+    name, interaction, default_draws = "foce", False, 1000
+
+    def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
+                is_samples=DEFAULT_IS_SAMPLES, where=""):
+        eta = draw_eta(pp.omega, self.draws(draws), seed, sampling or self.default_sampling)
+        Ps = predict(model, pp, eta, times, idx, regimen, 2, where)
+        P0 = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2, where)
+        F = linearized_fims(pp, idx, P0, Ps, eta, interaction=self.interaction, resid_at_star=self.interaction,
+                            full=full, where=where, times=times)
+        return SubjectFIM(F.mean(axis=0))
+
+
+class FOCEI(FOCE):
+    """FOCE with the residual variance at the draws and the η–ε interaction (PopED FOCEI)."""
+
+    name, interaction = "focei", True
+
+
+class MC(Approximation):
+    """Marginal moments by (quasi-)Monte Carlo, Ω-derivatives by Price's theorem (Leonov & Aliev)."""
+
+    name, default_draws, default_sampling = "mc", 2048, "qmc"
+
+    def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
+                is_samples=DEFAULT_IS_SAMPLES, where=""):
+        eta = draw_eta(pp.omega, self.draws(draws), seed, sampling or self.default_sampling)
+        P = predict(model, pp, eta, times, idx, regimen, 2, where, eta2=True)
+        return SubjectFIM(mc_fim(pp, idx, P, full=full, where=where))
+
+
+class ExactMC(Approximation):
+    """E[score scoreᵀ] of the marginal likelihood from simulated subjects (the reference)."""
+
+    name, default_draws, reduced = "exact-mc", 2000, False
+
+    def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
+                is_samples=DEFAULT_IS_SAMPLES, where=""):
+        K = self.draws(draws)
+        if K <= pp.p:
+            raise DesignError(f"{where}: exact-mc estimates the {pp.p} x {pp.p} FIM as a mean of outer products of "
+                              f"simulated scores; {K} simulated subjects give a rank of at most {K}. Use draws > "
+                              f"{pp.p} (a few thousand for RSE% to a few per cent; default {self.default_draws})")
+        S = check_draws(is_samples, "is_samples")
+        halves, ess = exact_mc_scores(model, pp, times, idx, regimen, K, S, np.random.default_rng(seed), where)
+        outer = halves[:, 0, :, None] * halves[:, 1, None, :]
+        outer = 0.5 * (outer + np.swapaxes(outer, 1, 2))
+        return SubjectFIM(outer.mean(axis=0), outer.std(axis=0, ddof=1) / np.sqrt(K), ess, outer)
+
+
+APPROXIMATION_OBJECTS = {a.name: a for a in (FO(), FOI(), FOCE(), FOCEI(), MC(), ExactMC())}
+if tuple(APPROXIMATION_OBJECTS) != APPROXIMATIONS or BATCHED_APPROXIMATIONS != tuple(
+        a.name for a in APPROXIMATION_OBJECTS.values() if a.batched):  # pragma: no cover - a development error
+    raise ImportError("pkdesign.choices and pkdesign.fim.approximations disagree on the approximations")
+
+
+def get_approximation(approximation) -> Approximation:
+    """The approximation object for a name in :data:`pkdesign.choices.APPROXIMATIONS` (or the object itself)."""
+    if isinstance(approximation, Approximation):
+        return approximation
+    try:
+        return APPROXIMATION_OBJECTS[approximation]
+    except (KeyError, TypeError):
+        raise PkdesignError(f"approximation: expected one of {list(APPROXIMATIONS)}, got {approximation!r}") from None

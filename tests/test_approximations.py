@@ -1,0 +1,55 @@
+"""Every approximation through one interface (``pkdesign.fim.approximations``), on library models.
+
+A table of model x approximation x FIM type: each ``subject(...)`` returns a ``SubjectFIM`` whose
+matrix is finite, symmetric and positive semi-definite, and ``evaluate_fim`` is the N-weighted sum of
+the groups' subject FIMs; batched approximations give the same FIM through ``schedules(...)``.
+The numbers themselves are validated elsewhere (PopED, independent twins: tests/test_fim.py).
+"""
+
+import numpy as np
+import pytest
+
+import pkdesign as pk
+from pkdesign.choices import APPROXIMATIONS, FIM_TYPES
+from pkdesign.fim.api import _parameters
+from pkdesign.fim.approximations import APPROXIMATION_OBJECTS, SubjectFIM, get_approximation
+
+from .conftest import compiled
+
+MODELS = ["warfarin", "one_comp_oral", "effect_compartment", "sigmoid_emax", "warfarin_ode"]
+CASES = [(m, a, f) for m in MODELS for a in APPROXIMATIONS for f in FIM_TYPES
+         if APPROXIMATION_OBJECTS[a].reduced or f == "full"]
+
+
+@pytest.mark.parametrize("name,approximation,fim", CASES, ids=[f"{m}-{a}-{f}" for m, a, f in CASES])
+def test_one_interface(name, approximation, fim):
+    spec, model = compiled(name)
+    approx = get_approximation(approximation)
+    pp = _parameters(model, None)
+    g = spec.default_design.groups[0]
+    t, idx = g.observations(spec.output_names)
+    draws = {"exact-mc": 60}.get(approximation, 40)
+    out = approx.subject(model, pp, t, idx, g.regimen, fim == "full", draws=draws, seed=3)
+    assert isinstance(out, SubjectFIM) and out.matrix.shape == (pp.p, pp.p)
+    F = out.matrix
+    assert np.all(np.isfinite(F)) and np.allclose(F, F.T, rtol=1e-10, atol=1e-12 * np.abs(F).max())
+    w = np.linalg.eigvalsh(0.5 * (F + F.T))
+    assert w.min() >= -1e-9 * w.max()
+    assert (out.mc_se is not None) == (approximation == "exact-mc")
+    one = pk.Design([g])
+    res = pk.evaluate_fim(model, one, approximation, fim, draws=draws, seed=3, check=False)
+    if approx.default_draws is None:  # deterministic: the population FIM is N times the subject FIM
+        np.testing.assert_allclose(res.matrix, g.n * F, rtol=1e-12, atol=1e-12 * g.n * np.abs(F).max())
+    if approx.batched:
+        B = approx.schedules(model, pp, np.stack([t, t]), idx, g.regimen, fim == "full")
+        np.testing.assert_allclose(B[1], F, rtol=1e-12, atol=1e-12 * np.abs(F).max())
+
+
+def test_unknown_and_unbatched_approximations_are_refused(warfarin):
+    spec, model = warfarin
+    with pytest.raises(pk.PkdesignError, match="expected one of"):
+        get_approximation("laplace")
+    with pytest.raises(pk.PkdesignError, match="batches the fo and foi"):
+        pk.schedule_fims(model, np.array([[1.0, 2.0]]), regimen=pk.Regimen.single(70.0), approximation="foce")
+    with pytest.raises(pk.PkdesignError, match="no reduced form"):
+        pk.evaluate_fim(model, spec.default_design, "exact-mc", "reduced")
