@@ -20,10 +20,7 @@ import numpy as np
 
 from .choices import CRITERIA
 from .errors import NonIdentifiableError, SearchError
-
-
-#: a FIM whose diagonally scaled form has eigenvalues below this fraction of the largest is singular
-SINGULAR_RTOL = 1e-12
+from .numerics import SINGULAR_RTOL
 
 
 def nonsingular(Ms: np.ndarray) -> np.ndarray:
@@ -33,13 +30,23 @@ def nonsingular(Ms: np.ndarray) -> np.ndarray:
     ok = np.all(d > 0, axis=-1)
     s = 1.0 / np.sqrt(np.where(d > 0, d, 1.0))
     w = np.linalg.eigvalsh(Ms * s[..., :, None] * s[..., None, :])
-    return ok & (w[..., 0] > SINGULAR_RTOL * w[..., -1])
+    return ok & (w[..., 0] > SINGULAR_RTOL * w[..., -1])  # the same test as FIMResult.null_directions
 
 
 class Criterion:
-    """Base class: subclasses implement ``value(M)`` and ``gradient(M)`` for one FIM (p, p)."""
+    """Base class: subclasses implement ``value(M)`` and ``gradient(M)`` for one FIM (p, p).
+
+    ``stacked``: the criterion takes the stack of per-prior-draw FIMs (K, p, p) instead of one FIM
+    (ED); ``log_det``: Φ(M) is ln det M of one FIM, which lets searches use closed-form line searches
+    and Harman–Pronzato elimination.  Searches ask these attributes, never the name."""
 
     name = "criterion"
+    stacked = False
+    log_det = False
+
+    def of_stack(self, Ms: np.ndarray) -> np.ndarray:
+        """What ``value``/``gradient`` take, from the stack of per-draw FIMs (K, p, p)."""
+        return Ms if self.stacked else Ms[0]
 
     def value(self, M: np.ndarray) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -49,9 +56,10 @@ class Criterion:
 
     def values(self, Ms: np.ndarray) -> np.ndarray:
         """Criterion of a batch (B, p, p) -> (B,); −inf where singular."""
-        return np.array([self._safe(M) for M in Ms])
+        return np.array([self.safe_value(M) for M in Ms])
 
-    def _safe(self, M):
+    def safe_value(self, M) -> float:
+        """``value(M)``, or −inf where M is singular (by the one threshold) or the value cannot be computed."""
         if not np.all(nonsingular(M)):
             return -np.inf
         try:
@@ -77,6 +85,7 @@ class DCriterion(Criterion):
     """ln det M."""
 
     name = "D"
+    log_det = True
 
     def value(self, M):
         sign, val = np.linalg.slogdet(M)
@@ -165,6 +174,7 @@ class EDCriterion(Criterion):
     """Mean ln det over prior draws; FIMs come as a stack (K, p, p) (one per draw)."""
 
     name = "ED"
+    stacked = True
 
     def value(self, Ms):
         Ms = np.asarray(Ms)

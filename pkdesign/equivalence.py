@@ -22,17 +22,14 @@ def information(weights: np.ndarray, mus: np.ndarray) -> np.ndarray:
     return (weights @ mus.reshape(C, -1)).reshape(mus.shape[1:])
 
 
-def _crit_arg(criterion, M):
-    return M if criterion.name == "ED" else M[0]
-
-
 def criterion_value(criterion, M: np.ndarray) -> float:
-    return criterion._safe(_crit_arg(criterion, M))
+    """Φ of the information stack M (K, p, p) (−inf where singular)."""
+    return criterion.safe_value(criterion.of_stack(M))
 
 
 def sensitivity(criterion, M: np.ndarray, mus: np.ndarray) -> tuple:
     """(d (C,), bound): d_i = tr(∇Φ(M) μ_i), bound = tr(∇Φ(M) M)."""
-    G = criterion.gradient(_crit_arg(criterion, M))
+    G = criterion.gradient(criterion.of_stack(M))
     if G.ndim == 2:
         G = G[None]
     d = mus.reshape(mus.shape[0], -1) @ G.ravel()
@@ -61,5 +58,5 @@ class Certificate:
 def certificate(criterion, M: np.ndarray, mus: np.ndarray, tol: float = 1e-4) -> Certificate:
     d, b = sensitivity(criterion, M, mus)
     j = int(np.argmax(d))
-    eff = criterion.efficiency_lower_bound(float(d[j]), _crit_arg(criterion, M))
+    eff = criterion.efficiency_lower_bound(float(d[j]), criterion.of_stack(M))
     return Certificate(float(d[j]), b, float(d[j] - b), eff, j, bool(d[j] <= b * (1 + tol)), tol)

@@ -261,3 +261,24 @@ def test_options_that_do_not_apply_raise():
         pk.optimize_approximate(model, pk.SamplingSpace(2, (0, 120), grid=np.linspace(0.5, 120, 8),
                                                         regimen=pk.Regimen.single(70.0)),
                                 "D", fim="reduced", prior=pk.Prior({"KA": ("lognormal", 1.0, 0.3)}))
+
+
+def test_one_singularity_threshold_for_results_and_criteria():
+    from pkdesign.criteria import nonsingular
+
+    names = ("a", "b")
+    for ratio, singular in ((1e-11, True), (1e-9, False)):
+        # diagonally scaled FIM with eigenvalues 1 + c and 1 - c: ratio (1 - c)/(1 + c)
+        c = (1 - ratio) / (1 + ratio)
+        F = np.array([[4.0, 2.0 * c * 3.0], [2.0 * c * 3.0, 9.0]])  # D = diag(4, 9)
+        res = pk.FIMResult(names, F, np.ones(2), "fo")
+        assert bool(res.null_directions()) == singular
+        assert bool(nonsingular(F)) == (not singular)
+        assert np.isfinite(pk.DCriterion().safe_value(F)) == (not singular)
+
+
+def test_criteria_carry_their_behaviour():
+    assert pk.EDCriterion().stacked and not pk.DCriterion().stacked
+    assert pk.DCriterion().log_det and not pk.ACriterion().log_det
+    Ms = np.stack([np.eye(2), 2 * np.eye(2)])
+    assert pk.DCriterion().of_stack(Ms).shape == (2, 2) and pk.EDCriterion().of_stack(Ms).shape == (2, 2, 2)

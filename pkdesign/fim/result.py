@@ -15,9 +15,11 @@ import numpy as np
 
 from ..choices import SCALES
 from ..errors import NonIdentifiableError
+from ..numerics import SINGULAR_RTOL
 
-#: relative eigenvalue of the diagonally scaled FIM below which a direction counts as not identifiable
-SINGULAR_TOL = 1e-10
+#: relative eigenvalue of the diagonally scaled FIM at or below which a direction counts as not
+#: identifiable (the one threshold of pkdesign.numerics)
+SINGULAR_TOL = SINGULAR_RTOL
 
 
 def _sd_name(name: str) -> str:

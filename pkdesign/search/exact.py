@@ -136,7 +136,7 @@ class ScheduleProblem:
 
     def value(self, x) -> float:
         F = self.total_fims(x)
-        return self.criterion._safe(F if self.criterion.name == "ED" else F[0])
+        return self.criterion.safe_value(self.criterion.of_stack(F))
 
     def value_and_gradient(self, x, rel_step=1e-6):
         ts = self.split(x)
@@ -156,8 +156,8 @@ class ScheduleProblem:
                 row.append((blk[0].n * F[0], blk[0].n * dF))
             parts.append(row)
         Fk = np.stack([sum(r[0] for r in row) for row in parts])
-        arg = Fk if self.criterion.name == "ED" else Fk[0]
-        val = self.criterion._safe(arg)
+        arg = self.criterion.of_stack(Fk)
+        val = self.criterion.safe_value(arg)
         if not np.isfinite(val):
             return val, np.zeros_like(x)
         G = self.criterion.gradient(arg)
@@ -169,7 +169,7 @@ class ScheduleProblem:
 
     def values_varying(self, X, i) -> np.ndarray:
         """Criterion of designs X (B, n_free) that differ from each other only in free sample i."""
-        if self.criterion.name == "ED" or len(self.prior_values) > 1:
+        if self.criterion.stacked or len(self.prior_values) > 1:
             return np.array([self.value(r) for r in X])
         ts = self.split(X[0])
         k = 0

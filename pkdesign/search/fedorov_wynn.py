@@ -88,7 +88,7 @@ def _line_search(criterion, M, dM, amax):
     """argmax over α in [0, amax] of Φ(M + α dM)."""
     from scipy.optimize import minimize_scalar  # lazy: keeps `import pkdesign` fast
 
-    if criterion.name == "D" and M.shape[0] == 1:
+    if criterion.log_det and M.shape[0] == 1:
         # ln det(M + α dM) − ln det M = Σ ln(1 + α λ_i), λ = eig(M^-1/2 dM M^-1/2): Newton on α
         C = np.linalg.cholesky(M[0])
         Ci = np.linalg.inv(C)

@@ -36,7 +36,7 @@ def multiplicative(mus, criterion, weights=None, *, max_iter: int = 50000, tol: 
                                               "sensitivity_max": float(d_act.max()), "bound": b}):
             status = Status.STOPPED
             break
-        if criterion.name == "D":
+        if criterion.log_det:
             p = b
             eps = d_act.max() / p - 1.0
             h = p * (1 + eps / 2 - np.sqrt(eps * (4 + eps - 4 / p)) / 2)
