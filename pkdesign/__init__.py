@@ -23,6 +23,7 @@ from .fim import (  # noqa: E402
     individual_fim,
     schedule_fims,
 )
+from .library import load_design, load_model, models_dir  # noqa: E402
 from .model import (  # noqa: E402
     CallableModel,
     CompiledModel,
@@ -30,7 +31,6 @@ from .model import (  # noqa: E402
     OdeModel,
     PredictionModel,
     compile_model,
-    load_model,
     model_from_sympy,
     parse_expression,
     parse_model_text,
@@ -82,7 +82,9 @@ __all__ = [
     "SearchError",
     "check_times",
     "compile_model",
+    "load_design",
     "load_model",
+    "models_dir",
     "model_from_sympy",
     "parse_expression",
     "parse_model_text",

@@ -14,14 +14,13 @@ import json
 import math
 import os
 import sys
-import tomllib
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
-from .design import Design
+from .library import load_design, models_dir, resolve_model
 from .errors import DesignError, PkdesignError
 from .choices import (APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, CRITERIA, EXACT_ALGORITHMS,
                       FIM_TYPES, SCALES)
@@ -80,54 +79,6 @@ def strict_json(obj) -> str:
     return json.dumps(out, allow_nan=False)
 
 
-def models_dir() -> Path:
-    """The bundled model library: ``$PKDESIGN_MODELS`` or ``models/`` beside the package."""
-    import os
-
-    env = os.environ.get("PKDESIGN_MODELS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "models"
-
-
-def _resolve_model(name: str) -> Path:
-    p = Path(name)
-    if p.is_file():
-        return p
-    lib = models_dir() / (name if name.endswith(".toml") else name + ".toml")
-    if lib.is_file():
-        return lib
-    if p.exists():
-        raise PkdesignError(f"model {name!r}: {p} is not a file, and no model of that name in {models_dir()}")
-    raise PkdesignError(f"model {name!r}: no such file, and no model of that name in {models_dir()}")
-
-
-def read_text(path: Path, what: str, error=DesignError) -> str:
-    """The UTF-8 text of ``path``; a byte-order mark or unreadable file is named in the error."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        raise error(f"{path}: the {what} starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: the {what} is not UTF-8 text (byte {exc.start})") from None
-
-
-def _load_design(path, spec) -> Design:
-    p = Path(path)
-    text = read_text(p, "design file")
-    try:
-        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError, RecursionError) as exc:
-        raise DesignError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}") from None
-    if isinstance(data, dict) and "design" in data and "groups" not in data:
-        data = data["design"]
-    return Design.from_dict(data, spec.output_names, where=str(p))
-
-
 def cmd_models(args) -> int:
     from .model import load_model
 
@@ -160,8 +111,8 @@ def _model_and_design(args):
     """The model (spec, compiled) and the design (--design FILE or the model's default) of a command."""
     from .model import compile_model, load_model
 
-    spec = load_model(_resolve_model(args.model))
-    design = _load_design(args.design, spec) if args.design else spec.default_design
+    spec = load_model(resolve_model(args.model))
+    design = load_design(args.design, spec) if args.design else spec.default_design
     if design is None:
         raise DesignError(f"model {spec.name!r} has no default design; give one with --design FILE")
     return spec, compile_model(spec), design

@@ -190,3 +190,14 @@ def test_unused_fixed_parameters_do_not_grow_the_generated_kernels():
     t2 = time.perf_counter()
     assert len(b.splitlines()) < 1.05 * len(a.splitlines()) + 20
     assert (t2 - t1) < 1.5 * (t1 - t0) + 0.5
+
+
+def test_library_loads_models_by_name_and_design_files(tmp_path):
+    assert pk.load_model("warfarin").name == "warfarin"
+    assert pk.load_model("warfarin.toml").name == "warfarin"
+    with pytest.raises(ModelSpecError, match="no model of that name"):
+        pk.load_model("no_such_model")
+    design = tmp_path / "d.json"
+    design.write_text('{"window": [0.5, 48], "groups": [{"n": 12, "times": [1, 2, 8], "dose": 70}]}')
+    d = pk.load_design(design, pk.load_model("warfarin"))
+    assert d.window == (0.5, 48.0) and d.groups[0].n == 12

@@ -1,0 +1,78 @@
+"""The model library and design files: finding a model by name, reading a design file.
+
+``load_model("warfarin")`` loads a bundled model (or any model file by path); ``load_design(path,
+model)`` reads a design file (TOML or JSON with a ``groups`` list, optionally ``window``).  The
+library folder is ``$PKDESIGN_MODELS`` if set, else ``models/`` beside the package.  The CLI uses
+these and nothing of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+from .design import Design
+from .errors import DesignError, ModelSpecError
+
+
+def models_dir() -> Path:
+    """The bundled model library: ``$PKDESIGN_MODELS`` or ``models/`` beside the package."""
+    env = os.environ.get("PKDESIGN_MODELS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def resolve_model(name) -> Path:
+    """The model file for ``name``: an existing file, else (for a bare name such as ``"warfarin"``) the model
+    of that name in the library; a missing path is returned as is (the loader names it)."""
+    name = str(name)
+    p = Path(name)
+    if p.is_file():
+        return p
+    bare = p.parent == Path(".")
+    lib = models_dir() / (name if name.endswith(".toml") else name + ".toml")
+    if bare and lib.is_file():
+        return lib
+    if p.exists():
+        raise ModelSpecError(f"model {name!r}: {p} is not a file, and no model of that name in {models_dir()}")
+    if bare:
+        raise ModelSpecError(f"model {name!r}: no such file, and no model of that name in {models_dir()}")
+    return p
+
+
+def read_text(path: Path, what: str, error=DesignError) -> str:
+    """The UTF-8 text of ``path``; a byte-order mark or unreadable file is named in the error."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise error(f"{path}: the {what} starts with a UTF-8 byte-order mark (BOM); save it as UTF-8 without BOM")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: the {what} is not UTF-8 text (byte {exc.start})") from None
+
+
+def load_design(path, spec) -> Design:
+    """Read a design file (TOML or JSON) for the model ``spec`` (a ModelSpec or a model with ``.spec``)."""
+    spec = getattr(spec, "spec", spec)
+    p = Path(path)
+    text = read_text(p, "design file")
+    try:
+        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise DesignError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}") from None
+    if isinstance(data, dict) and "design" in data and "groups" not in data:
+        data = data["design"]
+    return Design.from_dict(data, spec.output_names, where=str(p))
+
+
+def load_model(name_or_path):
+    """A ``ModelSpec`` from a model file path or the name of a model in the library (``"warfarin"``)."""
+    from .model.parse import load_model as load_file
+
+    return load_file(resolve_model(name_or_path))
