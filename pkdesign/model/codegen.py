@@ -17,6 +17,25 @@ Generated kernels (``order`` = 0, 1, 2)::
     d1       (n_vec, n_obs, n_psi)          df/dpsi (written, order >= 1)
     dt       (n_vec, n_obs)                 df/dt (written, order >= 1)
     d2       (n_vec, n_obs, n_psi, n_psi)   d2f/dpsi2 (written, order 2)
+
+Names in generated code (closed forms here; the ODE module ``ode.py`` uses the same ``p_`` names):
+
+    p_<NAME>          parameter NAME of the current vector (only the parameters the model uses)
+    a_<NAME>          assignment NAME; d_<NAME>_k, d2_<NAME>_k_l its derivatives in derivative
+                      position k (and l >= k); a_<_LAG>, a_<_F> the lag time and bioavailability
+    R<c>              response c (the c-th [responses] entry) summed over doses at the current time;
+                      dR<c>_k, d2R<c>_k_l, dRt<c> its ψ- and time derivatives
+    T_obs, T_dose, AMT_dose, TINF_dose   observation time, dose time, amount, infusion duration
+    u<a>_<i>, r<c>_<i>, y<i>, w<i>, x<i> common subexpressions: assignment a, response c's series
+                      branches, outputs, the vectorised dose loop, the exp/ediff call arguments
+    c<k>              the k-th distinct exp(...) / ediff(...) call of the vectorised dose loop
+    acc[a, j]         accumulator a at padded time j of the vectorised dose loop; calls[q, j] the
+                      exp / ediff values of the split loops
+    FILL_D1, FILL_D2_K, FILL_D2_L, *_VALUE   derivative entries not computed (0: unused parameter,
+                      NaN: fixed without variability), written once per call
+
+Derivative position k is the k-th entry of ``ModelSpec.derivative_indices()`` (the parameters a
+FIM needs); it is written to ``d1[..., derivative_indices()[k]]``.
 """
 
 from __future__ import annotations
