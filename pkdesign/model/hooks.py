@@ -11,6 +11,8 @@ Both expose the same ``evaluate(psi, times, regimen, output, order)`` as ``Compi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import sympy as sp
 
@@ -164,7 +166,7 @@ def model_from_sympy(
     )
     check_spec(spec)
     if design is not None:
-        object.__setattr__(spec, "default_design", Design.from_dict(design, spec.output_names))
+        spec = replace(spec, default_design=Design.from_dict(design, spec.output_names))
     return spec
 
 
@@ -213,7 +215,7 @@ class CallableModel:
                               dosing=DosingSpec(route), origin=f"<callable model {name!r}>")
         check_spec(self.spec)
         if design is not None:
-            object.__setattr__(self.spec, "default_design", Design.from_dict(design, self.spec.output_names))
+            self.spec = replace(self.spec, default_design=Design.from_dict(design, self.spec.output_names))
         self.func, self.sens, self.fd, self.vectorized = func, sensitivities, fd, bool(vectorized)
         self.fd_step = fd_step if fd_step is not None else (1e-20 if fd == "complex-step" else 1e-6)
         self.parameter_names = self.spec.parameter_names

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import tomllib
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import sympy as sp
@@ -308,7 +309,7 @@ class _Reader:
                 design = Design.from_dict(d["design"], spec.output_names, where=f"{self.origin}: design")
             except DesignError as exc:
                 raise ModelSpecError(str(exc)) from None
-            object.__setattr__(spec, "default_design", design)
+            spec = replace(spec, default_design=design)  # a new spec: ModelSpec is immutable
         return spec
 
     def read_parameters(self, section, taken) -> list:
