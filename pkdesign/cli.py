@@ -118,6 +118,11 @@ def _model_and_design(args):
     return spec, compile_model(spec), design
 
 
+def times_text(group) -> str:
+    """A group's sampling times, per output: ``conc: 0.5, 1, 2``."""
+    return "; ".join(f"{k}: " + ", ".join(f"{t:.4g}" for t in v) for k, v in group.times.items())
+
+
 def design_lines(spec, design) -> list:
     """The design a command used, one line per group: size, doses, sampling times per output."""
     lines = []
@@ -131,8 +136,7 @@ def design_lines(spec, design) -> list:
             dose = f"dose {amount}{inf} at t = {when} ({r.times.size} dose{'s' if r.times.size > 1 else ''})"
         else:
             dose = "no doses"
-        times = "; ".join(f"{k}: " + ", ".join(f"{t:.4g}" for t in v) for k, v in g.times.items())
-        lines.append(f"  {g.name:>16}  n = {g.n:<8.4g} {dose};  samples {times} ({spec.time_unit})")
+        lines.append(f"  {g.name:>16}  n = {g.n:<8.4g} {dose};  samples {times_text(g)} ({spec.time_unit})")
     return lines
 
 
@@ -247,12 +251,10 @@ def check_plot_path(path) -> Path:
     if not os.access(folder, os.W_OK):
         raise PkdesignError(f"--plot: folder {folder} is not writable")
     try:
-        import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise PkdesignError("--plot needs matplotlib: pip install 'pkdesign[plot]'") from None
-    del matplotlib
     formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
     ext = p.suffix.lower().lstrip(".")
     if ext not in formats:
@@ -307,9 +309,8 @@ def cmd_optimize(args) -> int:
     else:
         print(f"model {spec.name}: {res.message}")
         for g in res.design.groups:
-            times = "; ".join(f"{k}: " + ", ".join(f"{t:.4g}" for t in v) for k, v in g.times.items())
             print(f"  {g.name:>20}  {'weight' if approximate and args.total_n is None else 'n'} = {g.n:<10.4g} "
-                  f"{times}")
+                  f"{times_text(g)}")
         what = "per-subject (normalised) information" if approximate else "population FIM"
         crit = {"D": "ln det", "Ds": "Ds: ln det of the Schur complement", "A": "A: -trace(FIM^-1)",
                 "ED": "ED: mean ln det over the prior"}.get(res.criterion, res.criterion)

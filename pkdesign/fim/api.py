@@ -14,6 +14,7 @@ import numpy as np
 
 from ..choices import BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
+from ..model.runtime import output_index
 from .approximations import CHUNK, DEFAULT_IS_SAMPLES, get_approximation
 from .params import population_parameters
 from .predict import predict
@@ -129,12 +130,10 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
         args = (model, pp, t, idx, g.regimen, fim == "full")
         kw = dict(draws=draws, seed=seeds[gi], sampling=sampling, is_samples=is_samples, where=where)
         tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
-    has_mc_se = False
     for g, task in zip(design.groups, tasks):
         out = task.result() if executor is not None else approx.subject(*task[0], **task[1])
         total += g.n * out.matrix
         if out.mc_se is not None:
-            has_mc_se = True
             var += (g.n * out.mc_se) ** 2
             ess_all.append(out.ess)
             samples.append((g.n, out.samples))
@@ -153,7 +152,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
         except np.linalg.LinAlgError:
             info["logdet_mc_se"] = float("nan")
     res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,
-                    mc_se=np.sqrt(var) if has_mc_se else None, info=info, declared_scale=pp.declared_scale)
+                    mc_se=np.sqrt(var) if ess_all else None, info=info, declared_scale=pp.declared_scale)
     if check:
         try:
             res.check_identifiable()
@@ -221,12 +220,7 @@ def individual_fim(model, times, regimen=None, output=None, *, values: dict | No
     spec = model.spec
     pp = population_parameters(spec, values).without_random_effects()
     t = check_times(times, "times")
-    if output is None:
-        idx = np.zeros(t.size, dtype=np.int64)
-    else:
-        names = spec.output_names
-        out = np.atleast_1d(np.asarray(output))
-        idx = np.array([names.index(o) if isinstance(o, str) and o in names else int(o) for o in out.tolist()])
+    idx = output_index(output, t.size, spec.output_names)
     F = get_approximation("fo").subject(model, pp, t, idx, regimen, variance_term, where="individual FIM").matrix
     res = FIMResult(pp.names, n * F, pp.values, "individual", "full" if variance_term else "reduced",
                     declared_scale=pp.declared_scale)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import NonIdentifiableError
 from ..kernels.normal_fim import fo_fim_kernel
+from .residual import zero_variance_error
 from .structured import structured_fims
 
 #: subjects with more observations than this use the structured O(n) path (Woodbury); below it the
@@ -91,12 +92,8 @@ def singular_covariance(pp, idx, f_ref, L, dmu, times, where: str):
     hit = np.argwhere((vdiag <= 0) & moves)
     if hit.size:
         b, i = hit[0]
-        t = "" if times is None else np.asarray(times, dtype=float)
-        when = "" if times is None else f" at time {(t[b, i] if t.ndim == 2 else t[i]):.6g}"
-        raise NonIdentifiableError(
-            f"{where}: the sample{when} (output index {int(idx[i])}) has zero variance (prediction "
-            f"{f_ref[b, i]:.6g} and no additive residual error) although its prediction depends on the "
-            "parameters; add an additive error term or move the sample")
+        t = None if times is None else np.asarray(times, dtype=float)
+        raise zero_variance_error(where, idx[i], None if t is None else (t[b, i] if t.ndim == 2 else t[i]), f_ref[b, i])
     raise NonIdentifiableError(
         f"{where}: the covariance of the observations is singular (no residual error and more samples "
         "than random effects, or replicate samples without residual error)")

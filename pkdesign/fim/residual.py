@@ -16,6 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import NonIdentifiableError
+
+
+def zero_variance_error(where: str, output: int, time=None, prediction=None) -> NonIdentifiableError:
+    """The error for a sample whose residual variance is zero although its prediction depends on the
+    parameters (a singular covariance the design cannot escape)."""
+    when = "" if time is None else f" at time {float(time):.6g}"
+    pred = "" if prediction is None else f"prediction {float(prediction):.6g}, "
+    return NonIdentifiableError(
+        f"{where}: the sample{when} (output index {int(output)}) has zero residual variance ({pred}no additive "
+        "error term) although its prediction depends on the parameters; add an additive error term or move the sample")
+
 
 @dataclass(frozen=True)
 class ResidualError:

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NonIdentifiableError
 from .draws import omega_root
+from .residual import zero_variance_error
 
 
 class StructuredFIM:
@@ -57,7 +57,7 @@ class StructuredFIM:
         self.n_free_errs = len(self.residual.free_terms)
         # parameters with a diagonal part of dV: θ (full, if any proportional error), Ω (FOI, if any
         # proportional error), every free residual term
-        has_prop = self.residual.has_prop
+        has_prop = self.has_prop = self.residual.has_prop
         self.diag_params = []
         if full and has_prop:
             self.diag_params += list(range(self.pt))
@@ -104,10 +104,8 @@ class StructuredFIM:
                     moves |= np.any(Lth != 0, axis=(1, 2))
             bad = np.flatnonzero(zero & moves)
             if bad.size:
-                when = f" at time {times[bad[0]]:.6g}" if times is not None else ""
-                raise NonIdentifiableError(
-                    f"{where}: the sample{when} (output index {int(idx[bad[0]])}) has zero residual variance "
-                    "although its prediction depends on the parameters; add an additive error term or move the sample")
+                i = bad[0]
+                raise zero_variance_error(where, idx[i], None if times is None else times[i], f[i])
             keep = ~zero  # samples that carry no information at all
             idx, dmu, f, fth, L, D, m2, prop_var = (idx[keep], dmu[keep], f[keep], fth[keep], L[keep], D[keep],
                                                     m2[keep], prop_var[keep])
@@ -146,7 +144,7 @@ class StructuredFIM:
         n = idx.size
         cols = []
         pt = self.pt
-        has_prop = self.residual.has_prop
+        has_prop = self.has_prop
         if self.full and has_prop:
             LO = L @ self.omega if self.E else np.zeros((n, 0))
             for m in range(pt):

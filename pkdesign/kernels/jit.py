@@ -214,6 +214,12 @@ def _cache_files(directory: Path, stem: str) -> list:
     return sorted(n for n in names if n.startswith(stem + ".") and (n.endswith(".nbi") or n.endswith(".nbc")))
 
 
+def _function_of(name: str) -> str:
+    """The function part of a numba cache file name: ``<stem>.<qualname>-<line>`` (index ``.pyXY.nbi``,
+    data ``.pyXY.<n>.nbc``)."""
+    return name.rsplit(".", 2)[0] if name.endswith(".nbi") else name.rsplit(".", 3)[0]
+
+
 def _read_manifest(directory: Path, stem: str) -> dict:
     try:
         data = json.loads((directory / (stem + _MANIFEST)).read_text(encoding="utf-8"))
@@ -240,13 +246,12 @@ def verify_numba_cache(directory: Path, stem: str) -> bool:
     if not bad:
         return True
     # a function's index and data go together: drop every file of a function with a bad file
-    funcs = {n.rsplit(".", 2)[0] if n.endswith(".nbi") else n.rsplit(".", 3)[0] for n in bad}
+    funcs = {_function_of(n) for n in bad}
     known = [n for n in bad if n in manifest]
     if known:
         warn_cache(directory / known[0], "numba cache file does not match its checksum (corrupted); recompiling")
     for n in _cache_files(directory, stem):
-        base = n.rsplit(".", 2)[0] if n.endswith(".nbi") else n.rsplit(".", 3)[0]
-        if base in funcs:
+        if _function_of(n) in funcs:
             try:
                 (directory / n).unlink()
             except FileNotFoundError:

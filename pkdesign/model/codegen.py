@@ -40,6 +40,7 @@ FIM needs); it is written to ``d1[..., derivative_indices()[k]]``.
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -139,31 +140,32 @@ def generate_source(spec: ModelSpec, header: str = "") -> str:
         f"OUTPUTS = {spec.output_names!r}",
         "",
     ]
-    parts += _fill_constants(spec, md)
+    parts += _fill_constants(spec)
     for order in (0, 1, 2):
         parts.append(_kernel(spec, order, md, rename, printer))
     parts.append(ediff_source(printer.ediff_orders))
     return "\n".join(parts) + "\n"
 
 
-def _fill_constants(spec, md) -> list:
+def _fill_constants(spec) -> list:
     """Module constants listing the derivative entries the kernels do not compute: 0 for parameters
     the model does not use, NaN ("not computed") for fixed parameters without variability."""
-    P = len(spec.parameter_names)
-    active = set(md.active)
-    used = spec.used_parameters()
-    value = ["0.0" if name not in used else "np.nan" for name in spec.parameter_names]
-    d1 = [k for k in range(P) if k not in active]
-    d2 = [(k, l) for k in range(P) for l in range(P) if k not in active or l not in active]
-    v2 = ["0.0" if "0.0" in (value[k], value[l]) else "np.nan" for k, l in d2]
+    k1, v1, k2, l2, v2 = spec.not_computed()
+
+    def ints(a):
+        return f"np.array({a.tolist()!r}, dtype=np.int64)"
+
+    def floats(a):
+        return f"np.array([{', '.join('np.nan' if np.isnan(v) else repr(float(v)) for v in a)}], dtype=np.float64)"
+
     return [
         "# derivative entries not computed by the kernels (filled once per call): parameters the model",
         "# does not use (0) and fixed parameters without variability (NaN: not needed by any FIM)",
-        f"FILL_D1 = np.array({d1!r}, dtype=np.int64)",
-        f"FILL_D1_VALUE = np.array([{', '.join(value[k] for k in d1)}], dtype=np.float64)",
-        f"FILL_D2_K = np.array({[k for k, _ in d2]!r}, dtype=np.int64)",
-        f"FILL_D2_L = np.array({[l for _, l in d2]!r}, dtype=np.int64)",
-        f"FILL_D2_VALUE = np.array([{', '.join(v2)}], dtype=np.float64)",
+        f"FILL_D1 = {ints(k1)}",
+        f"FILL_D1_VALUE = {floats(v1)}",
+        f"FILL_D2_K = {ints(k2)}",
+        f"FILL_D2_L = {ints(l2)}",
+        f"FILL_D2_VALUE = {floats(v2)}",
         "",
     ]
 

@@ -553,21 +553,12 @@ def _load(spec: ModelSpec):
 def fill_not_computed(spec: ModelSpec, res: dict, order: int) -> None:
     """Write the derivative entries that are not integrated: 0 for parameters the model does not
     use, NaN for fixed parameters without variability (not needed by any FIM)."""
-    if order == 0:
+    if order == 0 or len(spec.derivative_indices()) == len(spec.parameters):
         return
-    active = spec.derivative_indices()
-    P = len(spec.parameter_names)
-    if len(active) == P:
-        return
-    used = spec.used_parameters()
-    value = np.array([0.0 if n not in used else np.nan for n in spec.parameter_names])
-    rest = np.array([k for k in range(P) if k not in active], dtype=np.int64)
-    res["d1"][:, :, rest] = value[rest]
+    k1, v1, k2, l2, v2 = spec.not_computed()
+    res["d1"][:, :, k1] = v1
     if order >= 2:
-        v2 = np.where(np.isnan(value[:, None]) & np.isnan(value[None, :]), np.nan, 0.0)
-        mask = np.ones((P, P), dtype=bool)
-        mask[np.ix_(active, active)] = False
-        res["d2"][:, :, mask] = v2[mask]
+        res["d2"][:, :, k2, l2] = v2
 
 
 class OdeModel:

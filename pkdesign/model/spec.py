@@ -177,6 +177,21 @@ class ModelSpec:
         computed") for fixed parameters without variability."""
         return list(self._derivative_info[1])
 
+    def not_computed(self) -> tuple:
+        """The derivative entries the kernels do not compute, and what they hold instead:
+        ``(k1 (m,), v1 (m,), k2 (m2,), l2 (m2,), v2 (m2,))`` for ``d1[..., k1] = v1`` and
+        ``d2[..., k2, l2] = v2``; 0 where a parameter the model does not use is involved, else NaN
+        ("not computed": a fixed parameter without variability)."""
+        P = len(self.parameters)
+        active = set(self.derivative_indices())
+        value = np.array([0.0 if n not in self.used_parameters() else np.nan for n in self.parameter_names])
+        k1 = np.array([k for k in range(P) if k not in active], dtype=np.int64)
+        pairs = [(k, l) for k in range(P) for l in range(P) if k not in active or l not in active]
+        k2 = np.array([k for k, _ in pairs], dtype=np.int64)
+        l2 = np.array([l for _, l in pairs], dtype=np.int64)
+        v2 = np.where(np.isnan(value[k2]) & np.isnan(value[l2]), np.nan, 0.0) if pairs else np.zeros(0)
+        return k1, value[k1], k2, l2, v2
+
     @cached_property
     def _derivative_info(self) -> tuple:
         exprs = [e for _, e in self.assignments] + [e for _, e in self.responses]
