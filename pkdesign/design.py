@@ -22,21 +22,25 @@ MAX_SUBJECTS = 1e9         # subjects (or weight) of one group
 
 
 def _as_float_array(values, where: str) -> np.ndarray:
-    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+    """A flat float64 array from a number, a list of numbers or a numeric array (no strings, booleans,
+    nested lists); the error names ``where`` and the first offending entry."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "fiu":
+            raise DesignError(f"{where}: expected numbers, got an array of {values.dtype}")
         arr = np.atleast_1d(values.astype(float, copy=False))
     else:
         items = values if isinstance(values, (list, tuple)) else [values]
-        bad = [v for v in items if isinstance(v, (bool, np.bool_, str, bytes)) or
+        if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
+            raise DesignError(f"{where}: expected a flat list of numbers, got a nested list")
+        bad = [v for v in items if isinstance(v, (bool, str, bytes)) or
                not isinstance(v, (int, float, np.integer, np.floating))]
-        if bad and not (isinstance(values, np.ndarray) and values.ndim > 1):
-            if any(isinstance(v, (list, tuple, np.ndarray)) for v in items):
-                raise DesignError(f"{where}: expected a flat list of numbers, got a nested list")
+        if bad:
             raise DesignError(f"{where}: expected a number or a list of numbers, got {fmt(bad[0])} "
                               f"({type(bad[0]).__name__})")
         try:
-            arr = np.atleast_1d(np.asarray(values, dtype=float))
-        except (TypeError, ValueError, OverflowError):
-            raise DesignError(f"{where}: expected a list of numbers, got {fmt(values)}") from None
+            arr = np.atleast_1d(np.asarray(items, dtype=float))
+        except OverflowError:
+            raise DesignError(f"{where}: {fmt(values)} has a number too large for a float") from None
     if arr.ndim != 1:
         raise DesignError(f"{where}: expected a flat list of numbers, got shape {arr.shape}")
     return arr

@@ -402,9 +402,12 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
         gp = np.empty(NY0)
         fd = np.empty(NDOSE{K})
         vals = np.empty(NOUT{K})
-        w1 = np.empty(NY1)  # lag_event2 work: an order-1 augmented state, its derivative, 7 more of that size
-        o1 = np.empty(NY1)
-        lg = np.empty((7, NY1))
+        # lag_event2 work (order 2 with a parameter-dependent lag only): an order-1 augmented state, its
+        # derivative and 7 more of that size
+        n_lag = NY1 if {K} >= 2 and lag_sens else 0
+        w1 = np.empty(n_lag)
+        o1 = np.empty(n_lag)
+        lg = np.empty((7, n_lag))
         ev_t = np.empty(2 * n_dose)
         ev_k = np.empty(2 * n_dose, dtype=np.int64)
         ev_a = np.empty(2 * n_dose)

@@ -182,9 +182,14 @@ class ModelSpec:
         ``(k1 (m,), v1 (m,), k2 (m2,), l2 (m2,), v2 (m2,))`` for ``d1[..., k1] = v1`` and
         ``d2[..., k2, l2] = v2``; 0 where a parameter the model does not use is involved, else NaN
         ("not computed": a fixed parameter without variability)."""
+        return self._not_computed
+
+    @cached_property
+    def _not_computed(self) -> tuple:
         P = len(self.parameters)
         active = set(self.derivative_indices())
-        value = np.array([0.0 if n not in self.used_parameters() else np.nan for n in self.parameter_names])
+        used = self.used_parameters()
+        value = np.array([0.0 if n not in used else np.nan for n in self.parameter_names])
         k1 = np.array([k for k in range(P) if k not in active], dtype=np.int64)
         pairs = [(k, l) for k in range(P) for l in range(P) if k not in active or l not in active]
         k2 = np.array([k for k, _ in pairs], dtype=np.int64)
