@@ -80,11 +80,6 @@ def canonical_name(name: str) -> str:
     return unicodedata.normalize("NFKC", name)
 
 
-#: tables whose keys are declared or referenced names, and (section, key) strings or lists of names
-_NAME_TABLES = (("parameters",), ("variability",), ("assignments",), ("responses",), ("outputs",),
-                ("ode", "derivatives"), ("ode", "initial"))
-
-
 class _Reader:
     def __init__(self, data: dict, origin: str):
         self.origin = origin
@@ -100,7 +95,7 @@ class _Reader:
             return data
         data = dict(data)
 
-        def fold(key, name):
+        def fold(name):
             if not isinstance(name, str):
                 return name
             c = canonical_name(name)
@@ -108,34 +103,33 @@ class _Reader:
                 self.spelling.setdefault(c, name)
             return c
 
-        for path in _NAME_TABLES:
-            parent = data
-            for part in path[:-1]:
-                parent = parent.get(part) if isinstance(parent, dict) else None
-            if not isinstance(parent, dict) or not isinstance(parent.get(path[-1]), dict):
-                continue
-            table, folded, first = parent[path[-1]], {}, {}
+        def fold_keys(where, table):
+            folded, first = {}, {}
             for k, v in table.items():
-                c = fold(".".join(path), k)
+                c = fold(k)
                 if c in folded:
-                    self.err(f"{'.'.join(path)}", f"{first[c]!r} and {k!r} are the same name after Unicode NFKC "
-                                                   "normalisation (as Python reads expressions); rename one")
+                    self.err(where, f"{first[c]!r} and {k!r} are the same name after Unicode NFKC normalisation "
+                                    "(as Python reads expressions); rename one")
                 folded[c], first[c] = v, k
-            if len(path) > 1:
-                parent = dict(parent)
-                parent[path[-1]] = folded
-                data[path[0]] = parent
-            else:
-                data[path[0]] = folded
-        ode = data.get("ode")
-        if isinstance(ode, dict) and isinstance(ode.get("states"), list):
-            data["ode"] = dict(ode, states=[fold("ode.states", x) for x in ode["states"]])
+            return folded
+
+        for section in ("parameters", "variability", "assignments", "responses", "outputs"):
+            if isinstance(data.get(section), dict):
+                data[section] = fold_keys(section, data[section])
+        if isinstance(data.get("ode"), dict):
+            ode = dict(data["ode"])
+            for sub in ("derivatives", "initial"):
+                if isinstance(ode.get(sub), dict):
+                    ode[sub] = fold_keys(f"ode.{sub}", ode[sub])
+            if isinstance(ode.get("states"), list):
+                ode["states"] = [fold(x) for x in ode["states"]]
+            data["ode"] = ode
         dosing = data.get("dosing")
         if isinstance(dosing, dict) and isinstance(dosing.get("compartment"), str):
-            data["dosing"] = dict(dosing, compartment=fold("dosing.compartment", dosing["compartment"]))
+            data["dosing"] = dict(dosing, compartment=fold(dosing["compartment"]))
         cov = data.get("covariance")
         if isinstance(cov, list):
-            data["covariance"] = [dict(c, between=[fold("covariance", x) for x in c["between"]])
+            data["covariance"] = [dict(c, between=[fold(x) for x in c["between"]])
                                   if isinstance(c, dict) and isinstance(c.get("between"), list) else c for c in cov]
         return data
 
