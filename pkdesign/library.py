@@ -2,7 +2,7 @@
 
 ``load_model("warfarin")`` loads a bundled model (or any model file by path); ``load_design(path,
 model)`` reads a design file (TOML or JSON with a ``groups`` list, optionally ``window``).  The
-library folder is ``$PKDESIGN_MODELS`` if set, else ``models/`` beside the package.  The CLI uses
+library folder is ``$PKDESIGN_MODELS`` if set, else the models shipped with the package.  The CLI uses
 these and nothing of its own.
 """
 
@@ -18,10 +18,14 @@ from .errors import DesignError, ModelSpecError
 
 
 def models_dir() -> Path:
-    """The bundled model library: ``$PKDESIGN_MODELS`` or ``models/`` beside the package."""
+    """The model library: ``$PKDESIGN_MODELS``, else the ``pkdesign/models`` package data of an installed
+    wheel, else ``models/`` at the top of the repository (source checkouts and editable installs)."""
     env = os.environ.get("PKDESIGN_MODELS")
     if env:
         return Path(env)
+    packaged = Path(__file__).resolve().parent / "models"
+    if packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parent.parent / "models"
 
 
