@@ -13,7 +13,7 @@ the approximate-design algorithms weigh against each other.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -97,6 +97,67 @@ class SamplingSpace:
     def bounds(self) -> np.ndarray:
         """(n_samples, 2) lower and upper bounds of the free samples."""
         return np.array(self.windows, dtype=float)
+
+
+def exact_spaces(design, output_names, *, space=None, window=None, windows=None, min_spacing=0.0, fixed=None,
+                 grid=None) -> dict:
+    """The sampling spaces of an exact design's free samples: ``{(group name, output name): SamplingSpace}``.
+
+    An exact search moves the samples of the design's groups (their number stays), so one
+    ``SamplingSpace`` per group and output carries what may change: windows, spacing, fixed samples
+    and a candidate grid.  They come either from ``space`` (one ``SamplingSpace`` used for every group
+    and output, or a dict group name -> ``SamplingSpace``; its ``n_samples`` is replaced by the
+    design's count, its windows repeated when it has one window for all) or from the keyword
+    shorthands: ``window`` (lo, hi) for every sample (default: the design's window, else 0 to the
+    group's last time), ``windows`` dict group -> list of (lo, hi), one per free sample of the group
+    in output order, ``min_spacing``, ``fixed`` dict group -> times that stay, ``grid``.  Either way the
+    result is validated by ``SamplingSpace`` (one set of checks for exact and approximate designs).
+    """
+    names = {g.name for g in design.groups}
+    shorthand = window is not None or windows or fixed or grid is not None or min_spacing
+    if space is not None and shorthand:
+        raise DesignError("give the sampling space either as space= or as window/windows/min_spacing/fixed/grid, "
+                          "not both")
+    templates = space if isinstance(space, dict) else {n: space for n in names} if space is not None else {}
+    fixed, windows = fixed or {}, windows or {}
+    for what, table in (("space", templates), ("fixed", fixed), ("windows", windows)):
+        unknown = sorted(set(table) - names)
+        if unknown:
+            raise DesignError(f"{what} names unknown group(s) {unknown}; the design has {sorted(names)}")
+    if not (np.isfinite(min_spacing) and min_spacing >= 0):
+        raise DesignError(f"min_spacing must be >= 0, got {fmt(min_spacing)}")
+    out = {}
+    for g in design.groups:
+        t, idx = g.observations(output_names)
+        tpl = templates.get(g.name)
+        fx = np.asarray(tpl.fixed if tpl is not None else fixed.get(g.name, []), dtype=float)
+        free = np.array([not np.any(np.isclose(x, fx)) for x in t], dtype=bool)
+        wins = windows.get(g.name)
+        if wins is not None:
+            wins = np.asarray(wins, dtype=float)
+            if wins.shape != (int(free.sum()), 2):
+                raise DesignError(f"windows[{g.name!r}]: expected {int(free.sum())} (lo, hi) pairs, got shape "
+                                  f"{wins.shape}")
+        for o in np.unique(idx[free]):
+            sel = free & (idx == o)
+            k = int(sel.sum())
+            own = np.array([x for x in fx if np.any(np.isclose(x, t[idx == o]))], dtype=float)
+            if tpl is not None:
+                ws = tpl.windows if len(tpl.windows) == k else (
+                    tpl.windows[:1] * k if len(set(tpl.windows)) == 1 else None)
+                if ws is None:
+                    raise DesignError(f"space for group {g.name!r}: {len(tpl.windows)} windows for {k} free samples "
+                                      f"of output {output_names[o]!r}")
+                sp = replace(tpl, n_samples=k, windows=ws, fixed=own, output=output_names[o], regimen=g.regimen,
+                             name=g.name)
+            else:
+                w = window if window is not None else design.window if design.window is not None else (
+                    0.0, float(t.max()))
+                ws = None if wins is None else [tuple(r) for r in wins[sel[free]]]
+                sp = SamplingSpace(k, tuple(w), windows=ws, grid=grid, min_spacing=float(min_spacing), fixed=own,
+                                   output=output_names[o], regimen=g.regimen, name=g.name)
+            out[(g.name, output_names[o])] = sp
+    return out
 
 
 def candidate_schedules(space: SamplingSpace) -> np.ndarray:

@@ -42,6 +42,38 @@ def format_direction(direction: dict) -> str:
     return text
 
 
+def null_directions(names, matrix: np.ndarray, tol: float = SINGULAR_TOL) -> list:
+    """Parameter combinations of an information matrix (p, p) with (near) zero information.
+
+    Returns a list of dicts name -> coefficient (unit norm, largest coefficients first, the first
+    positive).  Judged on the diagonally scaled matrix D^-1/2 M D^-1/2, so parameter units do not
+    matter; a direction counts when its eigenvalue is at most ``tol`` times the largest.
+    """
+    F = 0.5 * (matrix + matrix.T)
+    d = np.diag(F).copy()
+    dirs = []
+    zero = d <= 0
+    for k in np.flatnonzero(zero):
+        dirs.append({names[k]: 1.0})
+    keep = np.flatnonzero(~zero)
+    if keep.size:
+        s = 1 / np.sqrt(d[keep])
+        w, v = np.linalg.eigh(F[np.ix_(keep, keep)] * np.outer(s, s))
+        for j in np.flatnonzero(w <= tol * max(w.max(), 1e-300)):
+            vec = v[:, j] * s
+            vec /= np.linalg.norm(vec)
+            order = sorted(range(vec.size), key=lambda i: (-round(abs(vec[i]), 6), i))
+            if vec[order[0]] < 0:
+                vec = -vec
+            dirs.append({names[keep[i]]: float(vec[i]) for i in order if abs(vec[i]) > 1e-3})
+    return dirs
+
+
+def describe_null(names, matrix: np.ndarray) -> str:
+    """``"0.71*KA - 0.71*K; ..."`` for the null directions of ``matrix`` ("numerically singular" if none)."""
+    return "; ".join(format_direction(d) for d in null_directions(names, matrix)) or "numerically singular"
+
+
 @dataclass(frozen=True)
 class FIMResult:
     """A Fisher information matrix with its parameter names.
@@ -97,29 +129,9 @@ class FIMResult:
 
     # -- identifiability ---------------------------------------------------------------------
     def null_directions(self, tol: float = SINGULAR_TOL) -> list:
-        """Parameter combinations (dicts name -> coefficient, unit norm) with (near) zero information.
-
-        Judged on the diagonally scaled FIM D^-1/2 FIM D^-1/2, so that parameter units do not matter.
-        """
-        F = 0.5 * (self.matrix + self.matrix.T)
-        d = np.diag(F).copy()
-        dirs = []
-        zero = d <= 0
-        for k in np.flatnonzero(zero):
-            dirs.append({self.names[k]: 1.0})
-        keep = np.flatnonzero(~zero)
-        if keep.size:
-            s = 1 / np.sqrt(d[keep])
-            w, v = np.linalg.eigh(F[np.ix_(keep, keep)] * np.outer(s, s))
-            for j in np.flatnonzero(w <= tol * max(w.max(), 1e-300)):
-                vec = v[:, j] * s
-                vec /= np.linalg.norm(vec)
-                # largest coefficients first (ties in FIM order), the first one positive
-                order = sorted(range(vec.size), key=lambda i: (-round(abs(vec[i]), 6), i))
-                if vec[order[0]] < 0:
-                    vec = -vec
-                dirs.append({self.names[keep[i]]: float(vec[i]) for i in order if abs(vec[i]) > 1e-3})
-        return dirs
+        """Parameter combinations (dicts name -> coefficient, unit norm) with (near) zero information
+        (``null_directions`` of this matrix)."""
+        return null_directions(self.names, self.matrix, tol)
 
     @property
     def identifiable(self) -> bool:

@@ -250,10 +250,9 @@ def _refine(info, spaces, owners, times, ws, crit, cost_normalised):
 
 
 def _singular_message(names, M):
-    from ..fim.result import FIMResult, format_direction
+    from ..fim.result import describe_null
 
-    dirs = FIMResult(tuple(names), M, np.ones(len(names)), "candidates").null_directions()
-    text = "; ".join(format_direction(d) for d in dirs) or "(numerically singular)"
+    text = describe_null(names, M)
     return ("the information of the uniform design over all candidates is singular, so no design on these "
             f"candidates identifies the parameters: not identifiable along {text}. Add samples, widen the windows, "
             "or fix parameters.")

@@ -1,7 +1,7 @@
 """Continuous optimisation of sampling times (exact designs) from one start.
 
 SLSQP (scipy) maximises the criterion of the population FIM over the free sampling times, within
-their windows and with consecutive samples at least ``min_spacing`` apart (linear constraints),
+their windows and with consecutive samples at least their space's ``min_spacing`` apart (linear constraints),
 using the gradient of ``ScheduleProblem``.
 """
 
@@ -19,13 +19,13 @@ def polish(problem, x0, *, max_iter: int = 300, tol: float = 1e-10, callback=Non
 
     from .result import Status
 
-    pairs = problem.spacing_pairs()
+    pairs = problem.pairs
     cons = []
     if pairs:
         A = np.zeros((len(pairs), problem.n_free))
         for r, (a, b) in enumerate(pairs):
             A[r, a], A[r, b] = -1.0, 1.0
-        s = problem.min_spacing
+        s = problem.pair_spacing
         cons = [{"type": "ineq", "fun": lambda x: A @ x - s, "jac": lambda x: A}]
 
     def fun(x):

@@ -20,6 +20,7 @@ from ..criteria import check_options
 from ..errors import SearchError
 from ..fim.api import evaluate_fim
 from .continuous import polish
+from ..space import exact_spaces
 from .exact import ScheduleProblem
 from .exchange import exchange_from
 from .result import DesignResult, Status
@@ -27,7 +28,8 @@ from .result import DesignResult, Status
 
 
 def optimize_design(model, design=None, criterion="D", algorithm: str = "continuous", *, approximation="fo",
-                    fim="full", window=None, windows=None, min_spacing=0.0, fixed=None, grid=None, starts=4, seed=0,
+                    fim="full", space=None, window=None, windows=None, min_spacing=0.0, fixed=None, grid=None,
+                    starts=4, seed=0,
                     prior=None, prior_draws=16, subset=None, a_weights=None, max_iter=300,
                     callback=None, throw: bool = False) -> DesignResult:
     """Optimise the sampling times of ``design`` (default: the model's) for fixed group sizes and doses.
@@ -36,12 +38,15 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     ----------
     criterion : "D" | "Ds" | "A" | "ED" or a ``Criterion``
     algorithm : "continuous" | "exchange"
+    space : ``SamplingSpace`` (every group) or dict group name -> ``SamplingSpace``: windows, minimum spacing,
+        fixed samples and candidate grid of the free samples (the same object as for approximate designs; its
+        ``n_samples`` is taken from the design).  Or, as shorthands for the same thing (``space.exact_spaces``):
     window : (lo, hi) for all free samples (default: the design's ``window``, else 0 to the latest time of
-        the design)
+        the group)
     windows : dict group name -> list of (lo, hi), one per free sample
     min_spacing : minimum distance between consecutive samples of a group and output
     fixed : dict group name -> times that are not moved
-    grid : candidate times for the exchange algorithm (default: 121 points across the window)
+    grid : candidate times for the exchange algorithm (default: 121 points across the windows)
     starts : number of starts; seed : random starts (same seed, same design)
     prior : ``Prior`` for ED (``prior_draws`` draws)
     subset : names of interest for Ds; a_weights : weights for A
@@ -57,8 +62,8 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         raise SearchError(f"model {model.spec.name!r} has no default design; give one")
     if algorithm not in EXACT_ALGORITHMS:
         raise SearchError(f"algorithm: expected one of {list(EXACT_ALGORITHMS)} for exact designs, got {algorithm!r}")
-    if window is None and windows is None:
-        window = design.window
+    spaces = exact_spaces(design, model.spec.output_names, space=space, window=window, windows=windows,
+                          min_spacing=min_spacing, fixed=fixed, grid=grid)
     prior_values = None
     crit_name = criterion if isinstance(criterion, str) else criterion.name
     if str(crit_name).upper() == "ED":
@@ -66,12 +71,9 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
             raise SearchError("criterion ED needs a prior on the fixed effects")
         prior.check(model.spec.parameter_names)
         prior_values = prior.draws(prior_draws, seed)
-    problem = ScheduleProblem(model, design, criterion, approximation=approximation, fim=fim, window=window,
-                              windows=windows, min_spacing=min_spacing, fixed=fixed, prior_values=prior_values,
-                              subset=subset, a_weights=a_weights)
-    if grid is None:
-        grid = np.linspace(problem.lower.min(), problem.upper.max(), 121)
-    grid = np.asarray(grid, dtype=float)
+    problem = ScheduleProblem(model, design, criterion, spaces=spaces, approximation=approximation, fim=fim,
+                              prior_values=prior_values, subset=subset, a_weights=a_weights)
+    grid = problem.grid()
     rng = np.random.default_rng(seed)
     x_start = problem.repair(problem.x0())
     start_value = problem.value(x_start)
@@ -81,7 +83,7 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         x0 = x_start if k == 0 else problem.feasible_start(rng)
         # exchange on the grid (the global phase), then, for "continuous", gradient polish off the grid;
         # the status of the result is that of the start that found the best design
-        x, v, sweeps, st = exchange_from(problem, grid, x0, callback=callback)
+        x, v, sweeps, st = exchange_from(problem, grid, x0, callback=callback, iteration=iters)
         iters += sweeps
         why = f"exchange: {sweeps} sweeps"
         if algorithm == "continuous" and st != Status.STOPPED and np.isfinite(v):
@@ -106,13 +108,11 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         raise SearchError(msg)
     return DesignResult(best, res_fim, problem.criterion.name, float(value), status, msg, iters, problem.evaluations,
                         history=history, info={"start_value": float(start_value), "algorithm": algorithm,
-                                               "min_spacing": float(min_spacing)})
+                                               "min_spacing": float(max((sp.min_spacing for sp in spaces.values()), default=0.0))})
 
 
 def _diagnose(problem, x) -> str:
-    from ..fim.result import FIMResult, format_direction
+    from ..fim.result import describe_null
 
-    F = problem.total_fims(x)[0]
-    dirs = FIMResult(tuple(problem.names), F, np.ones(len(problem.names)), "start").null_directions()
-    text = "; ".join(format_direction(d) for d in dirs) or "numerically singular"
+    text = describe_null(problem.names, problem.total_fims(x)[0])
     return f"not identifiable along {text}; add samples, widen the windows or fix parameters"

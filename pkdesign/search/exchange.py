@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .engine import IterativeSearch, run
+from .result import Status
+
 
 def snap_to_grid(problem, grid, x):
     """Nearest grid times (within windows), consecutive samples kept at least the spacing apart."""
@@ -16,28 +19,46 @@ def snap_to_grid(problem, grid, x):
     return problem.repair(grid[np.clip(np.searchsorted(grid, x), 0, grid.size - 1)])
 
 
-def exchange_from(problem, grid, x, *, max_sweeps: int = 50, tol: float = 1e-9, callback=None):
-    """Coordinate exchange from ``x``; returns ``(x, value, sweeps, status)`` with status CONVERGED (a sweep
-    improved by less than ``tol``), MAX_ITERATIONS (``max_sweeps`` sweeps) or STOPPED (the callback)."""
-    from .result import Status
+class Exchange(IterativeSearch):
+    """One step is a sweep over the free samples; converged when a sweep improves the criterion by less
+    than ``tol`` (relative)."""
 
-    grid = np.unique(np.asarray(grid, dtype=float))
-    pairs = problem.spacing_pairs()
-    prev = {b: a for a, b in pairs}
-    nxt = {a: b for a, b in pairs}
-    s = problem.min_spacing
-    x = snap_to_grid(problem, grid, x)
-    val = problem.value(x)
-    sweeps = 0
-    for _ in range(max_sweeps):
-        sweeps += 1
+    phase = "exchange"
+
+    def __init__(self, problem, grid, x, *, tol: float = 1e-9):
+        self.problem, self.tol = problem, tol
+        self.grid = np.unique(np.asarray(grid, dtype=float))
+        self.x0 = x
+        self.prev = {b: (a, s) for (a, b), s in zip(problem.pairs, problem.pair_spacing)}
+        self.next = {a: (b, s) for (a, b), s in zip(problem.pairs, problem.pair_spacing)}
+
+    def init(self):
+        x = snap_to_grid(self.problem, self.grid, self.x0)
+        return {"x": x, "value": self.problem.value(x), "gain": None}
+
+    def terminate(self, state):
+        val, gain = state["value"], state["gain"]
+        if gain is None:
+            return None
+        if not np.isfinite(val) or (np.isfinite(gain) and gain <= self.tol * max(1.0, abs(val))):
+            return Status.CONVERGED
+        return None
+
+    def report(self, state) -> dict:
+        return {"criterion_value": state["value"], "x": state["x"]}
+
+    def step(self, state):
+        problem, grid, tol = self.problem, self.grid, self.tol
+        x, val = state["x"], state["value"]
         start_val = val
         for i in range(problem.n_free):
             ok = (grid >= problem.lower[i]) & (grid <= problem.upper[i])
-            if i in prev:
-                ok &= grid >= x[prev[i]] + s - 1e-12
-            if i in nxt:
-                ok &= grid <= x[nxt[i]] - s + 1e-12
+            if i in self.prev:
+                a, s = self.prev[i]
+                ok &= grid >= x[a] + s - 1e-12
+            if i in self.next:
+                b, s = self.next[i]
+                ok &= grid <= x[b] - s + 1e-12
             cand = grid[ok]
             if cand.size == 0:
                 continue
@@ -48,9 +69,13 @@ def exchange_from(problem, grid, x, *, max_sweeps: int = 50, tol: float = 1e-9, 
             better = vals[j] > val + tol * max(1.0, abs(val)) if np.isfinite(val) else np.isfinite(vals[j])
             if better:
                 x, val = X[j], float(vals[j])
-        if callback is not None and callback({"iteration": sweeps, "criterion_value": val, "x": x,
-                                              "phase": "exchange"}):
-            return x, val, sweeps, Status.STOPPED
-        if not np.isfinite(val) or (np.isfinite(start_val) and val - start_val <= tol * max(1.0, abs(val))):
-            return x, val, sweeps, Status.CONVERGED
-    return x, val, sweeps, Status.MAX_ITERATIONS
+        gain = val - start_val if np.isfinite(start_val) else np.inf
+        return {"x": x, "value": val, "gain": gain}
+
+
+def exchange_from(problem, grid, x, *, max_sweeps: int = 50, tol: float = 1e-9, callback=None, iteration: int = 0):
+    """Coordinate exchange from ``x``; returns ``(x, value, sweeps, status)`` with status CONVERGED (a sweep
+    improved by less than ``tol``), MAX_ITERATIONS (``max_sweeps`` sweeps) or STOPPED (the callback)."""
+    state, status, sweeps = run(Exchange(problem, grid, x, tol=tol), max_iter=max_sweeps, callback=callback,
+                                first_iteration=iteration)
+    return state["x"], state["value"], sweeps, status

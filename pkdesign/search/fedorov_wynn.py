@@ -15,7 +15,71 @@ from __future__ import annotations
 import numpy as np
 
 from ..equivalence import criterion_value, information, sensitivity
+from .engine import IterativeSearch, run
 from .result import Status
+
+
+class WeightSearch(IterativeSearch):
+    """What the weight algorithms share: the state is the weight vector with its information M, the
+    sensitivities d and the bound tr(∇Φ M); the stopping rule is the equivalence theorem,
+    max_i d_i ≤ bound·(1 + tol); ``history`` keeps Φ of every state."""
+
+    def __init__(self, mus, criterion, weights=None, *, tol: float = 1e-6):
+        self.mus, self.criterion, self.tol = mus, criterion, tol
+        C = mus.shape[0]
+        self.w0 = np.full(C, 1.0 / C) if weights is None else np.asarray(weights, dtype=float).copy()
+        self.history = []
+
+    def evaluate(self, w, mus=None) -> dict:
+        mus = self.mus if mus is None else mus
+        M = information(w, self.mus)
+        d, b = sensitivity(self.criterion, M, mus)
+        self.history.append(criterion_value(self.criterion, M))
+        return {"w": w, "M": M, "d": d, "bound": b}
+
+    def init(self):
+        return self.evaluate(self.w0)
+
+    def terminate(self, state):
+        return Status.CONVERGED if state["d"].max() <= state["bound"] * (1 + self.tol) else None
+
+    def report(self, state) -> dict:
+        return {"criterion_value": self.history[-1], "sensitivity_max": float(state["d"].max()),
+                "bound": state["bound"]}
+
+
+class FedorovWynn(WeightSearch):
+    """Forward/away steps with a line search and multiplicative re-weighting on the support."""
+
+    phase = "fedorov-wynn"
+
+    def __init__(self, mus, criterion, weights=None, *, tol=1e-6, drop=1e-9, corrective=20):
+        super().__init__(mus, criterion, weights, tol=tol)
+        self.drop, self.corrective = drop, corrective
+
+    def step(self, state):
+        w, d, b = state["w"], state["d"], state["bound"]
+        jp = int(np.argmax(d))
+        supp = np.flatnonzero(w > 0)
+        jm = supp[np.argmin(d[supp])]
+        if d[jp] - b >= b - d[jm] or w[jm] >= 1.0:
+            direction = -w.copy()
+            direction[jp] += 1.0
+            amax = 1.0
+        else:  # away step: move weight off the worst support point
+            direction = w.copy()
+            direction[jm] -= 1.0
+            amax = w[jm] / (1.0 - w[jm])
+        a = _line_search(self.criterion, state["M"], information(direction, self.mus), amax)
+        w = w + a * direction
+        w[w < self.drop] = 0.0
+        w /= w.sum()
+        if self.corrective:
+            supp = np.flatnonzero(w > 0)
+            w[supp] = _reweight(self.criterion, self.mus[supp], w[supp], self.corrective)
+            w[w < self.drop] = 0.0
+            w /= w.sum()
+        return self.evaluate(w)
 
 
 def fedorov_wynn(mus, criterion, weights=None, *, max_iter: int = 20000, tol: float = 1e-6, drop: float = 1e-9,
@@ -32,44 +96,9 @@ def fedorov_wynn(mus, criterion, weights=None, *, max_iter: int = 20000, tol: fl
 
     Returns ``(weights, status, iterations, history)``.
     """
-    C = mus.shape[0]
-    w = np.full(C, 1.0 / C) if weights is None else np.asarray(weights, dtype=float).copy()
-    history = []
-    status = Status.MAX_ITERATIONS
-    it = 0
-    for it in range(1, max_iter + 1):
-        M = information(w, mus)
-        d, b = sensitivity(criterion, M, mus)
-        history.append(criterion_value(criterion, M))
-        jp = int(np.argmax(d))
-        if d[jp] <= b * (1 + tol):
-            status = Status.CONVERGED
-            break
-        if callback is not None and callback({"iteration": it, "criterion_value": history[-1],
-                                              "sensitivity_max": float(d[jp]), "bound": b}):
-            status = Status.STOPPED
-            break
-        supp = np.flatnonzero(w > 0)
-        jm = supp[np.argmin(d[supp])]
-        if d[jp] - b >= b - d[jm] or w[jm] >= 1.0:
-            direction = -w.copy()
-            direction[jp] += 1.0
-            amax = 1.0
-        else:  # away step: move weight off the worst support point
-            direction = w.copy()
-            direction[jm] -= 1.0
-            amax = w[jm] / (1.0 - w[jm])
-        dM = information(direction, mus)
-        a = _line_search(criterion, M, dM, amax)
-        w = w + a * direction
-        w[w < drop] = 0.0
-        w /= w.sum()
-        if corrective:
-            supp = np.flatnonzero(w > 0)
-            w[supp] = _reweight(criterion, mus[supp], w[supp], corrective)
-            w[w < drop] = 0.0
-            w /= w.sum()
-    return w, status, it, history
+    search = FedorovWynn(mus, criterion, weights, tol=tol, drop=drop, corrective=corrective)
+    state, status, steps = run(search, max_iter=max_iter, callback=callback)
+    return state["w"], status, steps, search.history
 
 
 def _reweight(criterion, mus, w, iterations):

@@ -11,39 +11,48 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..equivalence import criterion_value, information, sensitivity
+from .engine import run
+from .fedorov_wynn import WeightSearch
 from .result import Status
 
 
-def multiplicative(mus, criterion, weights=None, *, max_iter: int = 50000, tol: float = 1e-6, callback=None):
-    """Optimise weights over candidates (see ``fedorov_wynn`` for arguments and return value)."""
-    C = mus.shape[0]
-    w = np.full(C, 1.0 / C) if weights is None else np.asarray(weights, dtype=float).copy()
-    active = np.ones(C, dtype=bool)
-    history = []
-    status = Status.MAX_ITERATIONS
-    it = 0
-    for it in range(1, max_iter + 1):
-        M = information(w, mus)
-        d_act, b = sensitivity(criterion, M, mus[active])
-        d = np.zeros(C)
-        d[active] = d_act
-        history.append(criterion_value(criterion, M))
-        if d_act.max() <= b * (1 + tol):
-            status = Status.CONVERGED
-            break
-        if callback is not None and callback({"iteration": it, "criterion_value": history[-1],
-                                              "sensitivity_max": float(d_act.max()), "bound": b}):
-            status = Status.STOPPED
-            break
-        if criterion.log_det:
-            p = b
-            eps = d_act.max() / p - 1.0
-            h = p * (1 + eps / 2 - np.sqrt(eps * (4 + eps - 4 / p)) / 2)
+class Multiplicative(WeightSearch):
+    """w_i ← w_i d_i / bound on the active candidates; for D, candidates that cannot support an optimum are
+    removed (Harman & Pronzato 2007)."""
+
+    phase = "multiplicative"
+
+    def init(self):
+        self.active = np.ones(self.mus.shape[0], dtype=bool)
+        return self.evaluate(self.w0)
+
+    def evaluate(self, w, mus=None) -> dict:
+        state = super().evaluate(w, self.mus[self.active])
+        d = np.zeros(w.size)
+        d[self.active] = state["d"]
+        state["d"] = d
+        return state
+
+    def terminate(self, state):
+        d = state["d"][self.active]
+        return Status.CONVERGED if d.max() <= state["bound"] * (1 + self.tol) else None
+
+    def step(self, state):
+        w, d, b = state["w"].copy(), state["d"], state["bound"]
+        active = self.active
+        if self.criterion.log_det:
+            eps = d[active].max() / b - 1.0
+            h = b * (1 + eps / 2 - np.sqrt(eps * (4 + eps - 4 / b)) / 2)
             gone = active & (d < h)
             if gone.any() and (active & ~gone).sum() >= 1:
                 w[gone] = 0.0
                 active &= ~gone
         w = np.where(active, w * np.clip(d, 0, None) / b, 0.0)
-        w /= w.sum()
-    return w, status, it, history
+        return self.evaluate(w / w.sum())
+
+
+def multiplicative(mus, criterion, weights=None, *, max_iter: int = 50000, tol: float = 1e-6, callback=None):
+    """Optimise weights over candidates (see ``fedorov_wynn`` for arguments and return value)."""
+    search = Multiplicative(mus, criterion, weights, tol=tol)
+    state, status, steps = run(search, max_iter=max_iter, callback=callback)
+    return state["w"], status, steps, search.history
