@@ -7,6 +7,7 @@ from ._version import __version__  # noqa: E402
 
 from .criteria import ACriterion, Criterion, DCriterion, DsCriterion, EDCriterion, make_criterion  # noqa: E402
 from .design import Design, Group, Regimen, check_times  # noqa: E402
+from .designfile import DesignFile, read_design_file  # noqa: E402
 from .equivalence import Certificate, certificate, sensitivity  # noqa: E402
 from .errors import (  # noqa: E402
     DesignError,
@@ -56,6 +57,7 @@ __all__ = [
     "apportion",
     "approximation_report",
     "candidate_schedules",
+    "read_design_file",
     "certificate",
     "make_criterion",
     "optimize_approximate",
@@ -69,6 +71,7 @@ __all__ = [
     "CallableModel",
     "CompiledModel",
     "Design",
+    "DesignFile",
     "DesignError",
     "ExpressionError",
     "Group",

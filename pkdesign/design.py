@@ -248,10 +248,11 @@ class Design:
         return float(sum(g.n for g in self.groups))
 
     @classmethod
-    def from_dict(cls, data, output_names, where: str = "design") -> "Design":
+    def from_dict(cls, data, output_names=None, where: str = "design") -> "Design":
         """Build from ``{"groups": [{n, times, dose, name}, ...]}`` as in a model or design file.
 
-        ``times`` is a list (for a single-output model) or a table output -> list.
+        ``times`` is a table output -> list, or a plain list for a one-output model (``output_names``
+        needed then).
         """
         if not isinstance(data, dict) or "groups" not in data:
             got = f"a table with keys {sorted(data)}" if isinstance(data, dict) else fmt(data)
@@ -275,6 +276,9 @@ class Design:
                 raise DesignError(f"{w}: each group needs 'n' and 'times'")
             times = g["times"]
             if not isinstance(times, dict):
+                if output_names is None:
+                    raise DesignError(f"{w}.times: a plain list needs the model (for its output name); give the "
+                                      "model, or write times as a table output -> list")
                 if len(output_names) != 1:
                     raise DesignError(
                         f"{w}.times: the model has outputs {list(output_names)}; give times as a table output -> list"
@@ -287,6 +291,22 @@ class Design:
             except DesignError as exc:
                 raise DesignError(f"{w}: {exc}") from None
         return cls(tuple(out), window)
+
+    @classmethod
+    def load(cls, path, model=None) -> "Design":
+        """Read the design of a design file (TOML, or JSON by suffix; see ``designfile``).  ``model`` (a
+        model or spec) is needed only for times written as plain lists."""
+        from .designfile import read_design_file
+
+        spec = getattr(model, "spec", model)
+        return read_design_file(path, spec.output_names if spec is not None else None).design
+
+    def save(self, path):
+        """Write this design to ``path`` (TOML, or JSON by suffix), atomically; ``Design.load`` reads it back
+        exactly.  Returns the path."""
+        from .designfile import save_design
+
+        return save_design(self, path)
 
     def to_dict(self) -> dict:
         return ({"window": list(self.window)} if self.window is not None else {}) | {

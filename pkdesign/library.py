@@ -8,9 +8,7 @@ these and nothing of its own.
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from pathlib import Path
 
 from .design import Design
@@ -62,17 +60,11 @@ def read_text(path: Path, what: str, error=DesignError) -> str:
 
 
 def load_design(path, spec) -> Design:
-    """Read a design file (TOML or JSON) for the model ``spec`` (a ModelSpec or a model with ``.spec``)."""
-    spec = getattr(spec, "spec", spec)
-    p = Path(path)
-    text = read_text(p, "design file")
-    try:
-        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError, RecursionError) as exc:
-        raise DesignError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}") from None
-    if isinstance(data, dict) and "design" in data and "groups" not in data:
-        data = data["design"]
-    return Design.from_dict(data, spec.output_names, where=str(p))
+    """Read the design of a design file (TOML or JSON) for the model ``spec`` (a ModelSpec or a model
+    with ``.spec``); ``designfile.read_design_file`` gives its space and prior too."""
+    from .designfile import read_design_file
+
+    return read_design_file(path, getattr(spec, "spec", spec).output_names).design
 
 
 def load_model(name_or_path):

@@ -109,7 +109,7 @@ def exact_spaces(design, output_names, *, space=None, window=None, windows=None,
     and output, or a dict group name -> ``SamplingSpace``; its ``n_samples`` is replaced by the
     design's count, its windows repeated when it has one window for all) or from the keyword
     shorthands: ``window`` (lo, hi) for every sample (default: the design's window, else 0 to the
-    group's last time), ``windows`` dict group -> list of (lo, hi), one per free sample of the group
+    design's last time), ``windows`` dict group -> list of (lo, hi), one per free sample of the group
     in output order, ``min_spacing``, ``fixed`` dict group -> times that stay, ``grid``.  Either way the
     result is validated by ``SamplingSpace`` (one set of checks for exact and approximate designs).
     """
@@ -127,6 +127,7 @@ def exact_spaces(design, output_names, *, space=None, window=None, windows=None,
     if not (np.isfinite(min_spacing) and min_spacing >= 0):
         raise DesignError(f"min_spacing must be >= 0, got {fmt(min_spacing)}")
     out = {}
+    latest = max((float(v.max()) for g in design.groups for v in g.times.values() if v.size), default=0.0)
     for g in design.groups:
         t, idx = g.observations(output_names)
         tpl = templates.get(g.name)
@@ -152,7 +153,7 @@ def exact_spaces(design, output_names, *, space=None, window=None, windows=None,
                              name=g.name)
             else:
                 w = window if window is not None else design.window if design.window is not None else (
-                    0.0, float(t.max()))
+                    0.0, latest)
                 ws = None if wins is None else [tuple(r) for r in wins[sel[free]]]
                 sp = SamplingSpace(k, tuple(w), windows=ws, grid=grid, min_spacing=float(min_spacing), fixed=own,
                                    output=output_names[o], regimen=g.regimen, name=g.name)

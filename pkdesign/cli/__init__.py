@@ -1,0 +1,99 @@
+"""Command-line interface: ``pkdesign models``, ``evaluate`` (FIM table or JSON) and ``optimize`` (design search).
+
+The CLI computes nothing of its own: it parses arguments, calls the library and prints.
+Errors from bad input (``PkdesignError``, argument errors) go to stderr as one ``pkdesign: error:``
+line with exit code 2 and no traceback; Ctrl-C exits 130 with one line; warnings (e.g. a rebuilt
+kernel cache) print as ``pkdesign: warning:``.  ``--json`` output is strict JSON: a non-finite
+number is written as ``null`` and listed under ``non_finite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .._version import __version__
+from ..choices import (APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, CRITERIA, EXACT_ALGORITHMS,
+                       FIM_TYPES, SCALES)
+from ..errors import PkdesignError
+from .commands import cmd_evaluate, cmd_models, cmd_optimize
+from ..designfile import MAX_GRID
+from .common import LIMITS, _count, _nonneg_float
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pkdesign", description="Optimal design of PK/PD studies.")
+    p.add_argument("--version", action="version", version=f"pkdesign {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("models", help="list the bundled model library ($PKDESIGN_MODELS overrides the folder)")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(func=cmd_models)
+    e = sub.add_parser("evaluate", help="evaluate a design for a model")
+    e.add_argument("model", help="model file (TOML) or name of a bundled model")
+    e.add_argument("--design", help="design file (TOML or JSON with a 'groups' list); default: the model's design")
+    e.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
+    e.add_argument("--fim", choices=list(FIM_TYPES), default="full", help="full or reduced (block-diagonal) FIM")
+    e.add_argument("--seed", type=_count("--seed"), default=0, help="seed of the Monte-Carlo draws (default 0)")
+    e.add_argument("--draws", type=_count("--draws"), default=None,
+                   help="FOCE/FOCEI linearisation points, MC draws, or exact-MC subjects per group "
+                        f"({LIMITS['--draws'][0]} to {LIMITS['--draws'][1]})")
+    e.add_argument("--scale", choices=list(SCALES), default="variance",
+                   help="scale of omega and sigma in the output (default variance)")
+    e.add_argument("--compare", action="store_true",
+                   help="evaluate every approximation (reduced and full FIM) against exact-MC and advise which to use")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_evaluate)
+    o = sub.add_parser("optimize", help="optimise the sampling times of a design")
+    o.add_argument("model", help="model file (TOML) or name of a bundled model")
+    o.add_argument("--design", help="starting design file; default: the model's design")
+    o.add_argument("--criterion", choices=list(CRITERIA), default="D")
+    o.add_argument("--algorithm", choices=list(EXACT_ALGORITHMS + APPROXIMATE_ALGORITHMS),
+                   default="continuous", help="exact: continuous, exchange; approximate: fedorov-wynn, multiplicative")
+    o.add_argument("--approx", choices=list(BATCHED_APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
+    o.add_argument("--fim", choices=list(FIM_TYPES), default="full")
+    o.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"), help="window for every sample")
+    o.add_argument("--min-spacing", type=_nonneg_float, default=0.0, help="minimum time between consecutive samples")
+    o.add_argument("--grid", help=f"candidate times: LO:HI:N or a comma-separated list (at most {MAX_GRID})")
+    o.add_argument("--output", help="approximate designs: the output sampled (models with several outputs)")
+    o.add_argument("--samples", type=_count("--samples"),
+                   help="samples per subject (approximate designs; default: as the design)")
+    o.add_argument("--starts", type=_count("--starts"), default=4, help="starts of the exact search (default 4)")
+    o.add_argument("--seed", type=_count("--seed"), default=0)
+    o.add_argument("--subset", help="Ds: comma-separated parameters of interest")
+    o.add_argument("--prior", help="ED: NAME=normal|lognormal|uniform:a:b, separated by ';'")
+    o.add_argument("--prior-draws", type=_count("--prior-draws"), default=16,
+                   help="ED: draws from the prior (default 16)")
+    o.add_argument("--total-n", type=_count("--total-n"),
+                   help="approximate designs: round to this many subjects (default: the starting design's N)")
+    o.add_argument("--refine", action="store_true", help="approximate designs: refine support times off the grid")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.add_argument("--plot", help="save a plot of the design to this file (.png, .pdf, .svg, ...; needs matplotlib)")
+    o.set_defaults(func=cmd_optimize)
+    return p
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"pkdesign: warning: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
+    except BrokenPipeError:  # output piped into e.g. `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("\npkdesign: interrupted", file=sys.stderr)
+        return 130
+    except PkdesignError as exc:
+        print(f"pkdesign: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

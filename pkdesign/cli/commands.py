@@ -1,0 +1,147 @@
+"""The commands ``models``, ``evaluate`` and ``optimize``: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from ..choices import APPROXIMATE_ALGORITHMS
+from ..errors import PkdesignError
+from ..library import models_dir
+from .common import (_notes, _progress, check_plot_path, design_lines, flag_prior, flag_space, model_and_design,
+                     strict_json, times_text)
+
+def cmd_models(args) -> int:
+    from ..model import load_model
+
+    directory = models_dir()
+    files = sorted(f for f in directory.glob("*.toml") if f.is_file())
+    if not files:
+        raise PkdesignError(f"no model files in {directory}")
+    rows, broken = [], []
+    for f in files:
+        try:
+            spec = load_model(f)
+        except PkdesignError as exc:
+            broken.append({"file": str(f), "error": str(exc)})
+            print(f"pkdesign: warning: skipped {f}: {exc}", file=sys.stderr)
+            continue
+        rows.append({"name": spec.name, "file": str(f), "parameters": spec.parameter_names,
+                     "outputs": spec.output_names, "description": spec.description, "source": spec.source})
+    if not rows:
+        raise PkdesignError(f"no readable model files in {directory} ({len(broken)} skipped)")
+    if args.json:
+        print(strict_json({"models": rows, "skipped": broken}))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            print(f"{r['name']:<{width}}  {r['description']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..fim import evaluate_fim
+
+    spec, model, df = model_and_design(args)
+    design = df.design
+    if args.compare:
+        from ..report import advice, approximation_report
+
+        frame = approximation_report(model, design, ("reduced", "full"), seed=args.seed, draws=args.draws)
+        tip = advice(frame)
+        if args.json:
+            print(strict_json({"model": spec.name, "logdet_mc_se": frame.attrs["logdet_mc_se"],
+                               "approximations": json.loads(frame.to_json(orient="index")), "advice": tip}))
+            return 0
+        print(f"model {spec.name}: reduced and full FIM of each approximation against exact-MC "
+              f"(ln det Monte-Carlo SE {frame.attrs['logdet_mc_se']:.3f})")
+        print("\n".join(design_lines(spec, design)))
+        print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
+        print(tip)
+        return 0
+    res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale)
+    if args.json:
+        print(strict_json({"model": spec.name, "design": design.to_dict(), **res.to_dict()}))
+        return 0
+    extra = f", {res.info['draws']} draws, seed {args.seed}" if args.approx not in ("fo", "foi") else ""
+    print(f"model {spec.name}: {args.approx.upper()} approximation, {args.fim} FIM{extra}, "
+          f"{len(design.groups)} group(s), {design.total_n:g} subjects")
+    print("\n".join(design_lines(spec, design)))
+    print(f"{'parameter':>16} {'value':>12} {'SE':>12} {'RSE%':>9}")
+    for n, v, e, r in zip(res.names, res.values, res.se, res.rse_percent):
+        print(f"{n:>16} {v:>12.6g} {e:>12.5g} {r:>9.3f}")
+    print(f"ln det(FIM) = {res.logdet:.6f}   det(FIM)^(1/p) = {res.det_root:.6g}   "
+          f"condition number = {res.condition_number:.3g}")
+    if res.mc_se is not None:
+        rel = np.diag(res.mc_se) / np.abs(np.diag(res.matrix))
+        print(f"Monte-Carlo SE: ln det {res.info['logdet_mc_se']:.4f}; FIM diagonal {rel.min():.1%} to {rel.max():.1%} "
+              f"relative (importance-sampling ESS min {res.info['ess_min']:.0f}, median {res.info['ess_median']:.0f})")
+    _notes(res)
+    return 0
+
+
+def cmd_optimize(args) -> int:
+    from ..fim import evaluate_fim
+    from ..search import optimize_approximate, optimize_design
+
+    plot_path = check_plot_path(args.plot) if args.plot else None
+    flags = flag_space(args)
+    spec, model, df = model_and_design(args)
+    design = df.design
+    prior = flag_prior(args.prior) if args.prior else df.prior
+    subset = args.subset.split(",") if args.subset else None
+    progress = _progress(sys.stderr.isatty() and not args.json)
+    approximate = args.algorithm in APPROXIMATE_ALGORITHMS
+    if approximate:
+        spaces = df.approximate_spaces(spec.output_names, flags)
+        res = optimize_approximate(model, spaces, args.criterion, algorithm=args.algorithm, approximation=args.approx,
+                                   fim=args.fim, prior=prior, prior_draws=args.prior_draws, seed=args.seed,
+                                   subset=subset, refine=args.refine, total_n=args.total_n, callback=progress)
+    else:
+        res = optimize_design(model, design, args.criterion, args.algorithm, approximation=args.approx, fim=args.fim,
+                              space=df.exact_space(spec.output_names, flags) or None, starts=args.starts,
+                              seed=args.seed, prior=prior, prior_draws=args.prior_draws, subset=subset,
+                              callback=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    rounded = None
+    if approximate:  # the approximate design rounded to whole subjects, as it would be run
+        n_total = args.total_n or max(1, int(round(design.total_n)))
+        rd = res.rounded_design(n_total)
+        rounded = (n_total, evaluate_fim(model, rd, args.approx, args.fim, check=False).logdet)
+    out = {"model": spec.name, **res.to_dict()}
+    if rounded is not None:
+        out.update(rounded_total_n=rounded[0], logdet_rounded=rounded[1])
+    if args.json:
+        print(strict_json(out))
+    else:
+        print(f"model {spec.name}: {res.message}")
+        for g in res.design.groups:
+            print(f"  {g.name:>20}  {'weight' if approximate and args.total_n is None else 'n'} = {g.n:<10.4g} "
+                  f"{times_text(g)}")
+        what = "per-subject (normalised) information" if approximate else "population FIM"
+        crit = {"D": "ln det", "Ds": "Ds: ln det of the Schur complement", "A": "A: -trace(FIM^-1)",
+                "ED": "ED: mean ln det over the prior"}.get(res.criterion, res.criterion)
+        print(f"criterion {res.criterion} ({crit}) = {res.criterion_value:.6f}   ln det({what}) = {res.logdet:.6f}")
+        if rounded is not None and np.isfinite(rounded[1]):
+            print(f"rounded to {rounded[0]} subjects: ln det(population FIM) = {rounded[1]:.6f}")
+        elif rounded is not None:
+            print(f"rounded to {rounded[0]} subjects the FIM is singular (too few subjects for "
+                  f"{len(res.design.groups)} support schedules); give --total-n")
+        if res.certificate is not None:
+            c = res.certificate
+            eff = "n/a" if c.efficiency_lower_bound is None else f"{c.efficiency_lower_bound:.6f}"
+            print(f"equivalence theorem: max sensitivity {c.sensitivity_max:.6f} vs bound {c.bound:.6f} "
+                  f"({'holds' if c.holds else 'NOT met'}); efficiency >= {eff}")
+    sys.stdout.flush()
+    if plot_path is not None:
+        from ..plot import plot_design
+
+        try:
+            plot_design(model, res.design, plot_path, title=f"{spec.name}: {res.criterion}-optimal design")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise PkdesignError(f"--plot: could not write {plot_path} ({exc}); the result above is complete") from None
+    return 0
+
