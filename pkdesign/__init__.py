@@ -1,94 +1,52 @@
 """pkdesign: optimal design of pharmacokinetic/pharmacodynamic studies.
 
-The public API is re-exported here; everything else is private.
+The public API is re-exported here; everything else is private.  Names are imported on first use
+(PEP 562), so ``import pkdesign`` loads neither sympy, numba, scipy nor pandas: a command or script
+pays only for what it uses.
 """
 
-from ._version import __version__  # noqa: E402
+from __future__ import annotations
 
-from .criteria import ACriterion, Criterion, DCriterion, DsCriterion, EDCriterion, make_criterion  # noqa: E402
-from .design import Design, Group, Regimen, check_times  # noqa: E402
-from .designfile import DesignFile, read_design_file  # noqa: E402
-from .equivalence import Certificate, certificate, sensitivity  # noqa: E402
-from .errors import (  # noqa: E402
-    DesignError,
-    ExpressionError,
-    ModelSpecError,
-    NonIdentifiableError,
-    PkdesignError,
-    SearchError,
-)
-from .fim import (  # noqa: E402
-    APPROXIMATIONS,
-    FIMResult,
-    evaluate_fim,
-    individual_fim,
-    schedule_fims,
-)
-from .library import load_design, load_model, models_dir  # noqa: E402
-from .model import (  # noqa: E402
-    CallableModel,
-    CompiledModel,
-    ModelSpec,
-    OdeModel,
-    PredictionModel,
-    compile_model,
-    model_from_sympy,
-    parse_expression,
-    parse_model_text,
-)
+import importlib
 
-from .prior import Prior  # noqa: E402
-from .report import approximation_report  # noqa: E402
-from .search import DesignResult, Status, apportion, optimize_approximate, optimize_design  # noqa: E402
-from .space import SamplingSpace, candidate_schedules  # noqa: E402
+from ._version import __version__
 
-__all__ = [
-    "__version__",
-    "ACriterion",
-    "Certificate",
-    "Criterion",
-    "DCriterion",
-    "DesignResult",
-    "DsCriterion",
-    "EDCriterion",
-    "Prior",
-    "SamplingSpace",
-    "Status",
-    "apportion",
-    "approximation_report",
-    "candidate_schedules",
-    "read_design_file",
-    "certificate",
-    "make_criterion",
-    "optimize_approximate",
-    "optimize_design",
-    "sensitivity",
-    "APPROXIMATIONS",
-    "FIMResult",
-    "evaluate_fim",
-    "individual_fim",
-    "schedule_fims",
-    "CallableModel",
-    "CompiledModel",
-    "Design",
-    "DesignFile",
-    "DesignError",
-    "ExpressionError",
-    "Group",
-    "ModelSpec",
-    "ModelSpecError",
-    "NonIdentifiableError",
-    "OdeModel",
-    "PredictionModel",
-    "PkdesignError",
-    "Regimen",
-    "SearchError",
-    "check_times",
-    "compile_model",
-    "load_design",
-    "load_model",
-    "models_dir",
-    "model_from_sympy",
-    "parse_expression",
-    "parse_model_text",
-]
+#: public name -> module that defines it
+_EXPORTS = {
+    **dict.fromkeys(('ACriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'make_criterion'), ".criteria"),
+    **dict.fromkeys(('Design', 'Group', 'Regimen', 'check_times'), ".design"),
+    **dict.fromkeys(('DesignFile', 'read_design_file'), ".designfile"),
+    **dict.fromkeys(('Certificate', 'certificate', 'sensitivity'), ".equivalence"),
+    **dict.fromkeys(('DesignError', 'ExpressionError', 'ModelSpecError', 'NonIdentifiableError', 'PkdesignError', 'SearchError'), ".errors"),
+    **dict.fromkeys(('APPROXIMATIONS', 'FIMResult', 'evaluate_fim', 'individual_fim', 'schedule_fims'), ".fim"),
+    **dict.fromkeys(('load_design', 'load_model', 'models_dir'), ".library"),
+    **dict.fromkeys(('CallableModel', 'CompiledModel', 'ModelSpec', 'OdeModel', 'PredictionModel', 'compile_model', 'model_from_sympy', 'parse_expression', 'parse_model_text'), ".model"),
+    **dict.fromkeys(('Prior',), ".prior"),
+    **dict.fromkeys(('compare', 'efficiency'), ".comparison"),
+    **dict.fromkeys(('approximation_report',), ".report"),
+    **dict.fromkeys(('DesignResult', 'Status', 'apportion', 'optimize_approximate', 'optimize_design'), ".search"),
+    **dict.fromkeys(('SamplingSpace', 'candidate_schedules'), ".space"),
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+#: submodules reachable as attributes (``pk.plot.predictions(...)``)
+_SUBMODULES = ("plot", "report")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+        globals()[name] = value
+        return value
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pkdesign' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

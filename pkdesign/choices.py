@@ -18,3 +18,9 @@ CRITERIA = ("D", "Ds", "A", "ED")
 EXACT_ALGORITHMS = ("continuous", "exchange")
 #: approximate-design algorithms (weights over candidate schedules)
 APPROXIMATE_ALGORITHMS = ("fedorov-wynn", "multiplicative")
+
+#: the default FIM type of every entry point (API and CLI, ``fim=None``) for the linearisations (MC and
+#: exact-MC have only the full FIM, their default): the reduced (block-diagonal) FIM, as in PopED
+#: (``fim.calc.type = 1``) and PFIM.  On warfarin it is also the FO variant closest to the exact
+#: (Monte-Carlo) FIM (``pkdesign evaluate warfarin --compare``); the full FIM is one flag away.
+DEFAULT_FIM = "reduced"

@@ -75,6 +75,11 @@ class Criterion:
         """tr(∇Φ(M) M): the value the sensitivity function may not exceed at the optimum."""
         return float(np.sum(self.gradient(M) * M))
 
+    def efficiency(self, value_a: float, value_b: float, p: int) -> float:
+        """Efficiency of a design with criterion ``value_a`` relative to one with ``value_b`` (p parameters):
+        how many times as many subjects design b needs to match design a's precision is 1 / this."""
+        raise NotImplementedError(f"criterion {self.name} defines no efficiency")
+
 
 def _chol_logdet(M):
     C = np.linalg.cholesky(0.5 * (M + M.T))
@@ -97,6 +102,10 @@ class DCriterion(Criterion):
 
     def gradient(self, M):
         return np.linalg.inv(M)
+
+    def efficiency(self, value_a, value_b, p):
+        """(det M_a / det M_b)^(1/p)."""
+        return float(np.exp((value_a - value_b) / p))
 
     def efficiency_lower_bound(self, sens_max, M):
         """D-efficiency ≥ p / max_x tr(M⁻¹ μ(x)) (Atwood 1969)."""
@@ -135,6 +144,10 @@ class DsCriterion(Criterion):
             G[np.ix_(n, n)] -= np.linalg.inv(M[np.ix_(n, n)])
         return G
 
+    def efficiency(self, value_a, value_b, p):
+        """(det of the Schur complement for the subset, a over b)^(1/s), s = size of the subset."""
+        return float(np.exp((value_a - value_b) / self.subset.size))
+
     def efficiency_lower_bound(self, sens_max, M):
         k = self.subset.size
         return float(min(1.0, k / sens_max)) if sens_max > 0 else None
@@ -163,6 +176,10 @@ class ACriterion(Criterion):
     def gradient(self, M):
         Mi = np.linalg.inv(M)
         return (Mi * self._W(M.shape[0])) @ Mi
+
+    def efficiency(self, value_a, value_b, p):
+        """tr(W M_b⁻¹) / tr(W M_a⁻¹) (the values are −tr(W M⁻¹))."""
+        return float(value_b / value_a)
 
     def efficiency_lower_bound(self, sens_max, M):
         # A-efficiency ≥ tr(W M⁻¹)/max_x tr(M⁻¹ W M⁻¹ μ(x)) -> bound / sens_max
@@ -197,6 +214,10 @@ class EDCriterion(Criterion):
 
     def bound(self, Ms):
         return float(Ms[0].shape[0])
+
+    def efficiency(self, value_a, value_b, p):
+        """exp((mean ln det_a − mean ln det_b) / p): the D-efficiency of the geometric-mean determinants."""
+        return float(np.exp((value_a - value_b) / p))
 
     def efficiency_lower_bound(self, sens_max, Ms):
         return None

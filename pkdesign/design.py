@@ -308,6 +308,42 @@ class Design:
 
         return save_design(self, path)
 
+    # -- how it reads ------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        groups = "; ".join(f"{g.name or 'group'} n={g.n:g}: " + ", ".join(
+            f"{k} x{v.size}" for k, v in g.times.items()) for g in self.groups[:3])
+        more = f"; ... ({len(self.groups)} groups)" if len(self.groups) > 3 else ""
+        win = f"; window {self.window[0]:g}-{self.window[1]:g}" if self.window is not None else ""
+        return f"<Design {len(self.groups)} group(s), {self.total_n:g} subjects: {groups}{more}{win}>"
+
+    def to_frame(self):
+        """pandas DataFrame, one row per group and output: n, doses, number of samples, sampling times."""
+        import pandas as pd
+
+        from .display import num, times_text
+
+        rows = []
+        for g in self.groups:
+            r = g.regimen
+            dose = "none" if r.times.size == 0 else (
+                f"{num(r.amounts[0])} x{r.times.size}" if np.all(r.amounts == r.amounts[0]) else
+                "/".join(num(a) for a in r.amounts[:4]) + ("/..." if r.amounts.size > 4 else ""))
+            if np.any(r.durations > 0):
+                dose += f" over {num(r.durations.max())}"
+            for out, t in (g.times.items() or [("", np.zeros(0))]):
+                rows.append({"group": g.name, "n": g.n, "dose": dose, "output": out, "samples": int(t.size),
+                             "times": times_text(t, 12)})
+        return pd.DataFrame(rows)
+
+    def summary(self) -> str:
+        """Text table of the groups (see ``to_frame``)."""
+        return repr(self) + "\n" + self.to_frame().to_string(index=False)
+
+    def _repr_html_(self) -> str:
+        from .display import html_table
+
+        return html_table(self.to_frame(), repr(self)[1:-1])
+
     def to_dict(self) -> dict:
         return ({"window": list(self.window)} if self.window is not None else {}) | {
             "groups": [

@@ -19,15 +19,16 @@ from .fim.api import evaluate_fim
 COMPARED = tuple(a for a in APPROXIMATIONS if a != "exact-mc")
 
 
-def approximation_report(model, design, fim="full", *, seed=0, draws: int | None = None, z: float = 2.0,
+def approximation_report(model, design, fim=None, *, seed=0, draws: int | None = None, z: float = 2.0,
                          rse_tol: float = 0.1):
     """DataFrame indexed by approximation with ``fim``, ``logdet``, ``logdet_z``, ``max_rse_deviation``,
     ``trusted``, and one ``rse%`` column per parameter; exact-MC is the last row.
 
-    ``fim`` is "full", "reduced", or a sequence of both (rows are then labelled e.g. "fo (reduced)")."""
+    ``fim`` is "full", "reduced", a sequence of both (rows are then labelled e.g. "fo (reduced)"), or None
+    (each approximation's default: reduced for the linearisations, full for MC)."""
     import pandas as pd
 
-    fims = (fim,) if isinstance(fim, str) else tuple(fim)
+    fims = (fim,) if fim is None or isinstance(fim, str) else tuple(fim)
     ref = evaluate_fim(model, design, "exact-mc", "full", seed=seed, draws=draws, check=False)
     se = ref.info.get("logdet_mc_se", np.nan)
     rows = {}
@@ -37,7 +38,7 @@ def approximation_report(model, design, fim="full", *, seed=0, draws: int | None
             dev = float(np.max(np.abs(r.rse_percent / ref.rse_percent - 1)))
             zval = (r.logdet - ref.logdet) / se if se > 0 else np.nan
             label = approx if len(fims) == 1 else f"{approx} ({ft})"
-            rows[label] = {"fim": ft, "logdet": r.logdet, "logdet_z": zval, "max_rse_deviation": dev,
+            rows[label] = {"fim": r.fim_type, "logdet": r.logdet, "logdet_z": zval, "max_rse_deviation": dev,
                            "trusted": bool(abs(zval) <= z and dev <= rse_tol),
                            **{f"rse%({n})": v for n, v in zip(r.names, r.rse_percent)}}
     rows["exact-mc"] = {"fim": "full", "logdet": ref.logdet, "logdet_z": 0.0, "max_rse_deviation": 0.0,

@@ -22,7 +22,7 @@ def test_models_lists_the_library():
 
 
 def test_evaluate_json_for_warfarin():
-    out = run("evaluate", str(MODELS / "warfarin.toml"), "--json")
+    out = run("evaluate", str(MODELS / "warfarin.toml"), "--fim", "full", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["parameters"] == ["CL", "V", "KA", "omega2(CL)", "omega2(V)", "omega2(KA)", "sigma2_prop",

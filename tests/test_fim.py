@@ -81,7 +81,7 @@ def test_foi_equals_fo_without_proportional_error():
 
 def test_mc_converges_to_quadrature_limit():
     spec, model = compiled("warfarin")
-    r = pk.evaluate_fim(model, spec.default_design, "mc", draws=2**15, seed=3)
+    r = pk.evaluate_fim(model, spec.default_design, "mc", "full", draws=2**15, seed=3)
     alpha = _alpha(spec)
     F = 32 * ref.fim_from_moments(lambda a: ref.quadrature_moments(a, TIMES, ["prop", "add"]), alpha)
     # 2^15 scrambled-Sobol draws: ln det within 2e-3 (absolute), each RSE% within 1%
@@ -142,8 +142,8 @@ def test_same_seed_same_numbers(approx):
 def test_multiple_outputs_and_groups_sum():
     spec, model = compiled("effect_compartment")
     d = spec.default_design
-    total = pk.evaluate_fim(model, d, "fo")
-    parts = [pk.evaluate_fim(model, pk.Design((g,)), "fo", check=False).matrix for g in d.groups]
+    total = pk.evaluate_fim(model, d, "fo", "full")
+    parts = [pk.evaluate_fim(model, pk.Design((g,)), "fo", "full", check=False).matrix for g in d.groups]
     np.testing.assert_allclose(total.matrix, sum(parts), rtol=1e-12)
     np.testing.assert_allclose(total.matrix, fo_fim(model, d, "full")[1], rtol=1e-10, atol=1e-12)
     assert "sigma2_prop(conc)" in total.names and "sigma2_add(effect)" in total.names

@@ -15,10 +15,10 @@ import sys
 import warnings
 
 from .._version import __version__
-from ..choices import (APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, CRITERIA, EXACT_ALGORITHMS,
+from ..choices import (DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, CRITERIA, EXACT_ALGORITHMS,
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
-from .commands import cmd_evaluate, cmd_models, cmd_optimize
+from .commands import cmd_cache, cmd_evaluate, cmd_models, cmd_optimize
 from ..designfile import MAX_GRID
 from .common import LIMITS, _count, _nonneg_float
 
@@ -29,11 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the bundled model library ($PKDESIGN_MODELS overrides the folder)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_models)
+    c = sub.add_parser("cache", help="show (info) or empty (clear) the compiled-kernel cache")
+    c.add_argument("action", choices=["info", "clear"])
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)
     e = sub.add_parser("evaluate", help="evaluate a design for a model")
     e.add_argument("model", help="model file (TOML) or name of a bundled model")
     e.add_argument("--design", help="design file (TOML or JSON with a 'groups' list); default: the model's design")
     e.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
-    e.add_argument("--fim", choices=list(FIM_TYPES), default="full", help="full or reduced (block-diagonal) FIM")
+    e.add_argument("--fim", choices=list(FIM_TYPES), default=None,
+                   help=f"reduced (block-diagonal, PopED's and PFIM's default) or full FIM (default {DEFAULT_FIM} for "
+                        "the linearisations FO/FOI/FOCE/FOCEI, full for MC and exact-MC)")
     e.add_argument("--seed", type=_count("--seed"), default=0, help="seed of the Monte-Carlo draws (default 0)")
     e.add_argument("--draws", type=_count("--draws"), default=None,
                    help="FOCE/FOCEI linearisation points, MC draws, or exact-MC subjects per group "
@@ -51,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--algorithm", choices=list(EXACT_ALGORITHMS + APPROXIMATE_ALGORITHMS),
                    default="continuous", help="exact: continuous, exchange; approximate: fedorov-wynn, multiplicative")
     o.add_argument("--approx", choices=list(BATCHED_APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
-    o.add_argument("--fim", choices=list(FIM_TYPES), default="full")
+    o.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"default {DEFAULT_FIM}")
     o.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"), help="window for every sample")
     o.add_argument("--min-spacing", type=_nonneg_float, default=0.0, help="minimum time between consecutive samples")
     o.add_argument("--grid", help=f"candidate times: LO:HI:N or a comma-separated list (at most {MAX_GRID})")
@@ -77,7 +83,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"pkdesign: warning: {message}", file=sys.stderr)
 
 
+def _announce_on_terminal() -> None:
+    """Show the library's progress messages (first compile) on stderr when it is a terminal."""
+    import logging
+
+    if not sys.stderr.isatty():
+        return
+    log = logging.getLogger("pkdesign")
+    if not any(getattr(h, "_pkdesign_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("pkdesign: %(message)s"))
+        handler._pkdesign_cli = True
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
+    _announce_on_terminal()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

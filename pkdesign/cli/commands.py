@@ -42,7 +42,6 @@ def cmd_models(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ..fim import evaluate_fim
 
     spec, model, df = model_and_design(args)
     design = df.design
@@ -61,12 +60,14 @@ def cmd_evaluate(args) -> int:
         print(frame.to_string(float_format=lambda v: f"{v:.3f}"))
         print(tip)
         return 0
+    from ..fim import evaluate_fim
+
     res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale)
     if args.json:
         print(strict_json({"model": spec.name, "design": design.to_dict(), **res.to_dict()}))
         return 0
     extra = f", {res.info['draws']} draws, seed {args.seed}" if args.approx not in ("fo", "foi") else ""
-    print(f"model {spec.name}: {args.approx.upper()} approximation, {args.fim} FIM{extra}, "
+    print(f"model {spec.name}: {args.approx.upper()} approximation, {res.fim_type} FIM{extra}, "
           f"{len(design.groups)} group(s), {design.total_n:g} subjects")
     print("\n".join(design_lines(spec, design)))
     print(f"{'parameter':>16} {'value':>12} {'SE':>12} {'RSE%':>9}")
@@ -83,7 +84,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_optimize(args) -> int:
-    from ..fim import evaluate_fim
     from ..search import optimize_approximate, optimize_design
 
     plot_path = check_plot_path(args.plot) if args.plot else None
@@ -109,11 +109,10 @@ def cmd_optimize(args) -> int:
     rounded = None
     if approximate:  # the approximate design rounded to whole subjects, as it would be run
         n_total = args.total_n or max(1, int(round(design.total_n)))
-        rd = res.rounded_design(n_total)
-        rounded = (n_total, evaluate_fim(model, rd, args.approx, args.fim, check=False).logdet)
+        if "rounded_fim" not in res.info:
+            res.evaluate_rounded(model, n_total, args.approx, args.fim)
+        rounded = (n_total, res.info["logdet_rounded"])
     out = {"model": spec.name, **res.to_dict()}
-    if rounded is not None:
-        out.update(rounded_total_n=rounded[0], logdet_rounded=rounded[1])
     if args.json:
         print(strict_json(out))
     else:
@@ -145,3 +144,28 @@ def cmd_optimize(args) -> int:
             raise PkdesignError(f"--plot: could not write {plot_path} ({exc}); the result above is complete") from None
     return 0
 
+
+
+def cmd_cache(args) -> int:
+    from ..model.cache import cache_info, clear_cache
+
+    if args.action == "clear":
+        n = clear_cache()
+        info = cache_info()
+        if args.json:
+            print(strict_json({"removed": n, **info}))
+        else:
+            print(f"removed {n} file(s) from {info['directory']}")
+        return 0
+    info = cache_info()
+    if args.json:
+        print(strict_json(info))
+        return 0
+    if not info["exists"]:
+        print(f"kernel cache: {info['directory']} (empty: nothing compiled yet)")
+        return 0
+    print(f"kernel cache: {info['directory']}")
+    print(f"  {info['models']} closed-form and {info['ode_models']} ODE model(s), {info['numba_files']} numba "
+          f"file(s); {info['files']} files, {info['bytes'] / 2**20:.1f} MiB")
+    print("  set PKDESIGN_CACHE_DIR to move it; `pkdesign cache clear` empties it (the next run recompiles)")
+    return 0

@@ -12,7 +12,8 @@ import weakref
 
 import numpy as np
 
-from ..choices import BATCHED_APPROXIMATIONS, FIM_TYPES
+from ..display import parameter_units
+from ..choices import DEFAULT_FIM, BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
 from ..model.runtime import output_index
 from .approximations import CHUNK, DEFAULT_IS_SAMPLES, get_approximation
@@ -47,13 +48,16 @@ def _parameters(model, values):
 
 
 def _check_choice(approximation, fim):
-    """The approximation object, after checking the FIM type it is asked for."""
+    """(approximation object, FIM type): ``fim=None`` is the default, the reduced FIM where the approximation
+    has one (a linearisation) and the full FIM otherwise (MC, exact-MC)."""
     approx = get_approximation(approximation)
+    if fim is None:
+        return approx, (DEFAULT_FIM if approx.reduced else "full")
     if fim not in FIM_TYPES:
         raise PkdesignError(f"fim: expected one of {list(FIM_TYPES)}, got {fim!r}")
     if fim == "reduced" and not approx.reduced:
         raise PkdesignError(f"{approx.name} has no reduced form (it is not a linearisation); use fim='full'")
-    return approx
+    return approx, fim
 
 
 def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarray:
@@ -74,7 +78,7 @@ def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarra
     return np.concatenate(silent)
 
 
-def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *, draws: int | None = None,
+def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = None, *, draws: int | None = None,
                  seed=0, sampling: str | None = None, values: dict | None = None, scale: str = "variance",
                  is_samples: int = DEFAULT_IS_SAMPLES, check: bool = True, executor=None) -> FIMResult:
     """Population FIM of ``design`` under ``model``.
@@ -104,7 +108,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
         Evaluate the groups as independent tasks (e.g. a process pool or a Dask client's executor);
         results are identical to the serial evaluation (each group has its own seed stream).
     """
-    approx = _check_choice(approximation, fim)
+    approx, fim = _check_choice(approximation, fim)
     spec = model.spec
     pp = _parameters(model, values)
     if sampling is None:
@@ -152,7 +156,8 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
         except np.linalg.LinAlgError:
             info["logdet_mc_se"] = float("nan")
     res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,
-                    mc_se=np.sqrt(var) if ess_all else None, info=info, declared_scale=pp.declared_scale)
+                    mc_se=np.sqrt(var) if ess_all else None, info=info, declared_scale=pp.declared_scale,
+                    units=parameter_units(spec, pp.names))
     if check:
         try:
             res.check_identifiable()
@@ -165,7 +170,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str = "full", *,
     return res.on_scale(scale)
 
 
-def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo", fim: str = "full",
+def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo", fim: str | None = None,
                   values: dict | None = None, *, random_effects: bool = True, parameters=None,
                   where: str = "candidates") -> tuple:
     """Per-subject FO/FOI FIMs of B candidate schedules in one batch.
@@ -181,7 +186,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     -------
     (names, ndarray (B, p, p))
     """
-    approx = _check_choice(approximation, fim)
+    approx, fim = _check_choice(approximation, fim)
     if not approx.batched:
         raise PkdesignError(f"schedule_fims batches the {' and '.join(BATCHED_APPROXIMATIONS)} approximations; "
                             f"got {approx.name!r}")
@@ -223,7 +228,7 @@ def individual_fim(model, times, regimen=None, output=None, *, values: dict | No
     idx = output_index(output, t.size, spec.output_names)
     F = get_approximation("fo").subject(model, pp, t, idx, regimen, variance_term, where="individual FIM").matrix
     res = FIMResult(pp.names, n * F, pp.values, "individual", "full" if variance_term else "reduced",
-                    declared_scale=pp.declared_scale)
+                    declared_scale=pp.declared_scale, units=parameter_units(spec, pp.names))
     if check:
         res.check_identifiable()
     return res

@@ -22,6 +22,14 @@ from ..numerics import SINGULAR_RTOL
 SINGULAR_TOL = SINGULAR_RTOL
 
 
+def _unsquare(unit: str) -> str:
+    """``(L/h)^2`` -> ``L/h``; ``L^2`` -> ``L``."""
+    if unit.endswith("^2"):
+        unit = unit[:-2]
+        return unit[1:-1] if unit.startswith("(") and unit.endswith(")") else unit
+    return unit
+
+
 def _sd_name(name: str) -> str:
     if name.startswith("omega2("):
         return "omega(" + name[len("omega2("):]
@@ -88,6 +96,10 @@ class FIMResult:
     scale : str                   variance | sd | declared (scale of Ω and σ entries)
     mc_se : ndarray (p, p) or None  Monte-Carlo standard error of each element (exact-mc)
     info : dict                   draws, seed and other settings
+    units : tuple of str (p,)     unit of each parameter, from the model (``display.parameter_units``)
+
+    Prints in one line; ``summary()`` is the text table, ``to_frame()`` the DataFrame (value, unit,
+    SE, RSE%), and Jupyter renders it as a table.
     """
 
     names: tuple
@@ -99,6 +111,7 @@ class FIMResult:
     mc_se: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     declared_scale: tuple = ()
+    units: tuple = ()              # unit of each parameter ("" if dimensionless or undeclared)
 
     # -- scale -------------------------------------------------------------------------------
     def on_scale(self, scale: str) -> "FIMResult":
@@ -125,7 +138,9 @@ class FIMResult:
         J = np.where(to_sd, 2 * values, 1.0)
         names = tuple(_sd_name(n) if s else n for n, s in zip(self.names, to_sd))
         mc = None if self.mc_se is None else self.mc_se * np.abs(np.outer(J, J))
-        return replace(self, names=names, matrix=self.matrix * np.outer(J, J), values=values, scale=scale, mc_se=mc)
+        units = tuple(_unsquare(u) if s else u for u, s in zip(self.units, to_sd)) if self.units else ()
+        return replace(self, names=names, matrix=self.matrix * np.outer(J, J), values=values, scale=scale, mc_se=mc,
+                       units=units)
 
     # -- identifiability ---------------------------------------------------------------------
     def null_directions(self, tol: float = SINGULAR_TOL) -> list:
@@ -195,11 +210,53 @@ class FIMResult:
         return float(w.max() / w.min()) if w.min() > 0 else np.inf
 
     def to_frame(self):
-        """pandas DataFrame, one row per parameter: value, se, rse_percent (and the FIM diagonal)."""
+        """pandas DataFrame, one row per parameter: value, unit, se, rse_percent, fim_diagonal.
+
+        A singular FIM gives NaN SE and RSE% (``null_directions()`` says why) instead of raising."""
         import pandas as pd
 
-        return pd.DataFrame({"value": self.values, "se": self.se, "rse_percent": self.rse_percent,
+        try:
+            se = self.se
+        except NonIdentifiableError:
+            se = np.full(self.p, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rse = 100 * se / np.abs(self.values)
+        units = self.units if len(self.units) == self.p else ("",) * self.p
+        return pd.DataFrame({"value": self.values, "unit": list(units), "se": se, "rse_percent": rse,
                              "fim_diagonal": np.diag(self.matrix)}, index=pd.Index(self.names, name="parameter"))
+
+    def headline(self) -> str:
+        """``FO reduced FIM, 7 parameters: ln det 55.3964; largest RSE 43.5% (omega2(KA))``."""
+        what = f"{self.approximation.upper() if len(self.approximation) <= 5 else self.approximation} {self.fim_type}"
+        text = f"{what} FIM, {self.p} parameters: ln det {self.logdet:.6g}"
+        dirs = self.null_directions()
+        if dirs:
+            return text + f"; singular along {format_direction(dirs[0])}"
+        rse = self.rse_percent
+        k = int(np.nanargmax(rse)) if np.any(np.isfinite(rse)) else 0
+        return text + f"; largest RSE {rse[k]:.3g}% ({self.names[k]})"
+
+    def __repr__(self) -> str:
+        return f"<FIMResult {self.headline()}>"
+
+    def summary(self) -> str:
+        """Text table: parameter, value, unit, SE, RSE%, then ln det, det^(1/p) and condition number."""
+        from ..display import num
+
+        f = self.to_frame()
+        lines = [self.headline(), f"{'parameter':>16} {'value':>11} {'unit':>8} {'SE':>11} {'RSE%':>8}"]
+        for name, r in f.iterrows():
+            lines.append(f"{name:>16} {num(r['value'], 6):>11} {r['unit']:>8} {num(r['se'], 5):>11} "
+                         f"{num(r['rse_percent'], 4):>8}")
+        lines.append(f"ln det = {self.logdet:.6f}   det^(1/p) = {num(self.det_root, 6)}   condition number = "
+                     f"{num(self.condition_number, 3)}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from ..display import html_table
+
+        return html_table(self.to_frame(), self.headline(),
+                          f"det^(1/p) = {self.det_root:.6g}, condition number {self.condition_number:.3g}")
 
     def to_dict(self) -> dict:
         """The JSON shape of ``pkdesign evaluate --json``."""

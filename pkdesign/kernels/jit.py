@@ -25,6 +25,7 @@ This module imports nothing from the rest of pkdesign.
 from __future__ import annotations
 
 import contextlib
+import logging
 import hashlib
 import json
 import os
@@ -206,6 +207,28 @@ def _cache_location(disp):
     return Path(path), stem
 
 
+def _index_exists(disp) -> bool:
+    """Whether numba has a cache index for this function (if not, the next compile is a real one)."""
+    cache = getattr(disp, "_cache", None)
+    index = getattr(getattr(getattr(cache, "_impl", None), "_cache_file", None), "_index_path", None)
+    if cache is None or index is None:
+        return False
+    return os.path.exists(index)
+
+
+#: labels already announced in this process
+_ANNOUNCED = set()
+
+
+def announce_compile(label: str) -> None:
+    """Log (logger ``pkdesign``, level INFO) once per label and process that kernels are being compiled;
+    the CLI shows it on a terminal's stderr.  Compiling takes seconds; later runs load the cache."""
+    if label in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(label)
+    logging.getLogger("pkdesign").info("compiling %s (first use; cached for later runs) ...", label)
+
+
 def _cache_files(directory: Path, stem: str) -> list:
     try:
         names = os.listdir(directory)
@@ -281,9 +304,10 @@ class CachedJit:
     (``record()``) the manifest is rewritten.  With ``enabled=False`` (in-memory modules) or when
     numba finds no cache location, functions are jitted without a cache."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, label: str | None = None):
         self.enabled = enabled
         self.location = None
+        self.label = label
 
     def jit(self, py_func, signature=None, **options):
         disp = None
@@ -307,6 +331,8 @@ class CachedJit:
             disp = numba.njit(cache=False, **options)(py_func)
         if signature is not None:
             with self.locked():
+                if not _index_exists(disp):
+                    announce_compile(self.label or getattr(py_func, "__module__", "kernels"))
                 disp.compile(signature)
                 self.record()
             disp.disable_compile()

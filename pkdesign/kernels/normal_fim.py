@@ -17,7 +17,7 @@ from numba import prange
 from .jit import CachedJit, GuardedKernel, twin
 
 #: this module's numba cache files are verified before first use (see pkdesign.kernels.jit)
-_GUARD = CachedJit()
+_GUARD = CachedJit(label="FIM kernels")
 
 
 def _cached(**options):

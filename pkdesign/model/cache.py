@@ -1,8 +1,10 @@
 """The model kernel cache: where generated modules live, their keys, and loading them (verified).
 
-The directory is ``$PKDESIGN_CACHE_DIR/kernels`` if the variable is set, else
-``~/.cache/pkdesign/kernels``.  A key hashes everything generated kernels depend on (model
-structure, the generator's source, pkdesign and numba versions); the module text is sealed and
+The directory is ``$PKDESIGN_CACHE_DIR/kernels`` if the variable is set, else the user cache
+directory of the platform (``platformdirs``: ``~/.cache/pkdesign/kernels`` on Linux,
+``~/Library/Caches/pkdesign/kernels`` on macOS, the local app-data folder on Windows).
+``cache_info()`` and ``clear_cache()`` back ``pkdesign cache info|clear``.  A key hashes everything
+generated kernels depend on (model structure, the generator's source, pkdesign and numba versions); the module text is sealed and
 checked by :mod:`pkdesign.kernels.jit`.  Shared by closed-form (``compile.py``) and ODE (``ode.py``)
 models.
 """
@@ -27,8 +29,44 @@ _MODULES: dict = {}
 def cache_dir() -> Path:
     """Directory holding generated kernel modules and numba's cache files."""
     root = os.environ.get("PKDESIGN_CACHE_DIR")
-    path = Path(root) if root else Path.home() / ".cache" / "pkdesign"
-    return path / "kernels"
+    if root:
+        return Path(root) / "kernels"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("pkdesign", appauthor=False)) / "kernels"
+
+
+def cache_info() -> dict:
+    """What the kernel cache holds: directory, generated modules (closed form, ODE), numba files, bytes."""
+    d = cache_dir()
+    files = [f for f in d.rglob("*") if f.is_file()] if d.is_dir() else []
+    sources = [f for f in files if f.suffix == ".py"]
+    return {"directory": str(d), "exists": d.is_dir(),
+            "models": sum(1 for f in sources if f.name.startswith("pkd_")),
+            "ode_models": sum(1 for f in sources if f.name.startswith("pkdode_")),
+            "numba_files": sum(1 for f in files if f.suffix in (".nbi", ".nbc")),
+            "files": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+
+def clear_cache() -> int:
+    """Remove every file of the kernel cache (the next use recompiles); returns the number removed.
+
+    Only files under the cache directory are removed (generated modules, locks, numba's files in
+    ``__pycache__``); a file another process is writing at that moment is replaced by it atomically,
+    and every file is verified before use, so a clear during a run costs a recompile, never a wrong number."""
+    d = cache_dir()
+    n = 0
+    if d.is_dir():
+        for f in sorted(d.rglob("*"), reverse=True):
+            if f.is_file() or f.is_symlink():
+                try:
+                    f.unlink()
+                    n += 1
+                except FileNotFoundError:
+                    pass
+    with _LOCK:
+        _MODULES.clear()
+    return n
 
 
 def generator_fingerprint(*names: str) -> str:

@@ -30,6 +30,7 @@ from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .codegen import generate_source
 from .runtime import dose_arrays, output_buffers, prepare_inputs
 from .spec import ModelSpec
+from .protocol import ModelDisplay
 
 _LOCK = threading.Lock()
 
@@ -98,7 +99,7 @@ def _run_split(kernel, psi, t, idx, doses, res, keys, threads):
             res[k][:, sl] = o
 
 
-class CompiledModel:
+class CompiledModel(ModelDisplay):
     """Numba kernels of a model with a batch interface.
 
     Use :func:`pkdesign.compile_model`.  ``source`` is the generated module text;
@@ -109,7 +110,7 @@ class CompiledModel:
         self.spec = spec
         gm = _load_module(spec)
         self.module, self.generated, self._source = gm.module, gm.generated, gm.source
-        self._jit = CachedJit(enabled=gm.cached)
+        self._jit = CachedJit(enabled=gm.cached, label=f"model {spec.name}")
         self._kernels = {}
         self.n_psi = len(spec.parameter_names)
         self.parameter_names = spec.parameter_names

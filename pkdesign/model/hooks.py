@@ -20,6 +20,7 @@ from ..design import Design, Regimen
 from ..errors import DesignError, ModelSpecError
 from .parse import check_spec
 from .runtime import output_buffers, prepare_inputs
+from .protocol import ModelDisplay
 from .spec import (
     ERROR_MODELS,
     RESERVED,
@@ -170,7 +171,7 @@ def model_from_sympy(
     return spec
 
 
-class CallableModel:
+class CallableModel(ModelDisplay):
     """Predictions from a Python or numba function, behind the ``CompiledModel`` interface.
 
     Parameters

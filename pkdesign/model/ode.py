@@ -37,6 +37,7 @@ from .runtime import dose_arrays, output_buffers, output_keys, prepare_inputs
 from .special import RUNTIME_IMPORTS, ediff_source
 from .spec import ModelSpec
 from .symbolic import expand_assignments
+from .protocol import ModelDisplay
 
 _LOCK = threading.Lock()
 #: batches with at least this many parameter vectors are integrated in parallel threads
@@ -535,7 +536,7 @@ def _load(spec: ModelSpec):
     with _LOCK:
         if not getattr(module, "_pkdesign_jitted", False):
             # wrap every function (numba resolves the module globals when it compiles the solvers)
-            guard = CachedJit(enabled=gm.cached)
+            guard = CachedJit(enabled=gm.cached, label=f"ODE model {spec.name}")
             jit = dict(error_model="numpy", nogil=True)
             for base in ("rhs", "rhst", "jac", "init", "dose", "out", "lag_side", "lag_event", "advance", "solve"):
                 for k in (0, 1, 2):
@@ -564,7 +565,7 @@ def fill_not_computed(spec: ModelSpec, res: dict, order: int) -> None:
         res["d2"][:, :, k2, l2] = v2
 
 
-class OdeModel:
+class OdeModel(ModelDisplay):
     """An ODE-defined model behind the ``CompiledModel`` interface (``evaluate``)."""
 
     def __init__(self, spec: ModelSpec):

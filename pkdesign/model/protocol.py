@@ -32,3 +32,19 @@ class PredictionModel(Protocol):
 
     def evaluate(self, psi, times, regimen=None, output=None, order: int = 1, out=None) -> dict:
         ...
+
+
+class ModelDisplay:
+    """How a model object reads: its spec's one-line repr, summary, parameter table and HTML table."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {repr(self.spec)[1:-1]}>"
+
+    def summary(self) -> str:
+        return f"{type(self).__name__}\n{self.spec.summary()}"
+
+    def to_frame(self):
+        return self.spec.to_frame()
+
+    def _repr_html_(self) -> str:
+        return self.spec._repr_html_()

@@ -231,6 +231,51 @@ class ModelSpec:
     def uses_doses(self) -> bool:
         return bool(self.responses) or (self.ode is not None and self.dosing.route != "none")
 
+    # -- how it reads ------------------------------------------------------------------------
+    def kind(self) -> str:
+        return "ODE" if self.ode is not None else "closed form"
+
+    def __repr__(self) -> str:
+        outs = ", ".join(f"{o.name} [{o.unit}]" if o.unit else o.name for o in self.outputs)
+        est = sum(not p.fixed for p in self.parameters)
+        return (f"<ModelSpec {self.name!r} ({self.kind()}): {len(self.parameters)} parameters ({est} estimated), "
+                f"{len(self.variability)} random effects; outputs {outs}; time in {self.time_unit}>")
+
+    def to_frame(self):
+        """pandas DataFrame of the parameters: kind (theta, omega, sigma), value, unit, fixed, description."""
+        import pandas as pd
+
+        rows = [{"parameter": p.name, "kind": "theta", "value": p.value, "unit": p.unit, "fixed": p.fixed,
+                 "description": p.description} for p in self.parameters]
+        rows += [{"parameter": f"omega2({v.parameter})", "kind": "omega", "value": v.variance, "unit": "",
+                  "fixed": v.fixed, "description": f"{v.model} random effect (variance; declared as {v.scale})"}
+                 for v in self.variability]
+        rows += [{"parameter": f"OMEGA({c.first},{c.second})", "kind": "omega", "value": c.value, "unit": "",
+                  "fixed": c.fixed, "description": "covariance of the random effects"} for c in self.covariances]
+        multi = len(self.outputs) > 1
+        for o in self.outputs:
+            for t in o.error_terms:
+                name = f"sigma2_{t.kind}" + (f"({o.name})" if multi else "")
+                unit = (f"({o.unit})^2" if "/" in o.unit else f"{o.unit}^2") if t.kind == "add" and o.unit else ""
+                rows.append({"parameter": name, "kind": "sigma", "value": t.variance, "unit": unit, "fixed": t.fixed,
+                             "description": f"{o.error_model} residual error of {o.name} (variance; declared as "
+                                            f"{t.scale})"})
+        return pd.DataFrame(rows).set_index("parameter")
+
+    def summary(self) -> str:
+        """Text: the one-line repr, description and source, the parameter table."""
+        head = [repr(self)[1:-1]]
+        if self.description:
+            head.append(self.description)
+        if self.source:
+            head.append(f"source: {self.source}")
+        return "\n".join(head) + "\n" + self.to_frame().to_string()
+
+    def _repr_html_(self) -> str:
+        from ..display import html_table
+
+        return html_table(self.to_frame(), repr(self)[1:-1], self.description)
+
     def structure_key(self) -> str:
         """A canonical text of everything the compiled kernels depend on (not parameter values)."""
         parts = [

@@ -20,6 +20,8 @@ from ..design import Design, Group
 from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
 from ..fim.api import schedule_fims
+from ..display import parameter_units
+from ..fim.params import population_parameters
 from ..fim.result import FIMResult
 from ..space import SamplingSpace, candidate_schedules
 from .fedorov_wynn import fedorov_wynn
@@ -33,7 +35,7 @@ ALGORITHMS = dict(zip(APPROXIMATE_ALGORITHMS, (fedorov_wynn, multiplicative)))
 class InformationModel:
     """Elementary information of schedules: (B, K, p, p) for B schedules of one space, K prior draws."""
 
-    def __init__(self, model, approximation="fo", fim="full", random_effects=True, parameters=None,
+    def __init__(self, model, approximation="fo", fim=None, random_effects=True, parameters=None,
                  prior_values=None, executor=None):
         self.executor = executor
         self.model = model
@@ -62,7 +64,7 @@ class InformationModel:
 
 
 def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedorov-wynn", approximation="fo",
-                         fim="full", random_effects=True, parameters=None, prior=None, prior_draws=32, seed=0,
+                         fim=None, random_effects=True, parameters=None, prior=None, prior_draws=32, seed=0,
                          subset=None, a_weights=None, cost_normalised=False, refine=False, tol=1e-6,
                          max_iter=None, total_n=None, callback=None, executor=None) -> DesignResult:
     """Optimal approximate design over the candidate schedules of ``spaces``.
@@ -161,15 +163,22 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         out = sp_.output or model.spec.output_names[0]
         groups.append(Group(float(n), {out: t}, sp_.regimen, f"{sp_.name}:{j + 1}"))
     design = Design(tuple(groups))
-    names = info.names
-    fim_res = FIMResult(tuple(names), M[0] if M.shape[0] == 1 else M.mean(0), np.full(len(names), np.nan),
-                        f"{approximation} (normalised information)", fim)
+    names = tuple(info.names)
+    pp = population_parameters(model.spec)
+    value_of = dict(zip(pp.names, pp.values))
+    fim_res = FIMResult(names, M[0] if M.shape[0] == 1 else M.mean(0),
+                        np.array([value_of.get(n, np.nan) for n in names]),
+                        f"{approximation} (normalised information per subject)", fim,
+                        units=parameter_units(model.spec, names))
     msg = (f"{algorithm}: {status.value} after {iters} iterations; max sensitivity {cert.sensitivity_max:.6g} "
            f"vs bound {cert.bound:.6g}")
-    return DesignResult(design, fim_res, crit.name, value, status, msg, iters, info.evaluations, weights=ws,
-                        candidates=times, certificate=cert, history=history,
-                        sensitivity={"candidates": T_all, "values": d_all, "bound": bound},
-                        info={"n_candidates": int(mus.shape[0]), "algorithm": algorithm})
+    res = DesignResult(design, fim_res, crit.name, value, status, msg, iters, info.evaluations, weights=ws,
+                       candidates=times, certificate=cert, history=history,
+                       sensitivity={"candidates": T_all, "values": d_all, "bound": bound},
+                       info={"n_candidates": int(mus.shape[0]), "algorithm": algorithm})
+    if total_n is not None and random_effects and parameters is None:
+        res.evaluate_rounded(model, total_n, approximation, fim)
+    return res
 
 
 def _merge(spaces, owners, times, ws):

@@ -28,7 +28,7 @@ from .result import DesignResult, Status
 
 
 def optimize_design(model, design=None, criterion="D", algorithm: str = "continuous", *, approximation="fo",
-                    fim="full", space=None, window=None, windows=None, min_spacing=0.0, fixed=None, grid=None,
+                    fim=None, space=None, window=None, windows=None, min_spacing=0.0, fixed=None, grid=None,
                     starts=4, seed=0,
                     prior=None, prior_draws=16, subset=None, a_weights=None, max_iter=300,
                     callback=None, throw: bool = False) -> DesignResult:

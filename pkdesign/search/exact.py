@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 from ..criteria import make_criterion
 from ..design import Design, Group
 from ..errors import SearchError
@@ -48,7 +49,7 @@ class ScheduleProblem:
     prior_values : list of parameter-value dicts (ED) or None
     """
 
-    def __init__(self, model, design, criterion="D", *, spaces, approximation="fo", fim="full", prior_values=None,
+    def __init__(self, model, design, criterion="D", *, spaces, approximation="fo", fim=None, prior_values=None,
                  subset=None, a_weights=None):
         self.model, self.design = model, design
         self.approximation, self.fim = approximation, fim

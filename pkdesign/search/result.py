@@ -78,6 +78,65 @@ class DesignResult:
         return Design(tuple(Group(float(n), g.times, g.regimen, g.name) for g, n in zip(self.design.groups, ns)
                             if n > 0))
 
+    # -- how it reads ------------------------------------------------------------------------
+    @property
+    def approximate(self) -> bool:
+        return self.weights is not None
+
+    def headline(self) -> str:
+        kind = "approximate" if self.approximate else "exact"
+        cert = ""
+        if self.certificate is not None:
+            c = self.certificate
+            cert = f"; equivalence theorem {'holds' if c.holds else 'NOT met'}"
+            if c.efficiency_lower_bound is not None:
+                cert += f" (efficiency >= {c.efficiency_lower_bound:.4f})"
+        return (f"{self.criterion}-optimal {kind} design: {self.status.value}, criterion {self.criterion_value:.6g}"
+                f"{cert}; {len(self.design.groups)} group(s)")
+
+    def __repr__(self) -> str:
+        return f"<DesignResult {self.headline()}>"
+
+    def to_frame(self):
+        """The design found (one row per group and output; approximate designs: ``weight`` instead of n)."""
+        f = self.design.to_frame()
+        if self.approximate:
+            f = f.rename(columns={"n": "weight"})
+        return f
+
+    def summary(self) -> str:
+        """Text: headline, status advice, the design table, and its FIM table (the rounded design's for
+        approximate designs when it was computed)."""
+        lines = [self.headline(), self.message]
+        if self.status.advice:
+            lines.append(f"advice: {self.status.advice}")
+        lines.append(self.to_frame().to_string(index=False))
+        fim = self.info.get("rounded_fim") if self.approximate else self.fim
+        if fim is not None:
+            if self.approximate:
+                lines.append(f"rounded to {self.info.get('rounded_total_n')} subjects:")
+            lines.append(fim.summary())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from ..display import html_table
+
+        parts = [html_table(self.to_frame(), self.headline(), self.status.advice)]
+        fim = self.info.get("rounded_fim") if self.approximate else self.fim
+        if fim is not None:
+            parts.append(fim._repr_html_())
+        return "".join(parts)
+
+    def evaluate_rounded(self, model, total_n: int, approximation="fo", fim=None):
+        """The population FIM of the design rounded to ``total_n`` subjects (efficient apportionment), as it
+        would be run; stored in ``info["rounded_fim"]`` (its RSE% are the ones to report) and returned."""
+        from ..fim.api import evaluate_fim
+
+        rd = self.rounded_design(total_n) if self.approximate else self.design
+        res = evaluate_fim(model, rd, approximation, fim, check=False)
+        self.info.update(rounded_fim=res, rounded_total_n=int(total_n), logdet_rounded=res.logdet)
+        return res
+
     @property
     def logdet(self) -> float:
         return float(self.fim.logdet) if self.fim is not None else float("nan")
@@ -96,4 +155,7 @@ class DesignResult:
             out["weights"] = np.asarray(self.weights).tolist()
             out["support"] = np.asarray(self.candidates).tolist()
         out.update({k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool, type(None)))})
+        if self.info.get("rounded_fim") is not None:
+            out["rse_percent_rounded"] = dict(zip(self.info["rounded_fim"].names,
+                                                  self.info["rounded_fim"].to_frame()["rse_percent"].tolist()))
         return out
