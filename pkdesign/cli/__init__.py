@@ -18,7 +18,7 @@ from .._version import __version__
 from ..choices import (DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, CRITERIA, EXACT_ALGORITHMS,
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
-from .commands import cmd_cache, cmd_evaluate, cmd_models, cmd_optimize
+from .commands import cmd_cache, cmd_compare, cmd_evaluate, cmd_models, cmd_optimize, cmd_report
 from ..designfile import MAX_GRID
 from .common import LIMITS, _count, _nonneg_float
 
@@ -76,6 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--plot", help="save a plot of the design to this file (.png, .pdf, .svg, ...; needs matplotlib)")
     o.set_defaults(func=cmd_optimize)
+    k = sub.add_parser("compare", help="compare designs side by side: RSE%%, ln det, efficiency against the first")
+    k.add_argument("model", help="model file (TOML) or name of a bundled model")
+    k.add_argument("designs", nargs="+", help="design files or `optimize --json` results; 'default' is the model's")
+    k.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo")
+    k.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"default {DEFAULT_FIM}")
+    k.add_argument("--criterion", choices=["D", "A"], default="D", help="efficiency definition (default D)")
+    k.add_argument("--draws", type=_count("--draws"), default=None)
+    k.add_argument("--seed", type=_count("--seed"), default=0)
+    k.add_argument("--json", action="store_true", help="print one JSON object")
+    k.set_defaults(func=cmd_compare)
+    r = sub.add_parser("report", help="write a self-contained HTML (or Markdown) report of a design")
+    r.add_argument("model", help="model file (TOML) or name of a bundled model")
+    r.add_argument("--design", help="design file; default: the model's design")
+    r.add_argument("--optimized", help="result of `pkdesign optimize --json` to report (saved to a file)")
+    r.add_argument("-o", "--output", required=True, help="report file: .html (self-contained) or .md")
+    r.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo")
+    r.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"default {DEFAULT_FIM}")
+    r.add_argument("--no-compare", action="store_true", help="skip the table of approximations against exact-MC")
+    r.add_argument("--draws", type=_count("--draws"), default=None, help="exact-MC draws of the comparison")
+    r.add_argument("--seed", type=_count("--seed"), default=0)
+    r.set_defaults(func=cmd_report)
     return p
 
 

@@ -169,3 +169,78 @@ def cmd_cache(args) -> int:
           f"file(s); {info['files']} files, {info['bytes'] / 2**20:.1f} MiB")
     print("  set PKDESIGN_CACHE_DIR to move it; `pkdesign cache clear` empties it (the next run recompiles)")
     return 0
+
+
+def _design_argument(path, spec):
+    """A design from a design file or an optimisation result (``optimize --json``); ``default``: the model's."""
+    from ..designfile import read_design_file
+
+    if path == "default":
+        if spec.default_design is None:
+            raise PkdesignError(f"model {spec.name!r} has no example design to stand for 'default'")
+        return spec.default_design
+    return read_design_file(path, spec.output_names).design
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from ..comparison import compare
+    from ..model import compile_model, load_model
+    from ..library import resolve_model
+
+    spec = load_model(resolve_model(args.model))
+    model = compile_model(spec)
+    designs = {}
+    for path in args.designs:
+        name = "default" if path == "default" else Path(path).stem
+        while name in designs:
+            name += "'"
+        designs[name] = _design_argument(path, spec)
+    table = compare(model, designs, args.approx, args.fim, criterion=args.criterion, draws=args.draws,
+                    seed=args.seed)
+    if args.json:
+        print(strict_json({"model": spec.name, "approximation": args.approx, "fim": table.attrs.get("fim"),
+                           "criterion": table.attrs["criterion"], "designs": list(designs),
+                           "table": {c: dict(zip(table.index, table[c].tolist())) for c in table.columns}}))
+        return 0
+    print(f"model {spec.name}: {len(designs)} designs, {args.approx.upper()} approximation; efficiency "
+          f"({table.attrs['criterion']}) against {next(iter(designs))!r}")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_report(args) -> int:
+    import json as _json
+    from pathlib import Path
+
+    from ..document import build_report
+    from ..errors import DesignError
+    from ..search.result import DesignResult
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise PkdesignError(f"-o: expected a .html or .md file name, got {out.name!r}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise PkdesignError(f"-o: folder {folder} does not exist")
+    import os
+
+    if not os.access(folder, os.W_OK):
+        raise PkdesignError(f"-o: folder {folder} is not writable")
+    spec, model, df = model_and_design(args)
+    optimized = None
+    if args.optimized:
+        from ..library import read_text
+
+        text = read_text(Path(args.optimized), "optimisation result")
+        try:
+            data = _json.loads(text)
+        except ValueError as exc:
+            raise DesignError(f"{args.optimized}: not valid JSON: {exc}") from None
+        optimized = DesignResult.from_dict(data, spec.output_names, str(args.optimized))
+    rep = build_report(model, df.design, optimized=optimized, approximation=args.approx, fim=args.fim,
+                       compare_approximations=not args.no_compare, seed=args.seed, draws=args.draws)
+    path = rep.save(out)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {len(rep.sections)} sections)")
+    return 0

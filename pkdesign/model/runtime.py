@@ -11,10 +11,13 @@ from .spec import ModelSpec
 
 
 def output_index(output, n_obs: int, names: list) -> np.ndarray:
-    """Output index (n_obs,) int64 from None (all the first output), names or indices; validated."""
+    """Output index (n_obs,) int64 from None (all the first output), a name or index (all that output), or
+    one name or index per observation; validated."""
     if output is None:
         return np.zeros(n_obs, dtype=np.int64)
     out = np.asarray(output)
+    if out.ndim == 0:
+        out = np.full(n_obs, out.item(), dtype=out.dtype)
     if out.dtype.kind in "US":
         bad = [o for o in out.tolist() if o not in names]
         if bad:

@@ -175,7 +175,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     res = DesignResult(design, fim_res, crit.name, value, status, msg, iters, info.evaluations, weights=ws,
                        candidates=times, certificate=cert, history=history,
                        sensitivity={"candidates": T_all, "values": d_all, "bound": bound},
-                       info={"n_candidates": int(mus.shape[0]), "algorithm": algorithm})
+                       info={"n_candidates": int(mus.shape[0]), "algorithm": algorithm, "total_n": total_n})
     if total_n is not None and random_effects and parameters is None:
         res.evaluate_rounded(model, total_n, approximation, fim)
     return res

@@ -100,7 +100,7 @@ class DesignResult:
     def to_frame(self):
         """The design found (one row per group and output; approximate designs: ``weight`` instead of n)."""
         f = self.design.to_frame()
-        if self.approximate:
+        if self.approximate and self.info.get("total_n") is None:
             f = f.rename(columns={"n": "weight"})
         return f
 
@@ -140,6 +140,34 @@ class DesignResult:
     @property
     def logdet(self) -> float:
         return float(self.fim.logdet) if self.fim is not None else float("nan")
+
+    @classmethod
+    def from_dict(cls, data: dict, output_names, where: str = "result") -> "DesignResult":
+        """Read back the JSON of ``pkdesign optimize --json`` (design, criterion, status, certificate); the FIM
+        is not stored there (``fim`` is None: evaluate the design again)."""
+        from ..design import Design
+        from ..equivalence import Certificate
+        from ..errors import DesignError
+
+        if not isinstance(data, dict) or "design" not in data or "criterion" not in data:
+            raise DesignError(f"{where}: expected the JSON of `pkdesign optimize --json` (with 'design' and "
+                              "'criterion')")
+        try:
+            status = Status(data.get("status", "converged"))
+        except ValueError:
+            raise DesignError(f"{where}: unknown status {data.get('status')!r}") from None
+        cert = None
+        if "sensitivity_max" in data:
+            smax, bound = float(data["sensitivity_max"]), float(data["sensitivity_bound"])
+            cert = Certificate(smax, bound, smax - bound, data.get("efficiency_lower_bound"), -1,
+                               bool(data.get("equivalence_holds")), float("nan"))
+        info = {k: data[k] for k in ("rounded_total_n", "algorithm", "start_value") if k in data}
+        weights = np.asarray(data["weights"], dtype=float) if "weights" in data else None
+        support = np.asarray(data["support"], dtype=float) if "support" in data else None
+        return cls(Design.from_dict(data["design"], output_names, f"{where}.design"), None, str(data["criterion"]),
+                   float(data.get("criterion_value", float("nan"))), status, str(data.get("message", "")),
+                   int(data.get("iterations", 0)), int(data.get("n_fim_evaluations", 0)), weights=weights,
+                   candidates=support, certificate=cert, info=info)
 
     def to_dict(self) -> dict:
         """The JSON shape of ``pkdesign optimize --json``."""
