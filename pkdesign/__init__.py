@@ -23,6 +23,8 @@ _EXPORTS = {
     **dict.fromkeys(('CallableModel', 'CompiledModel', 'ModelSpec', 'OdeModel', 'PredictionModel', 'compile_model', 'model_from_sympy', 'parse_expression', 'parse_model_text'), ".model"),
     **dict.fromkeys(('Prior',), ".prior"),
     **dict.fromkeys(('compare', 'efficiency'), ".comparison"),
+    **dict.fromkeys(('Report', 'build_report'), ".document"),
+    **dict.fromkeys(('simulate',), ".simulate"),
     **dict.fromkeys(('approximation_report',), ".report"),
     **dict.fromkeys(('DesignResult', 'Status', 'apportion', 'optimize_approximate', 'optimize_design'), ".search"),
     **dict.fromkeys(('SamplingSpace', 'candidate_schedules'), ".space"),

@@ -51,15 +51,28 @@ def test_readme_command_runs(command):
     assert "Traceback" not in out.stderr and out.stdout.strip()
 
 
+def printed_outputs() -> dict:
+    """Python blocks followed directly by a ```text block: block number -> the output the README shows."""
+    pairs = re.findall(r"```python\n(.*?)```\s*```text\n(.*?)```", README, flags=re.S)
+    code = blocks("python")
+    return {code.index(c): out for c, out in pairs}
+
+
 def test_readme_python_snippets_run(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     namespace: dict = {}
+    shown = printed_outputs()
+    assert shown, "the README's walk-through shows what its code prints"
     for i, code in enumerate(blocks("python")):
+        capsys.readouterr()
         try:
             exec(compile(code, f"README.md python block {i + 1}", "exec"), namespace)  # noqa: S102
         except Exception as exc:  # pragma: no cover - the message names the block
             pytest.fail(f"README python block {i + 1} failed: {type(exc).__name__}: {exc}")
-    capsys.readouterr()
+        printed = capsys.readouterr().out
+        if i in shown:  # the output the README shows is the one the code prints (trailing spaces aside)
+            norm = [ln.rstrip() for ln in printed.strip().splitlines()]
+            assert norm == [ln.rstrip() for ln in shown[i].strip().splitlines()], printed
 
 
 def test_quick_start_test_command_is_what_ci_runs():
