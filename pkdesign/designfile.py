@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ import numpy as np
 
 from .design import Design, check_window
 from .errors import DesignError, fmt
+from .files import write_atomic
 
 #: keys of a ``[space]`` table (and of each ``[space.groups.NAME]`` override)
 SPACE_KEYS = ("window", "windows", "grid", "samples", "min_spacing", "fixed", "cost_subject", "cost_sample",
@@ -229,17 +228,7 @@ def save_design(design: Design, path) -> Path:
     p = Path(path)
     data = design.to_dict()
     text = json.dumps(data, indent=1) + "\n" if p.suffix.lower() == ".json" else _toml(data)
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise DesignError(f"{p}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except OSError as exc:
-        raise DesignError(f"{p}: cannot write the design: {exc.strerror or exc}") from None
-    return p
+    return write_atomic(p, text, f"{p}", DesignError)
 
 
 def _value(v) -> str:

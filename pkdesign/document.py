@@ -14,12 +14,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PkdesignError
+from .files import write_atomic
 
 _CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
         "table.pkdesign{border-collapse:collapse;font-size:90%}"
@@ -74,21 +73,8 @@ class Report:
         suffix = p.suffix.lower()
         if suffix not in (".html", ".htm", ".md"):
             raise PkdesignError(f"report: {p}: expected a .html or .md file name")
-        folder = p.parent if str(p.parent) else Path(".")
-        if not folder.is_dir():
-            raise PkdesignError(f"report: folder {folder} does not exist")
         text = self.to_markdown() if suffix == ".md" else self.to_html()
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=folder)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, p)
-        except OSError as exc:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
-            raise PkdesignError(f"report: cannot write {p}: {exc.strerror or exc}") from None
-        return p
+        return write_atomic(p, text, "report", PkdesignError)
 
 
 def _markdown_table(frame) -> str:
