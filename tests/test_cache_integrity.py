@@ -191,13 +191,13 @@ def test_ctrl_c_during_compile_exits_130_and_leaves_a_valid_cache(tmp_path):
         import sys
         import pkdesign.cli
         print("ready", flush=True)
-        sys.exit(pkdesign.cli.main(["evaluate", "three_comp_oral", "--json"]))
+        sys.exit(pkdesign.cli.main(["evaluate", "three_comp_oral", "--fim", "full", "--json"]))
     ''')
     env = dict(os.environ, PKDESIGN_CACHE_DIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=ROOT)
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.5)  # sympy / numba are working on the three-compartment kernels now
+    time.sleep(1.5)  # sympy / numba are working on the three-compartment kernels now (second order: ~20 s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, (out, err)
