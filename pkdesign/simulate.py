@@ -50,7 +50,7 @@ def simulate(model, regimen, times, output=None, n: int = 500, seed=0, *, residu
     if not residual:
         return f
     res = pp.residual
-    sd = np.sqrt(np.maximum(res.variance(idx, f * f), 0.0))
+    sd = np.sqrt(np.maximum(res.variance(idx, f * f, f), 0.0))
     rng = np.random.default_rng(rng_eps)
     z = rng.standard_normal((n, 1)) if common_epsilon else rng.standard_normal(f.shape)
     return f + sd * z

@@ -32,11 +32,11 @@ NU = 5.0  # degrees of freedom of the t proposal
 
 
 def _resid_and_slope(pp, idx, f):
-    return pp.residual.variance(idx, f**2), pp.residual.slope(idx, f)
+    return pp.residual.variance(idx, f**2, f), pp.residual.slope(idx, f)
 
 
 def _neg_log_joint(pp, idx, y, f, eta, Oi):
-    r = pp.residual.variance(idx, f**2)
+    r = pp.residual.variance(idx, f**2, f)
     return 0.5 * np.sum((y - f) ** 2 / r + np.log(r), axis=1) + 0.5 * np.einsum("bi,ij,bj->b", eta, Oi, eta)
 
 
@@ -91,7 +91,7 @@ def exact_mc_scores(model, pp, t, idx, regimen, n_subjects: int, n_is: int, rng,
     M = n_subjects
     eta_true = rng.standard_normal((M, E)) @ Cm.T
     f_true = predict(model, pp, eta_true, t, idx, regimen, 0, where).f
-    y = f_true + np.sqrt(pp.residual.variance(idx, f_true**2)) * rng.standard_normal((M, n))
+    y = f_true + np.sqrt(pp.residual.variance(idx, f_true**2, f_true)) * rng.standard_normal((M, n))
 
     mode, H = posterior_modes(model, pp, t, idx, regimen, y, Oi, where=where)
     Ch = np.linalg.cholesky(np.linalg.inv(H))  # (M, E, E)
@@ -122,7 +122,7 @@ def exact_mc_scores(model, pp, t, idx, regimen, n_subjects: int, n_is: int, rng,
         g = Oe[:, i] * Oe[:, j] - Oi[i, j]
         scores[:, k] = 0.5 * g if i == j else g
         k += 1
-    for g in pp.residual.columns(idx, f**2):
+    for g in pp.residual.columns(idx, f**2, f):
         scores[:, k] = np.sum(Bq * g, axis=1)
         k += 1
     halves = np.einsum("mhs,mhsp->mhp", w, scores.reshape(M, 2, n_is // 2, pp.p))

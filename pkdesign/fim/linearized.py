@@ -87,7 +87,7 @@ def singular_covariance(pp, idx, f_ref, L, dmu, times, where: str):
     """Raise the error that explains why the covariance of the observations is singular, naming the
     first sample whose variance is zero although its prediction depends on the parameters."""
     S = np.einsum("bne,ef,bnf->bn", L, np.asarray(pp.omega, dtype=float), L) if L.shape[2] else 0.0
-    vdiag = pp.residual.variance(idx, f_ref ** 2) + S
+    vdiag = pp.residual.variance(idx, f_ref ** 2, f_ref) + S
     moves = (np.abs(dmu).sum(axis=2) > 0) | (np.abs(L).sum(axis=2) > 0)
     hit = np.argwhere((vdiag <= 0) & moves)
     if hit.size:

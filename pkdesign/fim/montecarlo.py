@@ -28,10 +28,11 @@ def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
     Eff = f.T @ f / S
     V = Eff - np.outer(m, m)
     res = pp.residual
-    prop = res.prop_weight(idx)  # E[r] = additive + σ²_prop E[f²]: its derivatives follow E[f²]'s
+    prop = res.prop_weight(idx)  # E[r] = additive + σ²_prop E[f²] (+ 2ab E[f]): derivatives follow E[f²]'s
+    cross = res.cross_weight(idx)  # (and E[f]'s: combined1)
     Ef2 = np.diag(Eff)
     diag = np.arange(n)
-    V[diag, diag] += res.variance(idx, Ef2)
+    V[diag, diag] += res.variance(idx, Ef2, m)
 
     n_om = len(pp.omega_free)
     dmu = np.zeros((n, pt + n_om))
@@ -42,7 +43,7 @@ def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
         dEff = Efth + np.swapaxes(Efth, 1, 2)
         mth = dmu[:, :pt].T
         dV[:pt] = dEff - mth[:, :, None] * m[None, None, :] - m[None, :, None] * mth[:, None, :]
-        dV[:pt, diag, diag] += prop * np.diagonal(dEff, axis1=1, axis2=2)
+        dV[:pt, diag, diag] += prop * np.diagonal(dEff, axis1=1, axis2=2) + cross * mth
     for k, (i, j) in enumerate(pp.omega_free):
         w = 0.5 if i == j else 1.0
         dm = w * Le[:, :, i, j].mean(0)
@@ -50,12 +51,12 @@ def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
         T = Le[:, :, i, j].T @ f / S + L[:, :, i].T @ L[:, :, j] / S
         dEff = w * (T + T.T)
         dC = dEff - np.outer(dm, m) - np.outer(m, dm)
-        dC[diag, diag] += prop * np.diag(dEff)
+        dC[diag, diag] += prop * np.diag(dEff) + cross * dm
         if full:
             dmu[:, pt + k] = dm
         dV[pt + k] = dC
     k = pt + n_om
-    for g in res.columns(idx, Ef2):
+    for g in res.columns(idx, Ef2, m):
         dV[k, diag, diag] = g
         k += 1
     return normal_fim(dmu[None], V[None], dV[None], where)[0]

@@ -8,6 +8,15 @@ where m2_i is the second moment the approximation puts there: f_i² (FO, FOCE, e
 f_i² + (L Ω Lᵀ)_ii with the η–ε interaction (FOI, FOCEI), E_η[f_i²] (MC).  An exponential error is
 additive on the log scale (predictions are log-transformed upstream, ``log_scale``).  Terms are
 ``ErrorTerm`` (``pkdesign.fim.params``): output index, kind add | prop | exp, variance, fixed, name.
+
+PFIM's combined error "Combined1" (``combined1``: SD = a + b·f with one ε, a² = σ²_add, b² = σ²_prop)
+adds the cross term 2ab·m1_i, m1_i the first moment there (f_i, or E_η[f_i] for MC):
+
+    r_i = σ²_add + σ²_prop · m2_i + 2 √(σ²_add σ²_prop) · m1_i,
+
+so ∂r/∂σ²_add = 1 + √(σ²_prop/σ²_add) m1, ∂r/∂σ²_prop = m2 + √(σ²_add/σ²_prop) m1 and ∂r/∂f = 2σ²_prop f + 2ab.
+With the η–ε interaction (FOI) the single ε multiplies a + b·f(η), which adds σ²_prop (L Ω Lᵀ)_ii: the
+same term as for the uncorrelated combined error.
 """
 
 from __future__ import annotations
@@ -60,21 +69,46 @@ class ResidualError:
         """Σ σ² of the proportional terms of each observation's output, (n,): the weight of m2."""
         return self._per_output(lambda k: k == "prop")[idx]
 
-    def variance(self, idx, m2) -> np.ndarray:
-        """r = additive + prop_weight · m2, same shape as ``m2`` (observations on the last axis)."""
-        return self.additive_variance(idx) + self.prop_weight(idx) * m2
+    def _pair(self, output: int) -> tuple:
+        """(σ²_add, σ²_prop) of an output with a combined1 error, else (0, 0)."""
+        add = sum(e.variance for e in self.terms if e.output == output and e.coupled and e.kind != "prop")
+        prop = sum(e.variance for e in self.terms if e.output == output and e.coupled and e.kind == "prop")
+        return add, prop
+
+    @property
+    def has_cross(self) -> bool:
+        return any(e.coupled for e in self.terms)
+
+    def cross_weight(self, idx) -> np.ndarray:
+        """2ab of each observation's output (combined1; 0 elsewhere), (n,): the weight of m1."""
+        w = np.array([2.0 * np.sqrt(a * b) for a, b in (self._pair(o) for o in range(self.n_outputs))])
+        return w[np.asarray(idx)] if w.size else np.zeros(np.shape(idx))
+
+    def variance(self, idx, m2, m1=None) -> np.ndarray:
+        """r = additive + prop_weight · m2 (+ cross_weight · m1 for combined1), shaped like ``m2``
+        (observations on the last axis); ``m1`` (the first moment) is needed when the model has a
+        combined1 error."""
+        r = self.additive_variance(idx) + self.prop_weight(idx) * m2
+        if self.has_cross:
+            r = r + self.cross_weight(idx) * m1
+        return r
 
     def slope(self, idx, f) -> np.ndarray:
-        """∂r/∂f at m2 = f², same shape as ``f``."""
-        return 2.0 * self.prop_weight(idx) * f
+        """∂r/∂f at m2 = f², m1 = f, same shape as ``f``."""
+        s = 2.0 * self.prop_weight(idx) * f
+        return s + self.cross_weight(idx) if self.has_cross else s
 
-    def columns(self, idx, m2) -> list:
+    def columns(self, idx, m2, m1=None) -> list:
         """∂r/∂σ²_t of each free term t (a list, FIM order), each shaped like ``m2``."""
         idx = np.asarray(idx)
         out = []
         for e in self.free_terms:
             mask = (idx == e.output).astype(float)
-            out.append(mask * m2 if e.kind == "prop" else np.broadcast_to(mask, np.shape(m2)).copy())
+            col = mask * m2 if e.kind == "prop" else np.broadcast_to(mask, np.shape(m2)).copy()
+            if e.coupled:  # ∂(2ab m1)/∂σ²_t = (ab / σ²_t) m1
+                a2, b2 = self._pair(e.output)
+                col = col + mask * (np.sqrt(a2 * b2) / e.variance) * m1
+            out.append(col)
         return out
 
     def prop_only(self) -> np.ndarray:
@@ -90,7 +124,10 @@ class ResidualError:
         return flags
 
     def kernel_arrays(self) -> tuple:
-        """(output int64, proportional bool, variance float64, estimated bool) per term, for numba kernels."""
+        """(output int64, proportional bool, variance float64, estimated bool, ab float64) per term, for numba
+        kernels; ab = √(σ²_add σ²_prop) of a combined1 pair (0 for the other terms)."""
         t = self.terms
+        ab = [np.sqrt(np.prod(self._pair(e.output))) if e.coupled else 0.0 for e in t]
         return (np.array([e.output for e in t], dtype=np.int64), np.array([e.kind == "prop" for e in t], dtype=bool),
-                np.array([e.variance for e in t], dtype=float), np.array([not e.fixed for e in t], dtype=bool))
+                np.array([e.variance for e in t], dtype=float), np.array([not e.fixed for e in t], dtype=bool),
+                np.array(ab, dtype=float))

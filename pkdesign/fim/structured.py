@@ -93,7 +93,7 @@ class StructuredFIM:
         E, pt = self.E, self.pt
         S = np.einsum("ne,ef,nf->n", L, self.omega, L) if E else np.zeros(n)
         m2 = f**2 + S if self.interaction else f**2  # the second moment the proportional error scales
-        D = self.residual.variance(idx, m2)
+        D = self.residual.variance(idx, m2, f)
         prop_var = self.residual.prop_weight(idx)  # Σ σ²_prop of each observation's output
         zero = D <= 0
         if zero.any():
@@ -148,14 +148,14 @@ class StructuredFIM:
         if self.full and has_prop:
             LO = L @ self.omega if self.E else np.zeros((n, 0))
             for m in range(pt):
-                d = 2.0 * prop_var * f * fth[:, m]
+                d = (2.0 * prop_var * f + self.residual.cross_weight(idx)) * fth[:, m]
                 if self.interaction and self.E:
                     d = d + 2.0 * prop_var * np.einsum("ne,ne->n", Lth[:, :, m], LO)
                 cols.append(d)
         if self.interaction and has_prop:
             for a, c in self.om:
                 cols.append(prop_var * L[:, a] * L[:, c] * (1.0 if a == c else 2.0))
-        cols += self.residual.columns(idx, m2)
+        cols += self.residual.columns(idx, m2, f)
         return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
     # -- result ---------------------------------------------------------------------------

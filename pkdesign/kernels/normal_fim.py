@@ -149,15 +149,17 @@ def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
         row_fim(dmu[b], V[b], dV[b], out[b])
 
 
-def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, idx, full, interaction,
-            out):  # pragma: no cover - compiled
+def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx, full,
+            interaction, out):  # pragma: no cover - compiled
     """Per-subject FIMs of a linearisation (FO, FOI, FOCE, FOCEI), one per row.
 
     dmu (B, n, pt) = ∂E[y]/∂θ; f (B, n), fth (B, n, pt): the prediction the residual variance is
     evaluated at and its θ-derivative; L (B, n, E) = ∂f/∂η at the linearisation point; Lth (B, n, E, pt)
     its θ-derivative (used when ``full``); omega (E, E);
     om_i, om_j (n_om,) the estimated Ω entries; err_out, err_prop, err_var, err_free (T,) the residual
-    terms (output index, proportional?, variance, estimated?); idx (n,) output of each observation.
+    terms (output index, proportional?, variance, estimated?); err_ab (T,) √(σ²_add σ²_prop) of the terms of a
+    combined1 error (SD = a + b f: the cross term 2ab·f of the variance), 0 otherwise; idx (n,) output of each
+    observation.
     out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
     Rows are processed in chunks (one set of work arrays per chunk).
     """
@@ -205,7 +207,7 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
                 for i in range(n):
                     if idx[i] == err_out[t]:
                         if err_prop[t]:
-                            V[i, i] += err_var[t] * f[b, i] * f[b, i]
+                            V[i, i] += err_var[t] * f[b, i] * f[b, i] + 2.0 * err_ab[t] * f[b, i]
                             if interaction:
                                 V[i, i] += err_var[t] * Sd[i]
                         else:
@@ -223,7 +225,7 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
                         if err_prop[t]:
                             for i in range(n):
                                 if idx[i] == err_out[t]:
-                                    dV[m, i, i] += 2.0 * err_var[t] * f[b, i] * fth[b, i, m]
+                                    dV[m, i, i] += 2.0 * (err_var[t] * f[b, i] + err_ab[t]) * fth[b, i, m]
                                     if interaction:
                                         s = 0.0
                                         for e in range(E):
@@ -253,6 +255,8 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
                             dV[r, i, i] = f[b, i] * f[b, i] + (Sd[i] if interaction else 0.0)
                         else:
                             dV[r, i, i] = 1.0
+                        if err_ab[t] != 0.0:  # ∂(2ab f)/∂σ²_t = (ab / σ²_t) f
+                            dV[r, i, i] += err_ab[t] / err_var[t] * f[b, i]
                 r += 1
             row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, tv, nz, kind)
 

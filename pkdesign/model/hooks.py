@@ -56,6 +56,8 @@ def _error_terms(name: str, error) -> tuple:
                 terms.append(ErrorTermSpec(kind, float(v["variance"]), "variance", bool(v.get("fixed", False))))
         else:
             terms.append(ErrorTermSpec(kind, float(v)))
+        if model == "combined1" and not terms[-1].variance > 0:
+            raise ModelSpecError(f"output {name!r}: error model 'combined1' (SD = add + prop*f) needs both terms > 0")
     return model, tuple(terms)
 
 

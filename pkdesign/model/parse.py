@@ -415,6 +415,8 @@ class _Reader:
             if kind not in val:
                 self.err(key, f"error model {model!r} needs '{kind}' (e.g. {kind} = {{ variance = 0.01 }})")
             variance, scale, fixed = self.variance_or_sd(f"{key}.{kind}", val[kind])
+            if model == "combined1" and not variance > 0:
+                self.err(f"{key}.{kind}", "error model 'combined1' (SD = add + prop*f) needs both terms > 0, got 0")
             terms.append(ErrorTermSpec(kind, variance, scale, fixed))
         return model, tuple(terms)
 

@@ -28,6 +28,7 @@ ERROR_MODELS = {
     "additive": ("add",),
     "proportional": ("prop",),
     "combined": ("prop", "add"),
+    "combined1": ("prop", "add"),   # PFIM's Combined1: SD = a + b·f (one ε), variance (a + b·f)²
     "exponential": ("exp",),
 }
 ROUTES = ("none", "bolus", "infusion", "oral")
