@@ -13,7 +13,9 @@ from ._version import __version__
 
 #: public name -> module that defines it
 _EXPORTS = {
-    **dict.fromkeys(('ACriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'make_criterion'), ".criteria"),
+    **dict.fromkeys(('ACriterion', 'CCriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'LCriterion',
+                    'make_criterion'), ".criteria"),
+    **dict.fromkeys(('derived_table',), ".derived"),
     **dict.fromkeys(('Design', 'Group', 'Regimen', 'check_times'), ".design"),
     **dict.fromkeys(('DesignFile', 'read_design_file'), ".designfile"),
     **dict.fromkeys(('Certificate', 'certificate', 'sensitivity'), ".equivalence"),

@@ -29,18 +29,19 @@ def _fim_of(x):
     return fim
 
 
-def efficiency(a, b, criterion="D", *, subset=None, a_weights=None) -> float:
+def efficiency(a, b, criterion="D", *, subset=None, a_weights=None, spec=None) -> float:
     """Relative efficiency of ``a`` to ``b`` (FIMResults or DesignResults; same parameters).
 
-    criterion : "D" (default), "Ds" (with ``subset`` names), "A" (optional ``a_weights``) or a
-    ``Criterion``.  Above 1: a is better; the number of subjects b needs to match a is 1/efficiency
+    criterion : "D" (default), "Ds" (with ``subset`` names), "A" (optional ``a_weights``), "c:QUANTITY" /
+    "L:..." (with the model's ``spec``) or a ``Criterion``.  Above 1: a is better; the number of subjects b needs to match a is 1/efficiency
     times a's (for D).
     """
     fa, fb = _fim_of(a), _fim_of(b)
     if tuple(fa.names) != tuple(fb.names):
         raise DesignError(f"efficiency: the two FIMs have different parameters ({list(fa.names)} vs "
                           f"{list(fb.names)}); evaluate both with the same model, approximation and FIM type")
-    crit = make_criterion(criterion, list(fa.names), subset, a_weights) if isinstance(criterion, str) else criterion
+    crit = (make_criterion(criterion, list(fa.names), subset, a_weights, spec=spec) if isinstance(criterion, str)
+            else criterion)
     va, vb = crit.safe_value(fa.matrix), crit.safe_value(fb.matrix)
     if not np.isfinite(vb):
         return np.inf if np.isfinite(va) else np.nan
@@ -71,7 +72,8 @@ def compare(model, designs: dict, approximation: str = "fo", fim: str | None = N
         else:
             fims[str(name)] = _fim_of(d)
     first = next(iter(fims.values()))
-    crit = make_criterion(criterion, list(first.names), subset, a_weights) if isinstance(criterion, str) else criterion
+    crit = (make_criterion(criterion, list(first.names), subset, a_weights, spec=model.spec)
+            if isinstance(criterion, str) else criterion)
     cols = {}
     for name, f in fims.items():
         if tuple(f.names) != tuple(first.names):

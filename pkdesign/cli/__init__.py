@@ -15,12 +15,12 @@ import sys
 import warnings
 
 from .._version import __version__
-from ..choices import (DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, CRITERIA, EXACT_ALGORITHMS,
+from ..choices import (DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, EXACT_ALGORITHMS,
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
 from .commands import cmd_cache, cmd_compare, cmd_evaluate, cmd_models, cmd_optimize, cmd_report
 from ..designfile import MAX_GRID
-from .common import LIMITS, _count, _nonneg_float
+from .common import LIMITS, _count, _nonneg_float, criterion_argument
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkdesign", description="Optimal design of PK/PD studies.")
@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("optimize", help="optimise the sampling times of a design")
     o.add_argument("model", help="model file (TOML) or name of a bundled model")
     o.add_argument("--design", help="starting design file; default: the model's design")
-    o.add_argument("--criterion", choices=list(CRITERIA), default="D")
+    o.add_argument("--criterion", type=criterion_argument, default="D",
+                   help="D, Ds, A, ED, c:QUANTITY (c-optimal for a derived quantity such as c:AUC, or a parameter) "
+                        "or L:Q1=w1,Q2=w2 (default D)")
     o.add_argument("--algorithm", choices=list(EXACT_ALGORITHMS + APPROXIMATE_ALGORITHMS),
                    default="continuous", help="exact: continuous, exchange; approximate: fedorov-wynn, multiplicative")
     o.add_argument("--approx", choices=list(BATCHED_APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("designs", nargs="+", help="design files or `optimize --json` results; 'default' is the model's")
     k.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo")
     k.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"default {DEFAULT_FIM}")
-    k.add_argument("--criterion", choices=["D", "A"], default="D", help="efficiency definition (default D)")
+    k.add_argument("--criterion", type=criterion_argument, default="D",
+                   help="efficiency definition: D (default), A, Ds-free criteria, c:QUANTITY, L:...")
     k.add_argument("--draws", type=_count("--draws"), default=None)
     k.add_argument("--seed", type=_count("--seed"), default=0)
     k.add_argument("--json", action="store_true", help="print one JSON object")

@@ -63,8 +63,12 @@ def cmd_evaluate(args) -> int:
     from ..fim import evaluate_fim
 
     res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale)
+    derived = _derived(model, res)
     if args.json:
-        print(strict_json({"model": spec.name, "design": design.to_dict(), **res.to_dict()}))
+        out = {"model": spec.name, "design": design.to_dict(), **res.to_dict()}
+        if derived is not None:
+            out["derived"] = {q: dict(r) for q, r in derived.iterrows()}
+        print(strict_json(out))
         return 0
     extra = f", {res.info['draws']} draws, seed {args.seed}" if args.approx not in ("fo", "foi") else ""
     print(f"model {spec.name}: {args.approx.upper()} approximation, {res.fim_type} FIM{extra}, "
@@ -79,8 +83,21 @@ def cmd_evaluate(args) -> int:
         rel = np.diag(res.mc_se) / np.abs(np.diag(res.matrix))
         print(f"Monte-Carlo SE: ln det {res.info['logdet_mc_se']:.4f}; FIM diagonal {rel.min():.1%} to {rel.max():.1%} "
               f"relative (importance-sampling ESS min {res.info['ess_min']:.0f}, median {res.info['ess_median']:.0f})")
+    if derived is not None:
+        print(f"{'derived':>16} {'value':>12} {'SE':>12} {'RSE%':>9}   (delta method)")
+        for q, r in derived.iterrows():
+            print(f"{q:>16} {r['value']:>12.6g} {r['se']:>12.5g} {r['rse_percent']:>9.3f}")
     _notes(res)
     return 0
+
+
+def _derived(model, res):
+    """The model's derived quantities under ``res`` (None if it declares none or the FIM is singular)."""
+    from ..derived import derived_table
+
+    if not model.spec.derived or not res.identifiable or res.scale != "variance":
+        return None
+    return derived_table(model, res)
 
 
 def cmd_optimize(args) -> int:
@@ -123,6 +140,8 @@ def cmd_optimize(args) -> int:
         what = "per-subject (normalised) information" if approximate else "population FIM"
         crit = {"D": "ln det", "Ds": "Ds: ln det of the Schur complement", "A": "A: -trace(FIM^-1)",
                 "ED": "ED: mean ln det over the prior"}.get(res.criterion, res.criterion)
+        if res.criterion[:2] in ("c:", "L:"):
+            crit = f"{res.criterion}: minus the variance of the estimate (per unit of information)"
         print(f"criterion {res.criterion} ({crit}) = {res.criterion_value:.6f}   ln det({what}) = {res.logdet:.6f}")
         if rounded is not None and np.isfinite(rounded[1]):
             print(f"rounded to {rounded[0]} subjects: ln det(population FIM) = {rounded[1]:.6f}")

@@ -19,6 +19,19 @@ LIMITS = {"--samples": (1, 1000), "--starts": (1, 1000), "--prior-draws": (1, 10
           "--total-n": (1, 10**9), "--seed": (0, 2**63 - 1)}
 
 
+def criterion_argument(text):
+    """argparse type: D, Ds, A, ED (any case) or c:QUANTITY / L:Q1=w1,Q2=w2 (resolved against the model later)."""
+    from ..choices import CRITERIA
+
+    for name in CRITERIA:
+        if text.upper() == name.upper():
+            return name
+    if text[:2].lower() in ("c:", "l:") and text[2:].strip():
+        return text[0].lower() + ":" + text[2:].strip() if text[0] in "cC" else "L:" + text[2:].strip()
+    raise argparse.ArgumentTypeError(f"expected one of {list(CRITERIA)}, c:QUANTITY or L:Q1=w1,Q2=w2 (a derived "
+                                     f"quantity of the model or a parameter), got {text!r}")
+
+
 def _count(flag):
     """argparse type: a whole number within ``LIMITS[flag]``."""
     lo, hi = LIMITS[flag]

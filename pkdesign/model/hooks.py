@@ -109,6 +109,7 @@ def model_from_sympy(
     design: dict | None = None,
     time_unit: str = "h",
     description: str = "",
+    derived: dict | None = None,
 ) -> ModelSpec:
     """Build a model from sympy expressions (same conventions as a model file).
 
@@ -123,6 +124,7 @@ def model_from_sympy(
     covariances : dict (a, b) -> covariance
     singularities : iterable of (symbol, expression) pairs of removable singularities
     design : optional default design as ``{"groups": [...]}``
+    derived : dict name -> sympy expression in the parameters and assignments (AUC, tmax, ...)
 
     Symbols are matched by name: ``sympy.Symbol("CL")`` is the parameter ``CL``.
     """
@@ -153,10 +155,24 @@ def model_from_sympy(
         if a not in vnames or b not in vnames:
             raise ModelSpecError(f"covariances: {(a, b)} must both have variability; have {vnames}")
         covs.append(CovarianceSpec(a, b, float(value)))
+    sub = {}
+    for aname, e in assigns:
+        sub[sp.Symbol(aname)] = e.xreplace(sub)
+    der = []
+    for dname, e in (derived or {}).items():
+        e = sp.sympify(e).xreplace(sub)
+        for prev, pe in der:
+            e = e.xreplace({sp.Symbol(prev): pe})
+        bad = sorted(s.name for s in e.free_symbols if s.name not in names)
+        if bad:
+            raise ModelSpecError(f"derived.{dname}: a derived quantity is a function of the parameters only; it uses "
+                                 f"{bad}")
+        der.append((str(dname), e))
     spec = ModelSpec(
         name=name,
         parameters=params,
         outputs=tuple(outs),
+        derived=tuple(der),
         assignments=assigns,
         responses=resp,
         variability=var,

@@ -36,7 +36,7 @@ from .spec import (
 )
 
 _SECTIONS = {"model", "parameters", "variability", "covariance", "assignments", "dosing", "responses", "outputs", "design",
-             "ode"}
+             "ode", "derived"}
 
 
 def load_model(path) -> ModelSpec:
@@ -267,6 +267,7 @@ class _Reader:
         osyms[independent] = sp.Symbol("t")
         outputs = self.read_outputs(d.get("outputs"), osyms, taken)
 
+        derived = self.read_derived(d.get("derived", {}), params, assignments, syms, taken, state_syms)
         variability = self.read_variability(d.get("variability", {}), psyms)
         covariances = self.read_covariances(d.get("covariance", []), variability)
 
@@ -296,6 +297,7 @@ class _Reader:
             independent=independent,
             origin=self.origin,
             ode=ode,
+            derived=tuple(derived),
         )
         check_spec(spec)
         if "design" in d:
@@ -400,6 +402,33 @@ class _Reader:
             outputs.append(OutputSpec(oname, expr, model, terms, self.string(f"{key}.unit", val.get("unit", "")),
                                       str(val["expression"])))
         return outputs
+
+    def read_derived(self, section, params, assignments, syms, taken, state_syms) -> list:
+        """``[derived]``: named functions of the parameters (AUC, tmax, Cmax, half-life, ...), each in the
+        parameters, the assignments and the derived quantities above it; stored in the parameters only."""
+        from .symbolic import expand_assignments
+
+        section = self.table("derived", section)
+        probe = ModelSpec(name="probe", parameters=tuple(params), outputs=(), assignments=tuple(assignments))
+        sub = expand_assignments(probe)
+        allowed = dict(syms, t=sp.Symbol("t"), DOSE=sp.Symbol("DOSE"), TINF=sp.Symbol("TINF"), **state_syms)
+        pnames = {p.name for p in params}
+        out = []
+        for dname, text in section.items():
+            key = f"derived.{dname}"
+            self.check_name(key, dname, taken)
+            e = self.expr(key, text, allowed).xreplace(sub)
+            for prev, pe in out:
+                e = e.xreplace({sp.Symbol(prev): pe})
+            bad = sorted(s.name for s in e.free_symbols if s.name not in pnames)
+            if bad:
+                self.err(key, f"a derived quantity is a function of the parameters only; it uses {bad} (time, doses "
+                              "and states differ between samples and subjects: write e.g. AUC = F*70/CL with the "
+                              "dose as a number)")
+            out.append((dname, e))
+            allowed[dname] = sp.Symbol(dname)
+            taken[dname] = "a derived quantity"
+        return out
 
     def read_error(self, key, val):
         val = self.table(key, val, {"model", "add", "prop", "exp"})

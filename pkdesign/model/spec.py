@@ -143,6 +143,7 @@ class ModelSpec:
     default_design: object = None  # a pkdesign.Design or None
     origin: str = "<python>"       # file path or "<python>", for messages
     ode: OdeSpec | None = None     # an ODE-defined model (then ``responses`` is empty)
+    derived: tuple = ()            # ((name, sympy expr in the parameters only), ...): AUC, tmax, Cmax, ...
 
     # -- derived views -------------------------------------------------------------------
     @property

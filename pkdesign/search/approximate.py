@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..choices import APPROXIMATE_ALGORITHMS
-from ..criteria import check_options, make_criterion
+from ..criteria import CCriterion, LCriterion, check_options, make_criterion
 from ..design import Design, Group
 from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
@@ -26,7 +26,7 @@ from ..fim.result import FIMResult
 from ..space import SamplingSpace, candidate_schedules
 from .fedorov_wynn import fedorov_wynn
 from .multiplicative import multiplicative
-from .result import DesignResult
+from .result import DesignResult, Status
 from .rounding import apportion
 
 ALGORITHMS = dict(zip(APPROXIMATE_ALGORITHMS, (fedorov_wynn, multiplicative)))
@@ -119,7 +119,8 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         r += T.shape[0]
     mus = np.concatenate(mus)
     owner = np.array(owner)
-    crit = make_criterion(criterion, info.names, subset, a_weights) if isinstance(criterion, str) else criterion
+    crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model.spec) if isinstance(criterion, str)
+            else criterion)
 
     w0 = np.full(mus.shape[0], 1.0 / mus.shape[0])
     if not np.isfinite(criterion_value(crit, information(w0, mus))):
@@ -134,7 +135,11 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     times = T_all[support]
     s_owner = owner[support]
     M = information(ws, mus[support])
-    if refine:
+    if refine and isinstance(crit, LCriterion):  # possibly singular optimum: zooming grids, then Elfving
+        times, ws, s_owner, M, mus_local = _refine_singular(info, spaces, s_owner, times, ws, crit, algorithm, tol,
+                                                            cost_normalised)
+        mus_cert = np.concatenate([mus, mus_local])
+    elif refine:
         times, ws, s_owner = _merge(spaces, s_owner, times, ws)
         times, ws, M = _refine(info, spaces, s_owner, times, ws, crit, cost_normalised)
         keep = ws >= 1e-4 * ws.max()
@@ -147,6 +152,13 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     cert = certificate(crit, M, mus_cert, tol=max(tol, 1e-9) * 10)
     d_all, bound = sensitivity(crit, M, mus)
     value = criterion_value(crit, M)
+    if isinstance(crit, CCriterion) and M.shape[0] == 1 and crit.estimable(M[0]):
+        exact = _elfving_certificate(crit, M, mus, mus_cert, max(tol, 1e-9) * 10)
+        if exact is not None:  # c-optimality with rank-one information: the certificate by LP duality
+            cert, d_all = exact
+            bound, value = cert.bound, -cert.bound
+    if status == Status.CONVERGED and not cert.holds:  # the status says the truth: the certificate decides
+        status = Status.FAILED
 
     # subjects: with costs, weight w_i of the budget buys w_i / c_i subjects
     frac = ws.copy()
@@ -256,6 +268,62 @@ def _refine(info, spaces, owners, times, ws, crit, cost_normalised):
     T, w = unpack(x)
     T = np.sort(T, axis=1)
     return T, w, information(w, _infos(info, spaces, owners, T, cost_normalised))
+
+
+def _refine_singular(info, spaces, owners, times, ws, crit, algorithm, tol, cost_normalised):
+    """c-optimality with rank-one information and one free sample per schedule: Elfving's exact polish
+    (``elfving.py``) from the merged grid support; otherwise (or if it fails) zooming grids around the
+    support (``zoom.py``)."""
+    from . import elfving
+    from .zoom import zoom
+
+    def infos(o, T):
+        mu = info(spaces[o], T)
+        return mu / spaces[o].cost if cost_normalised else mu
+
+    grid_support = (times, ws)
+    times, ws, owners = _merge(spaces, owners, times, ws)
+    one = times.shape[1] == 1 and all(spaces[o].fixed.size == 0 for o in owners)
+    if isinstance(crit, CCriterion) and one and len(set(owners.tolist())) == 1:
+        o = owners[0]
+        mus_sup = infos(o, times)
+        if elfving.rank_one(mus_sup):
+            best = None
+            starts = [(times, ws, cut) for cut in (0.0, 1e-3, 1e-2)] + [(*grid_support, 1e-3)]
+            for T, W, cut in starts:  # the merged support (without its lightest points), the grid support
+                sel = W >= cut * W.max()
+                bounds = np.array([spaces[o].windows[0]] * int(sel.sum()))
+                got = elfving.polish(crit.C[0], T[sel, 0], bounds, lambda t: infos(o, t[:, None]))
+                if got is not None and (best is None or got[2] < best[2] * (1 - 1e-12)):
+                    best = got
+            if best is not None:
+                t, w, _ = best
+                mus_new = infos(o, t[:, None])
+                return t[:, None], w, np.full(t.size, o), information(w, mus_new), mus_new
+
+    def optimise(mus):
+        return ALGORITHMS[algorithm](mus, crit, None, tol=min(tol, 1e-7), max_iter=5000)[0]
+
+    def merge(o, t, w):
+        return _merge(spaces, o, t, w)
+
+    times, ws, owners, mus_local, mus_sup = zoom(infos, spaces, owners, times, crit, optimise, merge=merge)
+    return times, ws, owners, information(ws, mus_sup), mus_local
+
+
+def _elfving_certificate(crit, M, mus, mus_cert, tol):
+    """(Certificate, sensitivity over ``mus``) from Elfving's dual LP when every candidate's information is
+    rank one (then exact even where M is singular); None otherwise."""
+    from . import elfving
+
+    if not (elfving.rank_one(mus_cert) and mus_cert.shape[0] <= 200_000):
+        return None
+    variance = float(crit.variances(M[0] if M.ndim == 3 else M)[0])
+    got = elfving.certificate(crit.C[0], elfving.rank_one_vectors(mus_cert), variance, tol)
+    if got is None:
+        return None
+    cert, d = got
+    return cert, d[:mus.shape[0]]
 
 
 def _singular_message(names, M):
