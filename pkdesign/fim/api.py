@@ -47,6 +47,25 @@ def _parameters(model, values):
     return pp
 
 
+_UNITS: dict = {}
+
+
+def _units(spec, names) -> tuple:
+    """``parameter_units`` cached per spec (weakly) and parameter names."""
+    key = (id(spec), tuple(names))
+    hit = _UNITS.get(key)
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    units = parameter_units(spec, names)
+    try:
+        if len(_UNITS) >= _PP_CACHE_SIZE:
+            _UNITS.clear()
+        _UNITS[key] = (weakref.ref(spec), units)
+    except TypeError:  # a spec type without weak references: no caching
+        pass
+    return units
+
+
 def _check_choice(approximation, fim):
     """(approximation object, FIM type): ``fim=None`` is the default, the reduced FIM where the approximation
     has one (a linearisation) and the full FIM otherwise (MC, exact-MC)."""
@@ -157,7 +176,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
             info["logdet_mc_se"] = float("nan")
     res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,
                     mc_se=np.sqrt(var) if ess_all else None, info=info, declared_scale=pp.declared_scale,
-                    units=parameter_units(spec, pp.names))
+                    units=_units(spec, pp.names))
     if check:
         try:
             res.check_identifiable()
@@ -228,7 +247,7 @@ def individual_fim(model, times, regimen=None, output=None, *, values: dict | No
     idx = output_index(output, t.size, spec.output_names)
     F = get_approximation("fo").subject(model, pp, t, idx, regimen, variance_term, where="individual FIM").matrix
     res = FIMResult(pp.names, n * F, pp.values, "individual", "full" if variance_term else "reduced",
-                    declared_scale=pp.declared_scale, units=parameter_units(spec, pp.names))
+                    declared_scale=pp.declared_scale, units=_units(spec, pp.names))
     if check:
         res.check_identifiable()
     return res
