@@ -297,3 +297,21 @@ def test_default_fim_is_reduced_for_linearisations_and_full_for_mc(warfarin):
     assert pk.evaluate_fim(model, d).fim_type == "reduced"
     assert pk.evaluate_fim(model, d).logdet == pytest.approx(WARFARIN_REDUCED, abs=1e-8)
     assert pk.evaluate_fim(model, d, "exact-mc", draws=50).fim_type == "full"
+
+
+def test_log_scale_parameter_reports_rse_as_100_se():
+    text = (pk.models_dir() / "warfarin.toml").read_text()
+    old = 'KA = { value = 1.0, unit = "1/h", description = "absorption rate constant" }'
+    assert old in text
+    text = text.replace(old, 'lKA = { value = 0.5, scale = "log", description = "log absorption rate constant" }')
+    text = text.replace('KA = { model = "exponential", variance = 0.6 }', 'lKA = { model = "additive", variance = 0.6 }')
+    text = text.replace("KA/(KA - K)", "exp(lKA)/(exp(lKA) - K)").replace("exp(-KA*t)", "exp(-exp(lKA)*t)")
+    text = text.replace('removable_singularities = [["KA", "K"]]\n', "")
+    model = pk.compile_model(pk.parse_model_text(text))
+    res = pk.evaluate_fim(model, model.spec.default_design)
+    k = res.names.index("lKA")
+    assert res.rse_percent[k] == pytest.approx(100 * res.se[k], rel=1e-12)
+    assert res.to_frame().loc["lKA", "rse_percent"] == pytest.approx(100 * res.se[k], rel=1e-12)
+    assert any("log scale" in n for n in res.info["notes"])
+    with pytest.raises(pk.ModelSpecError, match="expected 'linear' or 'log'"):
+        pk.parse_model_text(text.replace('scale = "log"', 'scale = "ln"'))

@@ -66,6 +66,11 @@ def _units(spec, names) -> tuple:
     return units
 
 
+def _log_scale(spec, names) -> tuple:
+    """Names of FIM parameters declared on the log scale (``scale = "log"``)."""
+    return tuple(p.name for p in spec.parameters if getattr(p, "scale", "linear") == "log" and p.name in names)
+
+
 def _check_choice(approximation, fim):
     """(approximation object, FIM type): ``fim=None`` is the default, the reduced FIM where the approximation
     has one (a linearisation) and the full FIM otherwise (MC, exact-MC)."""
@@ -160,6 +165,10 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
             var += (g.n * out.mc_se) ** 2
             ess_all.append(out.ess)
             samples.append((g.n, out.samples))
+    logs = _log_scale(spec, pp.names)
+    if logs:
+        notes.append(f"RSE% of {list(logs)} (declared on the log scale) is 100*SE: the approximate CV% of the "
+                     "parameter each is the log of")
     info = {"notes": notes} if notes else {}
     info |= {"draws": draws if draws is not None else approx.default_draws,
              "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
@@ -176,7 +185,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
             info["logdet_mc_se"] = float("nan")
     res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,
                     mc_se=np.sqrt(var) if ess_all else None, info=info, declared_scale=pp.declared_scale,
-                    units=_units(spec, pp.names))
+                    units=_units(spec, pp.names), log_scale=_log_scale(spec, pp.names))
     if check:
         try:
             res.check_identifiable()
@@ -247,7 +256,8 @@ def individual_fim(model, times, regimen=None, output=None, *, values: dict | No
     idx = output_index(output, t.size, spec.output_names)
     F = get_approximation("fo").subject(model, pp, t, idx, regimen, variance_term, where="individual FIM").matrix
     res = FIMResult(pp.names, n * F, pp.values, "individual", "full" if variance_term else "reduced",
-                    declared_scale=pp.declared_scale, units=_units(spec, pp.names))
+                    declared_scale=pp.declared_scale, units=_units(spec, pp.names),
+                    log_scale=_log_scale(spec, pp.names))
     if check:
         res.check_identifiable()
     return res

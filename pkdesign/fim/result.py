@@ -112,6 +112,7 @@ class FIMResult:
     info: dict = field(default_factory=dict)
     declared_scale: tuple = ()
     units: tuple = ()              # unit of each parameter ("" if dimensionless or undeclared)
+    log_scale: tuple = ()          # names of parameters declared on the log scale (RSE% = 100*SE)
 
     # -- scale -------------------------------------------------------------------------------
     def on_scale(self, scale: str) -> "FIMResult":
@@ -179,9 +180,17 @@ class FIMResult:
 
     @property
     def rse_percent(self) -> np.ndarray:
-        """100·SE/|value| (inf for a parameter whose value is 0)."""
-        with np.errstate(divide="ignore"):
-            return 100 * self.se / np.abs(self.values)
+        """100·SE/|value| (inf for a parameter whose value is 0); for a parameter declared on the log scale,
+        100·SE (the approximate CV% of the parameter it is the log of)."""
+        return self._rse(self.se)
+
+    def _rse(self, se) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rse = 100 * se / np.abs(self.values)
+        for k, n in enumerate(self.names):
+            if n in self.log_scale:
+                rse[k] = 100 * se[k]
+        return rse
 
     @property
     def correlation(self) -> np.ndarray:
@@ -219,8 +228,7 @@ class FIMResult:
             se = self.se
         except NonIdentifiableError:
             se = np.full(self.p, np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rse = 100 * se / np.abs(self.values)
+        rse = self._rse(se)
         units = self.units if len(self.units) == self.p else ("",) * self.p
         return pd.DataFrame({"value": self.values, "unit": list(units), "se": se, "rse_percent": rse,
                              "fim_diagonal": np.diag(self.matrix)}, index=pd.Index(self.names, name="parameter"))

@@ -319,7 +319,10 @@ class _Reader:
             key = f"parameters.{pname}"
             self.check_name(key, pname, taken)
             if isinstance(val, dict):
-                self.table(key, val, {"value", "fixed", "unit", "description"})
+                self.table(key, val, {"value", "fixed", "unit", "description", "scale"})
+                scale = self.string(f"{key}.scale", val.get("scale", "linear"))
+                if scale not in ("linear", "log"):
+                    self.err(f"{key}.scale", f"expected 'linear' or 'log', got {scale!r}")
                 if "value" not in val:
                     self.err(key, "missing 'value' (the typical value)")
                 p = ParameterSpec(
@@ -328,6 +331,7 @@ class _Reader:
                     self.boolean(f"{key}.fixed", val.get("fixed", False)),
                     self.string(f"{key}.unit", val.get("unit", "")),
                     self.string(f"{key}.description", val.get("description", "")),
+                    scale,
                 )
             else:
                 p = ParameterSpec(pname, self.number(key, val))

@@ -45,6 +45,7 @@ class ParameterSpec:
     fixed: bool = False
     unit: str = ""
     description: str = ""
+    scale: str = "linear"   # "log": the parameter is a log (e.g. lKA = log KA); its RSE% is reported as 100*SE
 
 
 @dataclass(frozen=True)
