@@ -150,3 +150,17 @@ def test_space_for_a_group_the_design_does_not_have(tmp_path):
     model = pk.compile_model(pk.load_model("warfarin"))
     with pytest.raises(DesignError, match=r"space names unknown group\(s\) \['nope'\]"):
         pk.optimize_design(model, space={"nope": pk.SamplingSpace(1, (0, 10))})
+
+
+def test_cost_normalised_design_from_the_cli_equals_the_api(tmp_path, capsys):
+    p = tmp_path / "d.toml"
+    p.write_text(WARFARIN + "[space]\nwindow = [0, 120]\ngrid = { start = 0, stop = 120, num = 13 }\nsamples = 3\n"
+                 "cost_subject = 1.0\ncost_sample = 0.5\n")
+    assert cli.main(["optimize", "warfarin", "--design", str(p), "--algorithm", "fedorov-wynn", "--cost-normalised",
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    model = pk.compile_model(pk.load_model("warfarin"))
+    df = read_design_file(p, ["conc"])
+    r = pk.optimize_approximate(model, df.approximate_spaces(["conc"]), cost_normalised=True)
+    assert out["criterion_value"] == pytest.approx(r.criterion_value, rel=1e-12) and out["equivalence_holds"]
+    assert df.approximate_spaces(["conc"])[0].cost == 2.5  # 1 + 3 samples x 0.5

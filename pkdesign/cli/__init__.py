@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--total-n", type=_count("--total-n"),
                    help="approximate designs: round to this many subjects (default: the starting design's N)")
     o.add_argument("--refine", action="store_true", help="approximate designs: refine support times off the grid")
+    o.add_argument("--cost-normalised", action="store_true",
+                   help="approximate designs: information per unit cost (costs from the design file's [space])")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--plot", help="save a plot of the design to this file (.png, .pdf, .svg, ...; needs matplotlib)")
     o.set_defaults(func=cmd_optimize)

@@ -111,11 +111,14 @@ def cmd_optimize(args) -> int:
     subset = args.subset.split(",") if args.subset else None
     progress = _progress(sys.stderr.isatty() and not args.json)
     approximate = args.algorithm in APPROXIMATE_ALGORITHMS
+    if args.cost_normalised and not approximate:
+        raise PkdesignError("--cost-normalised applies to the approximate algorithms (fedorov-wynn, multiplicative)")
     if approximate:
         spaces = df.approximate_spaces(spec.output_names, flags)
         res = optimize_approximate(model, spaces, args.criterion, algorithm=args.algorithm, approximation=args.approx,
                                    fim=args.fim, prior=prior, prior_draws=args.prior_draws, seed=args.seed,
-                                   subset=subset, refine=args.refine, total_n=args.total_n, callback=progress)
+                                   subset=subset, refine=args.refine, total_n=args.total_n, callback=progress,
+                                   cost_normalised=args.cost_normalised)
     else:
         res = optimize_design(model, design, args.criterion, args.algorithm, approximation=args.approx, fim=args.fim,
                               space=df.exact_space(spec.output_names, flags) or None, starts=args.starts,
