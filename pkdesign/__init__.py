@@ -16,6 +16,7 @@ _EXPORTS = {
     **dict.fromkeys(('ACriterion', 'CCriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'LCriterion',
                     'make_criterion'), ".criteria"),
     **dict.fromkeys(('derived_table',), ".derived"),
+    **dict.fromkeys(('bayesian_fim',), ".fim.bayesian"),
     **dict.fromkeys(('Design', 'Group', 'Regimen', 'check_times'), ".design"),
     **dict.fromkeys(('DesignFile', 'read_design_file'), ".designfile"),
     **dict.fromkeys(('Certificate', 'certificate', 'sensitivity'), ".equivalence"),

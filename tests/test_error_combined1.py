@@ -163,3 +163,19 @@ def test_bad_combined1_declarations(error, message):
 def test_zero_combined1_value_is_refused(model):
     with pytest.raises(DesignError, match="combined1"):
         pk.evaluate_fim(model, model.spec.default_design, values={"sigma2_add": 0.0})
+
+
+def test_bayesian_fim_matches_the_independent_implementation(model):
+    # M_B = L' R^-1 L + 1/2 sum_i (dr/df)^2 L_i L_i' / r_i^2 + Omega^-1 with r = (a + b f)^2, dr/df = 2 b (a + b f)
+    f, d1, _ = _reference_derivatives()
+    L = d1 * THETA
+    g = A_SD + B_SD * f
+    r, s = g**2, 2 * B_SD * g
+    ref = L.T @ (L / r[:, None]) + 0.5 * L.T @ (L * (s**2 / r**2)[:, None]) + np.linalg.inv(OMEGA)
+    res = pk.bayesian_fim(model, TIMES, pk.Regimen.single(DOSE))
+    assert res.names == ("eta(CL)", "eta(V)", "eta(KA)")
+    np.testing.assert_allclose(res.matrix, ref, rtol=1e-8)
+    assert np.linalg.det(res.matrix) == pytest.approx(np.linalg.det(ref), rel=1e-8)
+    post = np.linalg.inv(ref)
+    for k, n in enumerate(res.names):  # shrinkage (Combes et al. 2013): posterior / prior variance
+        assert res.info["shrinkage"][n] == pytest.approx(post[k, k] / OMEGA[k, k], rel=1e-8)

@@ -315,3 +315,38 @@ def test_log_scale_parameter_reports_rse_as_100_se():
     assert any("log scale" in n for n in res.info["notes"])
     with pytest.raises(pk.ModelSpecError, match="expected 'linear' or 'log'"):
         pk.parse_model_text(text.replace('scale = "log"', 'scale = "ln"'))
+
+
+def test_prior_fim_adds_a_previous_study(warfarin):
+    model, d = warfarin
+    base = pk.evaluate_fim(model, d)
+    both = pk.evaluate_fim(model, d, prior_fim=base)  # the same study twice: twice the information
+    np.testing.assert_allclose(both.matrix, 2 * base.matrix, rtol=1e-12)
+    assert both.logdet == pytest.approx(base.logdet + base.p * math.log(2), rel=1e-12)
+    assert any("prior FIM" in n for n in both.info["notes"])
+    # a search sees it: the optimum with a prior study is scored on the sum
+    r = pk.optimize_design(model, d, algorithm="exchange", starts=1, prior_fim=base.matrix)
+    alone = pk.evaluate_fim(model, r.design)
+    assert r.criterion_value == pytest.approx(np.linalg.slogdet(alone.matrix + base.matrix)[1], rel=1e-9)
+    for bad, message in ((np.eye(3), r"expected a finite \(8, 8\) matrix"), (-np.eye(8), "not positive semi-definite"),
+                         (np.triu(np.ones((8, 8))), "not symmetric"),
+                         (pk.individual_fim(model, d.groups[0].times["conc"], d.groups[0].regimen), "differ")):
+        with pytest.raises(pk.DesignError, match=message):
+            pk.evaluate_fim(model, d, prior_fim=bad)
+
+
+def test_bayesian_fim_and_shrinkage(warfarin):
+    model, d = warfarin
+    g = d.groups[0]
+    b = pk.bayesian_fim(model, g.times["conc"], g.regimen)
+    sh = b.info["shrinkage"]
+    assert set(sh) == {"eta(CL)", "eta(V)", "eta(KA)"} and all(0 < v < 1 for v in sh.values())
+    # fewer samples, more shrinkage
+    sparse = pk.bayesian_fim(model, g.times["conc"][[0, -1]], g.regimen).info["shrinkage"]
+    assert all(sparse[k] > sh[k] for k in sh)
+    with pytest.raises(pk.DesignError, match="no random effects"):
+        import sympy as sp
+
+        m0 = pk.compile_model(pk.model_from_sympy("fixed", {"a": 1.0}, {"y": sp.Symbol("a") * sp.Symbol("t")},
+                                                  errors={"y": {"model": "additive", "add": 1.0}}))
+        pk.bayesian_fim(m0, [1.0, 2.0])

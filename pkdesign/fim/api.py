@@ -104,7 +104,8 @@ def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarra
 
 def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = None, *, draws: int | None = None,
                  seed=0, sampling: str | None = None, values: dict | None = None, scale: str = "variance",
-                 is_samples: int = DEFAULT_IS_SAMPLES, check: bool = True, executor=None) -> FIMResult:
+                 is_samples: int = DEFAULT_IS_SAMPLES, check: bool = True, executor=None,
+                 prior_fim=None) -> FIMResult:
     """Population FIM of ``design`` under ``model``.
 
     Parameters
@@ -131,6 +132,8 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
     executor : concurrent.futures.Executor, optional
         Evaluate the groups as independent tasks (e.g. a process pool or a Dask client's executor);
         results are identical to the serial evaluation (each group has its own seed stream).
+    prior_fim : FIMResult or ndarray (p, p), optional
+        Information from a previous study (same parameters, variance scale), added to this design's.
     """
     approx, fim = _check_choice(approximation, fim)
     spec = model.spec
@@ -183,6 +186,13 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
             info["logdet_mc_se"] = float(np.sqrt(v))
         except np.linalg.LinAlgError:
             info["logdet_mc_se"] = float("nan")
+    if prior_fim is not None:
+        from .bayesian import add_prior_fim
+
+        prior = add_prior_fim(FIMResult(pp.names, np.zeros_like(total), pp.values, approx.name, fim), prior_fim)
+        total = total + prior.matrix
+        info["notes"] = notes + ["a prior FIM (information from a previous study) is included"]
+        info["prior_fim"] = True
     res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,
                     mc_se=np.sqrt(var) if ess_all else None, info=info, declared_scale=pp.declared_scale,
                     units=_units(spec, pp.names), log_scale=_log_scale(spec, pp.names))

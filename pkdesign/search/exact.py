@@ -50,7 +50,7 @@ class ScheduleProblem:
     """
 
     def __init__(self, model, design, criterion="D", *, spaces, approximation="fo", fim=None, prior_values=None,
-                 subset=None, a_weights=None):
+                 subset=None, a_weights=None, prior_fim=None):
         self.model, self.design = model, design
         self.approximation, self.fim = approximation, fim
         self.prior_values = prior_values or [None]
@@ -80,6 +80,14 @@ class ScheduleProblem:
         self.criterion = (make_criterion(criterion, self.names, subset, a_weights, spec=model.spec) if isinstance(criterion, str)
                           else criterion)
         self.evaluations = 0
+        self.prior_fim = 0.0
+        if prior_fim is not None:  # information from a previous study, added to every candidate design's
+            from ..fim.bayesian import add_prior_fim
+            from ..fim.result import FIMResult
+
+            p = len(self.names)
+            self.prior_fim = add_prior_fim(FIMResult(tuple(self.names), np.zeros((p, p)), np.zeros(p), "prior"),
+                                           prior_fim).matrix
         pairs, gaps = self._pairs()
         self.pairs, self.pair_spacing = pairs, gaps
 
@@ -140,7 +148,8 @@ class ScheduleProblem:
         ts = self.split(x)
         out = []
         for vals in self.prior_values:
-            out.append(sum(blk.group.n * self._group_fims(blk, t[None], vals)[0] for blk, t in zip(self.blocks, ts)))
+            out.append(self.prior_fim + sum(blk.group.n * self._group_fims(blk, t[None], vals)[0]
+                                            for blk, t in zip(self.blocks, ts)))
         return np.stack(out)
 
     def value(self, x) -> float:
@@ -164,7 +173,7 @@ class ScheduleProblem:
                 dF = (F[1:1 + free.size] - F[1 + free.size:]) / (h + hm)[:, None, None]
                 row.append((blk.group.n * F[0], blk.group.n * dF))
             parts.append(row)
-        Fk = np.stack([sum(r[0] for r in row) for row in parts])
+        Fk = np.stack([self.prior_fim + sum(r[0] for r in row) for row in parts])
         arg = self.criterion.of_stack(Fk)
         val = self.criterion.safe_value(arg)
         if not np.isfinite(val):
@@ -191,7 +200,7 @@ class ScheduleProblem:
         S = np.repeat(ts[gi][None], X.shape[0], axis=0)
         S[:, free[i - k]] = X[:, i]
         vals = self.prior_values[0]
-        rest = 0.0
+        rest = self.prior_fim
         for j, (b, t) in enumerate(zip(self.blocks, ts)):
             if j != gi:
                 rest = rest + b.group.n * self._group_fims(b, t[None], vals)[0]
