@@ -17,6 +17,7 @@ _EXPORTS = {
                     'make_criterion'), ".criteria"),
     **dict.fromkeys(('derived_table',), ".derived"),
     **dict.fromkeys(('bayesian_fim',), ".fim.bayesian"),
+    **dict.fromkeys(('power_curve', 'sample_size', 'wald_power'), ".power"),
     **dict.fromkeys(('Design', 'Group', 'Regimen', 'check_times'), ".design"),
     **dict.fromkeys(('DesignFile', 'read_design_file'), ".designfile"),
     **dict.fromkeys(('Certificate', 'certificate', 'sensitivity'), ".equivalence"),

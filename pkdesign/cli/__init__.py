@@ -18,7 +18,7 @@ from .._version import __version__
 from ..choices import (DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, EXACT_ALGORITHMS,
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
-from .commands import cmd_cache, cmd_compare, cmd_evaluate, cmd_models, cmd_optimize, cmd_report
+from .commands import cmd_cache, cmd_compare, cmd_evaluate, cmd_models, cmd_optimize, cmd_power, cmd_report
 from ..designfile import MAX_GRID
 from .common import LIMITS, _count, _nonneg_float, criterion_argument
 
@@ -102,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--draws", type=_count("--draws"), default=None, help="exact-MC draws of the comparison")
     r.add_argument("--seed", type=_count("--seed"), default=0)
     r.set_defaults(func=cmd_report)
+    w = sub.add_parser("power", help="Wald-test power against N for a parameter, and the N for a target power")
+    w.add_argument("model", help="model file (TOML) or name of a bundled model")
+    w.add_argument("--design", help="design file; default: the model's design (groups are scaled in proportion)")
+    w.add_argument("--parameter", required=True, help="the parameter tested (FIM name, e.g. CL)")
+    w.add_argument("--null", type=float, default=0.0, help="its value under the null hypothesis (default 0)")
+    w.add_argument("--alpha", type=float, default=0.05, help="two-sided level (default 0.05)")
+    w.add_argument("--target", type=float, help="target power: also print the minimum N")
+    w.add_argument("--n", help="comma-separated numbers of subjects for the curve")
+    w.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo")
+    w.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"default {DEFAULT_FIM}")
+    w.add_argument("--json", action="store_true", help="print one JSON object")
+    w.set_defaults(func=cmd_power)
     return p
 
 

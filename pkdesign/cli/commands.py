@@ -266,3 +266,28 @@ def cmd_report(args) -> int:
     path = rep.save(out)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB, {len(rep.sections)} sections)")
     return 0
+
+
+def cmd_power(args) -> int:
+    from ..power import power_curve, sample_size
+
+    spec, model, df = model_and_design(args)
+    design = df.design
+    ns = [float(v) for v in args.n.split(",")] if args.n else None
+    curve = power_curve(model, design, args.parameter, args.null, ns, args.alpha, args.approx, args.fim)
+    size = sample_size(model, design, args.parameter, power=args.target, null=args.null, alpha=args.alpha,
+                       approximation=args.approx, fim=args.fim) if args.target else None
+    if args.json:
+        out = {"model": spec.name, "parameter": args.parameter, "null": args.null, "alpha": args.alpha,
+               "effect": curve.attrs["effect"], "n_design": curve.attrs["n_design"],
+               "curve": [{"n": n, "se": r["se"], "power": r["power"]} for n, r in curve.iterrows()]}
+        if size is not None:
+            out["sample_size"] = {k: v for k, v in size.items() if k != "design"}
+        print(strict_json(out))
+        return 0
+    print(f"model {spec.name}: Wald test of {args.parameter} = {args.null:g} (true {curve.attrs['effect'] + args.null:g}), "
+          f"two-sided alpha {args.alpha:g}; the design's {curve.attrs['n_design']:g} subjects scaled")
+    print(curve.to_string(float_format=lambda v: f"{v:.4g}"))
+    if size is not None:
+        print(f"minimum N for power {args.target:g}: {size['n']} (groups {size['group_n']}; power {size['power']:.4f})")
+    return 0
