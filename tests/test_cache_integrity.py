@@ -188,8 +188,11 @@ def test_package_style_kernel_cache_is_verified(tmp_path):
 
 def test_ctrl_c_during_compile_exits_130_and_leaves_a_valid_cache(tmp_path):
     child = textwrap.dedent('''
+        import signal
         import sys
         import pkdesign.cli
+        # as on a terminal: a process started by a test worker may inherit an ignored SIGINT
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print("ready", flush=True)
         sys.exit(pkdesign.cli.main(["evaluate", "three_comp_oral", "--fim", "full", "--json"]))
     ''')

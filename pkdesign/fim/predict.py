@@ -66,9 +66,9 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
     need = np.union1d(pp.free, pp.eta_par) if order >= 1 and pp.free.size < d1.shape[-1] else None
     if need is not None and need.size < d1.shape[-1]:
         _check_finite(f, d1[..., need], None if d2 is None else d2[..., need[:, None], need[None, :]], times, idx,
-                      where)
+                      where, model.spec.output_names)
     else:
-        _check_finite(f, d1, d2, times, idx, where)
+        _check_finite(f, d1, d2, times, idx, where, model.spec.output_names)
     logf = pp.residual.log_scale()[idx] if pp.n_outputs else np.zeros(f.shape[-1], dtype=bool)
     dt = res.get("dt") if order >= 1 else None
     if logf.any():
@@ -120,14 +120,16 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
     return out
 
 
-def _check_finite(f, d1, d2, times, idx, where):
+def _check_finite(f, d1, d2, times, idx, where, names=None):
     bad = ~np.isfinite(f) | ~np.all(np.isfinite(d1), axis=-1)
     if d2 is not None:
         bad |= ~np.all(np.isfinite(d2), axis=(-2, -1))
     if bad.any():
         b, i = np.argwhere(bad)[0]
         t = times[b, i] if times.ndim == 2 else times[i]
+        what = "prediction" if not np.isfinite(f[b, i]) else "derivatives"
+        name = names[int(idx[i])] if names is not None and int(idx[i]) < len(names) else f"index {int(idx[i])}"
         raise DesignError(
-            f"{where}: the model's prediction or its derivatives are not finite at time {t:g} "
-            f"(output index {int(idx[i])}); the time is outside the model's domain, or the parameters are"
-        )
+            f"{where}: the model's {what} of output {name!r} at time {t:g} is not finite; the time is outside the "
+            "model's domain or the parameter values make an expression undefined there (e.g. log or a power of 0): "
+            "move the sample, or write the limit as a branch (expression = \"... if C > 0 else ...\").")

@@ -46,7 +46,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .special import RUNTIME_IMPORTS, EDiff, ediff_function_name, ediff_source
 from .spec import ModelSpec
-from .symbolic import AMT, TD, TINF, T, derive_model
+from .symbolic import AMT, TD, TINF, T, derive_model, finite_powers
 
 
 class KernelPrinter(PythonCodePrinter):
@@ -114,6 +114,7 @@ def _rename_map(spec: ModelSpec, md) -> dict:
 
 def _cse_block(exprs: list, indent: str, printer: KernelPrinter, prefix: str) -> tuple:
     """CSE a list of expressions; return (lines of temporaries, printed final expressions)."""
+    exprs = [finite_powers(e) for e in exprs]
     repl, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="none")
     lines = [f"{indent}{printer.doprint(s)} = {printer.doprint(e)}" for s, e in repl]
     return lines, [printer.doprint(e) for e in reduced]

@@ -36,7 +36,7 @@ from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .runtime import dose_arrays, output_buffers, output_keys, prepare_inputs
 from .special import RUNTIME_IMPORTS, ediff_source
 from .spec import ModelSpec
-from .symbolic import expand_assignments
+from .symbolic import expand_assignments, finite_powers
 from .protocol import ModelDisplay
 
 _LOCK = threading.Lock()
@@ -146,6 +146,7 @@ class OdeDerivatives:
 # code generation
 # ----------------------------------------------------------------------------------------------
 def _block(name, args, exprs, targets, unpack, printer, prefix):
+    exprs = [finite_powers(e) for e in exprs]
     repl, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), order="none")
     L = [f"def {name}({', '.join(args)}):"]
     L += ["    " + u for u in unpack]
@@ -198,7 +199,8 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
         L += ["    " + s for s in unpack_psi + unpack_y + unpack_u]
         for oi, vals in enumerate(d.outputs):
             L.append(f"    {'if' if oi == 0 else 'elif'} o == {oi}:")
-            repl, reduced = sp.cse([e.xreplace(ren) for e in vals], symbols=sp.numbered_symbols(f"o{oi}_"), order="none")
+            repl, reduced = sp.cse([finite_powers(e.xreplace(ren)) for e in vals], symbols=sp.numbered_symbols(f"o{oi}_"),
+                                   order="none")
             L += [f"        {printer.doprint(s)} = {printer.doprint(e)}" for s, e in repl]
             L += [f"        vals[{j}] = {printer.doprint(e)}" for j, e in enumerate(reduced)]
         parts.append("\n".join(L))

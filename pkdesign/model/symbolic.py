@@ -100,6 +100,51 @@ class ModelDerivs:
 LAG_NAME, BIO_NAME = "_LAG", "_F"  # user names cannot start with "_"
 
 
+def finite_powers(expr):
+    """Rewrite the 0/0 forms that differentiating a power with a parameter exponent leaves, so that the
+    generated code is finite where the base is 0 (a pre-dose concentration in a Hill model):
+
+    - b**e · b**(−k) (sympy writes ∂(C**γ)/∂C as γ·C**γ/C) becomes b**(e − k): 0 at b = 0 when e > k;
+    - a product with a factor b**e that also contains log(b) (∂(C**γ)/∂γ = C**γ log C and its derivatives)
+      becomes (that product if b > 0 else 0): its limit at b = 0 for exponents > 0.
+    """
+    if not isinstance(expr, sp.Basic) or not expr.has(sp.Pow):
+        return expr
+
+    def merge_target(m):
+        if not m.is_Mul:
+            return False
+        seen = {}
+        for a in m.args:
+            b, e = a.as_base_exp()
+            seen.setdefault(b, []).append(e)
+        return any(len(es) > 1 and any(not e.is_number for e in es) for es in seen.values())
+
+    expr = expr.replace(merge_target, lambda m: sp.powsimp(m, deep=False, combine="exp"))
+
+    def vanishing_base(m):
+        """The base b of a power b**e (parameter exponent) that is a factor of the product m, where m also
+        contains log(b) and vanishes once the powers b**e are 0 (so m → 0 as b → 0+), else None."""
+        if not m.is_Mul:
+            return None
+        for a in m.args:
+            if not (a.is_Pow and not a.exp.is_number and m.has(sp.log(a.base))):
+                continue
+            b = a.base
+            at0 = m.replace(lambda x: x.is_Pow and x.base == b and not x.exp.is_number, lambda x: sp.Integer(0))
+            if at0 == 0:
+                return b
+        return None
+
+    def log_target(m):
+        return vanishing_base(m) is not None
+
+    def guard(m):
+        return sp.Piecewise((m, sp.StrictGreaterThan(vanishing_base(m), 0)), (sp.Integer(0), True))
+
+    return expr.replace(log_target, guard)
+
+
 def expand_assignments(spec: ModelSpec) -> dict:
     """Map each assignment symbol to its expression in the parameters only."""
     sub = {}
