@@ -102,7 +102,8 @@ LAG_NAME, BIO_NAME = "_LAG", "_F"  # user names cannot start with "_"
 
 def finite_powers(expr):
     """Rewrite the 0/0 forms that differentiating a power with a parameter exponent leaves, so that the
-    generated code is finite where the base is 0 (a pre-dose concentration in a Hill model):
+    generated code is finite where the base is 0 (a pre-dose concentration in a Hill model); a base that
+    is a product (A/V) is split into its factors first:
 
     - b**e · b**(−k) (sympy writes ∂(C**γ)/∂C as γ·C**γ/C) becomes b**(e − k): 0 at b = 0 when e > k;
     - a product with a factor b**e that also contains log(b) (∂(C**γ)/∂γ = C**γ log C and its derivatives)
@@ -110,6 +111,14 @@ def finite_powers(expr):
     """
     if not isinstance(expr, sp.Basic) or not expr.has(sp.Pow):
         return expr
+    bases = {p.base for p in expr.atoms(sp.Pow) if not p.exp.is_number}
+    if not bases:
+        return expr
+    if any(b.is_Mul for b in bases):  # (A/V)**γ -> A**γ V**-γ and log(A/V) -> log A - log V (positive factors)
+        expr = expr.replace(lambda x: x.is_Pow and x.base.is_Mul and not x.exp.is_number,
+                            lambda x: sp.expand_power_base(x, force=True))
+        expr = expr.replace(lambda x: isinstance(x, sp.log) and x.args[0] in bases,
+                            lambda x: sp.expand_log(x, force=True))
 
     def merge_target(m):
         if not m.is_Mul:
