@@ -9,10 +9,8 @@ import pytest
 
 import pkdesign as pk
 
-HILL = """
-[model]
-name = "pk_hill{suffix}"
-time_unit = "h"
+#: parameters and variability shared by the closed-form and the ODE models below
+COMMON = """
 [parameters]
 CL = 1.0
 V = 10.0
@@ -21,8 +19,14 @@ EMAX = 30.0
 EC50 = 2.0
 GAM = 2.5
 [variability]
-CL = {{ variance = 0.09 }}
-EC50 = {{ variance = 0.09 }}
+CL = { variance = 0.09 }
+EC50 = { variance = 0.09 }
+"""
+HILL = """
+[model]
+name = "pk_hill{suffix}"
+time_unit = "h"
+""" + COMMON.replace("{", "{{").replace("}", "}}") + """
 [dosing]
 route = "bolus"
 [responses]
@@ -101,16 +105,7 @@ ODE = """
 [model]
 name = "pk_hill_ode"
 time_unit = "h"
-[parameters]
-CL = 1.0
-V = 10.0
-E0 = 5.0
-EMAX = 30.0
-EC50 = 2.0
-GAM = 2.5
-[variability]
-CL = { variance = 0.09 }
-EC50 = { variance = 0.09 }
+""" + COMMON + """
 [dosing]
 route = "bolus"
 compartment = "A"
