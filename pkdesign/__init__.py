@@ -13,7 +13,7 @@ from ._version import __version__
 
 #: public name -> module that defines it
 _EXPORTS = {
-    **dict.fromkeys(('ACriterion', 'CCriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'LCriterion',
+    **dict.fromkeys(('ACriterion', 'CCriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'ELDCriterion', 'LCriterion',
                     'make_criterion'), ".criteria"),
     **dict.fromkeys(('derived_table',), ".derived"),
     **dict.fromkeys(('bayesian_fim',), ".fim.bayesian"),

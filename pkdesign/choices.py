@@ -13,7 +13,7 @@ FIM_TYPES = ("full", "reduced")
 #: scales of the Ω and σ entries of a FIM result
 SCALES = ("variance", "sd", "declared")
 #: design criteria by name
-CRITERIA = ("D", "Ds", "A", "ED")
+CRITERIA = ("D", "Ds", "A", "ED", "ELD")
 #: exact-design algorithms (sampling times of fixed groups)
 EXACT_ALGORITHMS = ("continuous", "exchange")
 #: approximate-design algorithms (weights over candidate schedules)

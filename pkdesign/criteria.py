@@ -8,7 +8,8 @@ equivalence theorem:  ψ(x, ξ) = tr(∇Φ(M) μ(x)) − tr(∇Φ(M) M) ≤ 0 fo
 - ``D``: ln det M.                                ∇ = M⁻¹;  tr(∇ M) = p.
 - ``Ds``: ln det M − ln det M_nn (nuisance block) = −ln det (M⁻¹)_ss for the subset s of interest.
 - ``A``: −tr(W M⁻¹) (weights W diagonal, default 1).   ∇ = M⁻¹ W M⁻¹.
-- ``ED``: the mean over prior draws of ln det M(θ_k) (a list of FIMs, one per draw).
+- ``ELD``: the mean over prior draws of ln det M(θ_k) (a stack of FIMs, one per draw; "Bayesian D");
+  ``ED``: ln of the mean determinant over the draws (PopED's names for the two).
 - ``c`` / ``L``: −Σ_k w_k c_kᵀ M⁻ c_k for vectors c_k (gradients of derived quantities such as AUC, or unit
   vectors of parameters; ``c:AUC``, ``L:AUC=1,tmax=2``).  M may be singular at the optimum (a c-optimal
   design often has fewer support points than parameters): M⁻ is the generalised inverse and the value
@@ -192,10 +193,11 @@ class ACriterion(Criterion):
         return float(min(1.0, b / sens_max)) if sens_max > 0 else None
 
 
-class EDCriterion(Criterion):
-    """Mean ln det over prior draws; FIMs come as a stack (K, p, p) (one per draw)."""
+class ELDCriterion(Criterion):
+    """ELD ("Bayesian D", PopED's name): the mean over prior draws of ln det M(θ_k); FIMs come as a stack
+    (K, p, p), one per draw."""
 
-    name = "ED"
+    name = "ELD"
     stacked = True
 
     def value(self, Ms):
@@ -226,6 +228,56 @@ class EDCriterion(Criterion):
 
     def efficiency_lower_bound(self, sens_max, Ms):
         return None
+
+
+class EDCriterion(ELDCriterion):
+    """ED (PopED's name): the expected determinant over prior draws, on the log scale,
+    ln E[det M(θ)] = ln((1/K) Σ_k det M_k), computed as a log-sum-exp of the ln dets.
+
+    ∂/∂M_k = w_k M_k⁻¹ with w_k = det M_k / Σ_j det M_j, so tr(∇Φ M) = p as for D.  Draws whose FIM is
+    singular contribute det 0 (the value is −inf only when every draw's FIM is singular)."""
+
+    name = "ED"
+
+    @staticmethod
+    def _weights(val, ok):
+        v = np.where(ok, val, -np.inf)
+        top = np.max(v, axis=-1, keepdims=True)
+        e = np.where(ok, np.exp(v - np.where(np.isfinite(top), top, 0.0)), 0.0)
+        return e, top[..., 0]
+
+    def value(self, Ms):
+        Ms = np.asarray(Ms)
+        if Ms.ndim == 2:
+            Ms = Ms[None]
+        sign, val = np.linalg.slogdet(Ms)
+        ok = sign > 0
+        if not ok.any():
+            return -np.inf
+        e, top = self._weights(val, ok)
+        return float(top + np.log(e.sum() / Ms.shape[0]))
+
+    def values(self, Ms):
+        sign, val = np.linalg.slogdet(Ms)
+        ok = (sign > 0) & nonsingular(Ms)
+        e, top = self._weights(val, ok)
+        with np.errstate(divide="ignore"):
+            out = top + np.log(e.sum(axis=-1) / Ms.shape[1])
+        return np.where(ok.any(axis=-1), out, -np.inf)
+
+    def gradient(self, Ms):
+        Ms = np.asarray(Ms)
+        sign, val = np.linalg.slogdet(Ms)
+        ok = sign > 0
+        e, _ = self._weights(val, ok)
+        w = e / e.sum()
+        G = np.zeros_like(Ms)
+        G[ok] = np.linalg.inv(Ms[ok]) * w[ok][:, None, None]
+        return G
+
+    def efficiency(self, value_a, value_b, p):
+        """(E det_a / E det_b)^(1/p)."""
+        return float(np.exp((value_a - value_b) / p))
 
 
 class LCriterion(Criterion):
@@ -350,12 +402,12 @@ def check_options(criterion, subset=None, a_weights=None, prior=None) -> None:
                           + ("" if by_name else " (a DsCriterion carries its own subset)"))
     if a_weights is not None and not (by_name and name == "A"):
         raise SearchError(f"a_weights apply to criterion 'A' given by name; {what} would ignore them")
-    if prior is not None and name != "ED":
-        raise SearchError(f"a prior applies to criterion 'ED'; {what} would ignore it")
+    if prior is not None and name not in ("ED", "ELD"):
+        raise SearchError(f"a prior applies to criteria 'ED' and 'ELD'; {what} would ignore it")
 
 
 def make_criterion(name: str, names=None, subset=None, weights=None, spec=None, values=None) -> Criterion:
-    """Criterion by name (``D``, ``Ds``, ``A``, ``ED``, ``c:QUANTITY``, ``L:Q1=w1,Q2=w2``); ``subset`` names
+    """Criterion by name (``D``, ``Ds``, ``A``, ``ED``, ``ELD``, ``c:QUANTITY``, ``L:Q1=w1,Q2=w2``); ``subset`` names
     parameters for Ds; ``spec`` (the model's) resolves the derived quantities of ``c``/``L`` at its parameter
     values (or ``values``)."""
     text = str(name)
@@ -384,4 +436,6 @@ def make_criterion(name: str, names=None, subset=None, weights=None, spec=None, 
         return ACriterion(weights)
     if key == "ED":
         return EDCriterion()
+    if key == "ELD":
+        return ELDCriterion()
     raise SearchError(f"criterion: expected one of {list(CRITERIA)}, c:QUANTITY or L:Q1=w1,Q2=w2, got {name!r}")

@@ -151,9 +151,15 @@ def test_criteria_gradients_match_finite_differences():
                  pk.ACriterion(), pk.ACriterion(np.arange(1, 9))):
         fd = (crit.value(M + E) - crit.value(M - E)) / 2
         assert fd == pytest.approx(np.sum(crit.gradient(M) * E), rel=1e-6)
-    ed = pk.EDCriterion()
     Ms = np.stack([M, 2 * M])
-    assert ed.value(Ms) == pytest.approx(np.mean([np.linalg.slogdet(M)[1], np.linalg.slogdet(2 * M)[1]]))
+    lds = [np.linalg.slogdet(M)[1], np.linalg.slogdet(2 * M)[1]]
+    assert pk.ELDCriterion().value(Ms) == pytest.approx(np.mean(lds))  # E[ln det] (PopED's ELD)
+    assert pk.EDCriterion().value(Ms) == pytest.approx(np.log(np.mean(np.exp(lds))))  # ln E[det] (PopED's ED)
+    for crit in (pk.ELDCriterion(), pk.EDCriterion()):  # gradients of the stacked criteria
+        E2 = np.stack([E, 0.5 * E])
+        fd = (crit.value(Ms + E2) - crit.value(Ms - E2)) / 2
+        assert fd == pytest.approx(np.sum(crit.gradient(Ms) * E2), rel=1e-6)
+        assert crit.bound(Ms) == pytest.approx(np.sum(crit.gradient(Ms) * Ms))
 
 
 def test_ed_with_narrow_prior_equals_d_and_ds_runs():
@@ -167,7 +173,11 @@ def test_ed_with_narrow_prior_equals_d_and_ds_runs():
     wide = pk.Prior({"KA": ("lognormal", 1.0, 0.5), "CL": ("uniform", 0.1, 0.2)})
     c = pk.optimize_design(model, d, "ED", "exchange", fim="reduced", window=(0, 120), prior=wide, prior_draws=8,
                            starts=1)
-    assert np.isfinite(c.criterion_value)
+    e = pk.optimize_design(model, d, "ELD", "exchange", fim="reduced", window=(0, 120), prior=wide, prior_draws=8,
+                           starts=1)
+    assert np.isfinite(c.criterion_value) and np.isfinite(e.criterion_value)
+    assert c.criterion == "ED" and e.criterion == "ELD"
+    assert c.criterion_value >= e.criterion_value - 1e-9  # ln E[det] >= E[ln det] (Jensen)
     ds = pk.optimize_design(model, d, "Ds", "continuous", fim="reduced", window=(0, 120), subset=["CL", "V", "KA"],
                             starts=1)
     assert ds.criterion == "Ds" and ds.criterion_value >= ds.info["start_value"]
@@ -257,7 +267,7 @@ def test_options_that_do_not_apply_raise():
         pk.optimize_design(model, d, "D", fim="reduced", subset=["CL"])
     with pytest.raises(pk.SearchError, match="a_weights apply to criterion 'A'"):
         pk.optimize_design(model, d, "D", fim="reduced", a_weights=[1.0] * 7)
-    with pytest.raises(pk.SearchError, match="a prior applies to criterion 'ED'"):
+    with pytest.raises(pk.SearchError, match="a prior applies to criteria 'ED' and 'ELD'"):
         pk.optimize_approximate(model, pk.SamplingSpace(2, (0, 120), grid=np.linspace(0.5, 120, 8),
                                                         regimen=pk.Regimen.single(70.0)),
                                 "D", fim="reduced", prior=pk.Prior({"KA": ("lognormal", 1.0, 0.3)}))

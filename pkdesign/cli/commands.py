@@ -142,7 +142,7 @@ def cmd_optimize(args) -> int:
                   f"{times_text(g)}")
         what = "per-subject (normalised) information" if approximate else "population FIM"
         crit = {"D": "ln det", "Ds": "Ds: ln det of the Schur complement", "A": "A: -trace(FIM^-1)",
-                "ED": "ED: mean ln det over the prior"}.get(res.criterion, res.criterion)
+                "ED": "ED: ln of the mean det over the prior", "ELD": "ELD: mean ln det over the prior"}.get(res.criterion, res.criterion)
         if res.criterion[:2] in ("c:", "L:"):
             crit = f"{res.criterion}: minus the variance of the estimate (per unit of information)"
         print(f"criterion {res.criterion} ({crit}) = {res.criterion_value:.6f}   ln det({what}) = {res.logdet:.6f}")

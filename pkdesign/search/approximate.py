@@ -93,9 +93,9 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     check_options(criterion, subset, a_weights, prior)
     crit_name = criterion if isinstance(criterion, str) else criterion.name
     prior_values = None
-    if str(crit_name).upper() == "ED":
+    if str(crit_name).upper() in ("ED", "ELD") or getattr(criterion, "stacked", False):
         if prior is None:
-            raise SearchError("criterion ED needs a prior on the fixed effects")
+            raise SearchError(f"criterion {crit_name} needs a prior on the fixed effects")
         prior.check(model.spec.parameter_names)
         prior_values = prior.draws(prior_draws, seed)
     info = InformationModel(model, approximation, fim, random_effects, parameters, prior_values, executor)

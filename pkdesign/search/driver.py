@@ -36,7 +36,7 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
 
     Parameters
     ----------
-    criterion : "D" | "Ds" | "A" | "ED" or a ``Criterion``
+    criterion : "D" | "Ds" | "A" | "ED" | "ELD" | "c:QUANTITY" | "L:..." or a ``Criterion``
     algorithm : "continuous" | "exchange"
     space : ``SamplingSpace`` (every group) or dict group name -> ``SamplingSpace``: windows, minimum spacing,
         fixed samples and candidate grid of the free samples (the same object as for approximate designs; its
@@ -67,9 +67,9 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
                           min_spacing=min_spacing, fixed=fixed, grid=grid)
     prior_values = None
     crit_name = criterion if isinstance(criterion, str) else criterion.name
-    if str(crit_name).upper() == "ED":
+    if str(crit_name).upper() in ("ED", "ELD") or getattr(criterion, "stacked", False):
         if prior is None:
-            raise SearchError("criterion ED needs a prior on the fixed effects")
+            raise SearchError(f"criterion {crit_name} needs a prior on the fixed effects")
         prior.check(model.spec.parameter_names)
         prior_values = prior.draws(prior_draws, seed)
     problem = ScheduleProblem(model, design, criterion, spaces=spaces, approximation=approximation, fim=fim,

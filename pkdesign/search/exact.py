@@ -44,7 +44,7 @@ class ScheduleProblem:
     Parameters
     ----------
     model, design : the model and a starting design (its groups fix N, doses, outputs, sample counts)
-    criterion : "D" | "Ds" | "A" | "ED" or a ``Criterion``
+    criterion : "D" | "Ds" | "A" | "ED" | "ELD" | "c:QUANTITY" | "L:..." or a ``Criterion``
     spaces : ``{(group, output): SamplingSpace}`` from ``space.exact_spaces`` (windows, spacing, fixed samples)
     prior_values : list of parameter-value dicts (ED) or None
     """
