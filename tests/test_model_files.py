@@ -183,13 +183,17 @@ def test_unused_fixed_parameters_do_not_grow_the_generated_kernels():
     wide = pk.parse_model_text(text.replace("[variability]", extra + "\n[variability]", 1), "wide")
     assert len(wide.parameter_names) == len(plain.parameter_names) + 30
     assert wide.derivative_indices() == plain.derivative_indices()
-    t0 = time.perf_counter()
-    a = generate_source(plain)
-    t1 = time.perf_counter()
-    b = generate_source(wide)
-    t2 = time.perf_counter()
+    def timed(spec):
+        t0 = time.perf_counter()
+        src = generate_source(spec)
+        return time.perf_counter() - t0, src
+
+    # best of two, interleaved: the other test worker shares the machine, so one timing can be noise
+    runs = [timed(plain), timed(wide), timed(plain), timed(wide)]
+    t_plain, t_wide = min(runs[0][0], runs[2][0]), min(runs[1][0], runs[3][0])
+    a, b = runs[0][1], runs[1][1]
     assert len(b.splitlines()) < 1.05 * len(a.splitlines()) + 20
-    assert (t2 - t1) < 1.5 * (t1 - t0) + 0.5
+    assert t_wide < 1.5 * t_plain + 0.5
 
 
 def test_library_loads_models_by_name_and_design_files(tmp_path):
