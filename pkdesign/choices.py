@@ -10,6 +10,9 @@ APPROXIMATIONS = ("fo", "foi", "foce", "focei", "mc", "exact-mc")
 BATCHED_APPROXIMATIONS = ("fo", "foi")
 #: FIM types: full, or reduced (block-diagonal, ∂V/∂θ dropped)
 FIM_TYPES = ("full", "reduced")
+#: what `pkdesign evaluate --fim` also offers: per group, the individual FIM (fixed effects, random effects
+#: ignored) or the Bayesian (MAP) FIM of the random effects with the predicted shrinkage
+SUBJECT_FIM_TYPES = ("individual", "bayesian")
 #: scales of the Ω and σ entries of a FIM result
 SCALES = ("variance", "sd", "declared")
 #: design criteria by name

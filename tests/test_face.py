@@ -350,3 +350,17 @@ def test_bayesian_fim_and_shrinkage(warfarin):
         m0 = pk.compile_model(pk.model_from_sympy("fixed", {"a": 1.0}, {"y": sp.Symbol("a") * sp.Symbol("t")},
                                                   errors={"y": {"model": "additive", "add": 1.0}}))
         pk.bayesian_fim(m0, [1.0, 2.0])
+
+
+def test_evaluate_individual_and_bayesian_from_the_cli(capsys):
+    assert cli.main(["evaluate", "warfarin", "--fim", "bayesian", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    g = out["groups"][0]
+    assert out["fim_type"] == "bayesian" and set(g["shrinkage"]) == {"eta(CL)", "eta(V)", "eta(KA)"}
+    model = pk.compile_model(pk.load_model("warfarin"))
+    grp = model.spec.default_design.groups[0]
+    ref = pk.bayesian_fim(model, grp.times["conc"], grp.regimen)
+    np.testing.assert_allclose(g["fim"], ref.matrix, rtol=1e-12)
+    assert cli.main(["evaluate", "warfarin", "--fim", "individual"]) == 0
+    text = capsys.readouterr().out
+    assert "individual FIM" in text and "sigma2_add" in text and "omega2" not in text

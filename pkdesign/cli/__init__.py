@@ -15,7 +15,7 @@ import sys
 import warnings
 
 from .._version import __version__
-from ..choices import (DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, EXACT_ALGORITHMS,
+from ..choices import (SUBJECT_FIM_TYPES, DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, EXACT_ALGORITHMS,
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
 from .commands import cmd_cache, cmd_compare, cmd_evaluate, cmd_models, cmd_optimize, cmd_power, cmd_report
@@ -37,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="model file (TOML) or name of a bundled model")
     e.add_argument("--design", help="design file (TOML or JSON with a 'groups' list); default: the model's design")
     e.add_argument("--approx", choices=list(APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
-    e.add_argument("--fim", choices=list(FIM_TYPES), default=None,
+    e.add_argument("--fim", choices=list(FIM_TYPES + SUBJECT_FIM_TYPES), default=None,
                    help=f"reduced (block-diagonal, PopED's and PFIM's default) or full FIM (default {DEFAULT_FIM} for "
-                        "the linearisations FO/FOI/FOCE/FOCEI, full for MC and exact-MC)")
+                        "the linearisations FO/FOI/FOCE/FOCEI, full for MC and exact-MC); individual: per group, the FIM of "
+                        "the fixed effects of one subject; bayesian: per group, the MAP FIM of the random effects "
+                        "and their predicted shrinkage")
     e.add_argument("--seed", type=_count("--seed"), default=0, help="seed of the Monte-Carlo draws (default 0)")
     e.add_argument("--draws", type=_count("--draws"), default=None,
                    help="FOCE/FOCEI linearisation points, MC draws, or exact-MC subjects per group "

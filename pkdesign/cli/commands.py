@@ -62,6 +62,8 @@ def cmd_evaluate(args) -> int:
         return 0
     from ..fim import evaluate_fim
 
+    if args.fim in ("individual", "bayesian"):
+        return _subject_fims(args, spec, model, design)
     res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale)
     derived = _derived(model, res)
     if args.json:
@@ -291,3 +293,44 @@ def cmd_power(args) -> int:
     if size is not None:
         print(f"minimum N for power {args.target:g}: {size['n']} (groups {size['group_n']}; power {size['power']:.4f})")
     return 0
+
+
+def _subject_fims(args, spec, model, design) -> int:
+    """``evaluate --fim individual|bayesian``: one subject's FIM per group (and shrinkage for bayesian)."""
+    from ..fim.api import individual_fim
+    from ..fim.bayesian import bayesian_fim
+
+    rows = []
+    for g in design.groups:
+        t, idx = g.observations(spec.output_names)
+        if args.fim == "individual":
+            r = individual_fim(model, t, g.regimen, idx, check=False)
+        else:
+            r = bayesian_fim(model, t, g.regimen, idx)
+        rows.append((g, r))
+    if args.json:
+        out = {"model": spec.name, "fim_type": args.fim, "groups": []}
+        for g, r in rows:
+            item = {"group": g.name, **r.to_dict()} if r.identifiable else {
+                "group": g.name, "parameters": list(r.names), "fim": r.matrix.tolist(), "logdet": r.logdet,
+                "not_identifiable": [dict(d) for d in r.null_directions()]}
+            if "shrinkage" in r.info:
+                item["shrinkage"] = r.info["shrinkage"]
+            out["groups"].append(item)
+        print(strict_json(out))
+        return 0
+    what = ("individual FIM (one subject, fixed effects and residual error; random effects ignored)"
+            if args.fim == "individual" else "Bayesian (MAP) FIM of the random effects, with predicted shrinkage")
+    print(f"model {spec.name}: {what}")
+    for g, r in rows:
+        print("\n".join(design_lines(spec, _one_group_design(g))))
+        print(r.summary())
+        if "shrinkage" in r.info:
+            print("shrinkage: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r.info["shrinkage"].items()))
+    return 0
+
+
+def _one_group_design(group):
+    from ..design import Design
+
+    return Design((group,))

@@ -56,9 +56,11 @@ def bayesian_fim(model, times, regimen=None, output=None, *, values: dict | None
     vnames = [spec.parameter_names[k] for k in pp.eta_par]
     names = tuple(f"eta({n})" for n in vnames)
     shrink = {n: float(post[k, k] / pp.omega[k, k]) for k, n in enumerate(names)}
+    logs = tuple(n for n, m in zip(names, pp.eta_model) if m == "exponential")
     return FIMResult(names, 0.5 * (MB + MB.T), np.zeros(len(names)), "bayesian", "full" if variance_term else
-                     "reduced", info={"shrinkage": shrink, "notes": [
-                         "SE of eta is the posterior SD of the MAP estimate; RSE% is not meaningful at eta = 0"]})
+                     "reduced", log_scale=logs, info={"shrinkage": shrink, "notes": [
+                         "SE of eta is the posterior SD of its MAP estimate; for exponential random effects RSE% is "
+                         "100*SE, the approximate CV% of the individual parameter"]})
 
 
 def add_prior_fim(result: FIMResult, prior) -> FIMResult:
