@@ -16,10 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def information(weights: np.ndarray, mus: np.ndarray) -> np.ndarray:
-    """M = Σ_i w_i μ_i : weights (C,), mus (C, K, p, p) -> (K, p, p)."""
+def information(weights: np.ndarray, mus: np.ndarray, offset=None) -> np.ndarray:
+    """M = Σ_i w_i μ_i (+ offset): weights (C,), mus (C, K, p, p) -> (K, p, p).
+
+    ``offset`` (K, p, p) or (p, p) is information the design does not choose (a prior study's FIM divided by
+    the number of subjects)."""
     C = mus.shape[0]
-    return (weights @ mus.reshape(C, -1)).reshape(mus.shape[1:])
+    M = (weights @ mus.reshape(C, -1)).reshape(mus.shape[1:])
+    return M if offset is None else M + offset
 
 
 def criterion_value(criterion, M: np.ndarray) -> float:
@@ -27,13 +31,13 @@ def criterion_value(criterion, M: np.ndarray) -> float:
     return criterion.safe_value(criterion.of_stack(M))
 
 
-def sensitivity(criterion, M: np.ndarray, mus: np.ndarray) -> tuple:
-    """(d (C,), bound): d_i = tr(∇Φ(M) μ_i), bound = tr(∇Φ(M) M)."""
+def sensitivity(criterion, M: np.ndarray, mus: np.ndarray, offset=None) -> tuple:
+    """(d (C,), bound): d_i = tr(∇Φ(M) μ_i), bound = tr(∇Φ(M) (M − offset)) (the chosen part of M)."""
     G = criterion.gradient(criterion.of_stack(M))
     if G.ndim == 2:
         G = G[None]
     d = mus.reshape(mus.shape[0], -1) @ G.ravel()
-    return d, float(np.sum(G * M))
+    return d, float(np.sum(G * (M if offset is None else M - offset)))
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,8 @@ class Certificate:
     tol: float
 
 
-def certificate(criterion, M: np.ndarray, mus: np.ndarray, tol: float = 1e-4) -> Certificate:
-    d, b = sensitivity(criterion, M, mus)
+def certificate(criterion, M: np.ndarray, mus: np.ndarray, tol: float = 1e-4, offset=None) -> Certificate:
+    d, b = sensitivity(criterion, M, mus, offset)
     j = int(np.argmax(d))
-    eff = criterion.efficiency_lower_bound(float(d[j]), criterion.of_stack(M))
+    eff = None if offset is not None else criterion.efficiency_lower_bound(float(d[j]), criterion.of_stack(M))
     return Certificate(float(d[j]), b, float(d[j] - b), eff, j, bool(d[j] <= b * (1 + tol)), tol)

@@ -66,7 +66,7 @@ class InformationModel:
 def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedorov-wynn", approximation="fo",
                          fim=None, random_effects=True, parameters=None, prior=None, prior_draws=32, seed=0,
                          subset=None, a_weights=None, cost_normalised=False, refine=False, tol=1e-6,
-                         max_iter=None, total_n=None, callback=None, executor=None) -> DesignResult:
+                         max_iter=None, total_n=None, callback=None, executor=None, prior_fim=None) -> DesignResult:
     """Optimal approximate design over the candidate schedules of ``spaces``.
 
     Parameters
@@ -84,6 +84,9 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     total_n : round to this many subjects (efficient apportionment)
     callback : called with a state dict each iteration; return True to stop
     executor : concurrent.futures.Executor for the elementary FIMs of the prior draws (ED)
+    prior_fim : FIMResult or (p, p) array, information from a previous study (needs ``total_n``): the
+        criterion is that of N·M(ξ) + F_prior, i.e. of M(ξ) + F_prior/N, and the equivalence theorem is
+        checked for it (bound tr(∇Φ M(ξ)))
     """
     spaces = [spaces] if isinstance(spaces, SamplingSpace) else list(spaces)
     if not spaces:
@@ -122,10 +125,20 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model.spec) if isinstance(criterion, str)
             else criterion)
 
+    offset = None
+    if prior_fim is not None:
+        if total_n is None or refine or cost_normalised:
+            raise SearchError("prior_fim in an approximate design needs total_n (the prior's weight is F_prior/N), "
+                              "and works without refine and cost normalisation")
+        from ..fim.bayesian import add_prior_fim
+
+        p = len(info.names)
+        offset = add_prior_fim(FIMResult(tuple(info.names), np.zeros((p, p)), np.zeros(p), "prior"),
+                               prior_fim).matrix / float(total_n)
     w0 = np.full(mus.shape[0], 1.0 / mus.shape[0])
-    if not np.isfinite(criterion_value(crit, information(w0, mus))):
-        raise SearchError(_singular_message(info.names, information(w0, mus)[0]))
-    kw = {"tol": tol, "callback": callback}
+    if not np.isfinite(criterion_value(crit, information(w0, mus, offset))):
+        raise SearchError(_singular_message(info.names, information(w0, mus, offset)[0]))
+    kw = {"tol": tol, "callback": callback, "offset": offset}
     if max_iter is not None:
         kw["max_iter"] = max_iter
     w, status, iters, history = ALGORITHMS[algorithm](mus, crit, w0, **kw)
@@ -134,7 +147,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     ws = w[support] / w[support].sum()
     times = T_all[support]
     s_owner = owner[support]
-    M = information(ws, mus[support])
+    M = information(ws, mus[support], offset)
     if refine and isinstance(crit, LCriterion):  # possibly singular optimum: zooming grids, then Elfving
         times, ws, s_owner, M, mus_local = _refine_singular(info, spaces, s_owner, times, ws, crit, algorithm, tol,
                                                             cost_normalised)
@@ -149,10 +162,10 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         mus_cert = np.concatenate([mus, _infos(info, spaces, s_owner, times, cost_normalised)])
     else:
         mus_cert = mus
-    cert = certificate(crit, M, mus_cert, tol=max(tol, 1e-9) * 10)
-    d_all, bound = sensitivity(crit, M, mus)
+    cert = certificate(crit, M, mus_cert, tol=max(tol, 1e-9) * 10, offset=offset)
+    d_all, bound = sensitivity(crit, M, mus, offset)
     value = criterion_value(crit, M)
-    if isinstance(crit, CCriterion) and M.shape[0] == 1 and crit.estimable(M[0]):
+    if isinstance(crit, CCriterion) and offset is None and M.shape[0] == 1 and crit.estimable(M[0]):
         exact = _elfving_certificate(crit, M, mus, mus_cert, max(tol, 1e-9) * 10)
         if exact is not None:  # c-optimality with rank-one information: the certificate by LP duality
             cert, d_all = exact

@@ -24,16 +24,16 @@ class WeightSearch(IterativeSearch):
     sensitivities d and the bound tr(∇Φ M); the stopping rule is the equivalence theorem,
     max_i d_i ≤ bound·(1 + tol); ``history`` keeps Φ of every state."""
 
-    def __init__(self, mus, criterion, weights=None, *, tol: float = 1e-6):
-        self.mus, self.criterion, self.tol = mus, criterion, tol
+    def __init__(self, mus, criterion, weights=None, *, tol: float = 1e-6, offset=None):
+        self.mus, self.criterion, self.tol, self.offset = mus, criterion, tol, offset
         C = mus.shape[0]
         self.w0 = np.full(C, 1.0 / C) if weights is None else np.asarray(weights, dtype=float).copy()
         self.history = []
 
     def evaluate(self, w, mus=None) -> dict:
         mus = self.mus if mus is None else mus
-        M = information(w, self.mus)
-        d, b = sensitivity(self.criterion, M, mus)
+        M = information(w, self.mus, self.offset)
+        d, b = sensitivity(self.criterion, M, mus, self.offset)
         self.history.append(criterion_value(self.criterion, M))
         return {"w": w, "M": M, "d": d, "bound": b}
 
@@ -53,8 +53,8 @@ class FedorovWynn(WeightSearch):
 
     phase = "fedorov-wynn"
 
-    def __init__(self, mus, criterion, weights=None, *, tol=1e-6, drop=1e-9, corrective=20):
-        super().__init__(mus, criterion, weights, tol=tol)
+    def __init__(self, mus, criterion, weights=None, *, tol=1e-6, drop=1e-9, corrective=20, offset=None):
+        super().__init__(mus, criterion, weights, tol=tol, offset=offset)
         self.drop, self.corrective = drop, corrective
 
     def step(self, state):
@@ -70,20 +70,21 @@ class FedorovWynn(WeightSearch):
             direction = w.copy()
             direction[jm] -= 1.0
             amax = w[jm] / (1.0 - w[jm])
-        a = _line_search(self.criterion, state["M"], information(direction, self.mus), amax)
+        a = _line_search(self.criterion, state["M"], information(direction, self.mus), amax,
+                         exact_log_det=self.offset is None)
         w = w + a * direction
         w[w < self.drop] = 0.0
         w /= w.sum()
         if self.corrective:
             supp = np.flatnonzero(w > 0)
-            w[supp] = _reweight(self.criterion, self.mus[supp], w[supp], self.corrective)
+            w[supp] = _reweight(self.criterion, self.mus[supp], w[supp], self.corrective, self.offset)
             w[w < self.drop] = 0.0
             w /= w.sum()
         return self.evaluate(w)
 
 
 def fedorov_wynn(mus, criterion, weights=None, *, max_iter: int = 20000, tol: float = 1e-6, drop: float = 1e-9,
-                 corrective: int = 20, callback=None):
+                 corrective: int = 20, callback=None, offset=None):
     """Optimise weights over candidates.
 
     Parameters
@@ -96,16 +97,16 @@ def fedorov_wynn(mus, criterion, weights=None, *, max_iter: int = 20000, tol: fl
 
     Returns ``(weights, status, iterations, history)``.
     """
-    search = FedorovWynn(mus, criterion, weights, tol=tol, drop=drop, corrective=corrective)
+    search = FedorovWynn(mus, criterion, weights, tol=tol, drop=drop, corrective=corrective, offset=offset)
     state, status, steps = run(search, max_iter=max_iter, callback=callback)
     return state["w"], status, steps, search.history
 
 
-def _reweight(criterion, mus, w, iterations):
+def _reweight(criterion, mus, w, iterations, offset=None):
     """Multiplicative re-weighting on the current support (the "cocktail" step of Yu 2011)."""
     for _ in range(iterations):
-        M = information(w, mus)
-        d, b = sensitivity(criterion, M, mus)
+        M = information(w, mus, offset)
+        d, b = sensitivity(criterion, M, mus, offset)
         if d.max() - d.min() <= 1e-12 * b:
             break
         w = w * np.clip(d, 0, None) / b
@@ -113,11 +114,11 @@ def _reweight(criterion, mus, w, iterations):
     return w
 
 
-def _line_search(criterion, M, dM, amax):
+def _line_search(criterion, M, dM, amax, exact_log_det: bool = True):
     """argmax over α in [0, amax] of Φ(M + α dM)."""
     from scipy.optimize import minimize_scalar  # lazy: keeps `import pkdesign` fast
 
-    if criterion.log_det and M.shape[0] == 1:
+    if criterion.log_det and M.shape[0] == 1 and exact_log_det:
         # ln det(M + α dM) − ln det M = Σ ln(1 + α λ_i), λ = eig(M^-1/2 dM M^-1/2): Newton on α
         C = np.linalg.cholesky(M[0])
         Ci = np.linalg.inv(C)

@@ -40,7 +40,7 @@ class Multiplicative(WeightSearch):
     def step(self, state):
         w, d, b = state["w"].copy(), state["d"], state["bound"]
         active = self.active
-        if self.criterion.log_det:
+        if self.criterion.log_det and self.offset is None:  # the elimination bound assumes no fixed information
             eps = d[active].max() / b - 1.0
             h = b * (1 + eps / 2 - np.sqrt(eps * (4 + eps - 4 / b)) / 2)
             gone = active & (d < h)
@@ -51,8 +51,9 @@ class Multiplicative(WeightSearch):
         return self.evaluate(w / w.sum())
 
 
-def multiplicative(mus, criterion, weights=None, *, max_iter: int = 50000, tol: float = 1e-6, callback=None):
+def multiplicative(mus, criterion, weights=None, *, max_iter: int = 50000, tol: float = 1e-6, callback=None,
+                   offset=None):
     """Optimise weights over candidates (see ``fedorov_wynn`` for arguments and return value)."""
-    search = Multiplicative(mus, criterion, weights, tol=tol)
+    search = Multiplicative(mus, criterion, weights, tol=tol, offset=offset)
     state, status, steps = run(search, max_iter=max_iter, callback=callback)
     return state["w"], status, steps, search.history
