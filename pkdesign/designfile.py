@@ -13,7 +13,8 @@ A design file stands on its own (no reference to a model file)::
     [space]                                # optional: the sampling space of searches
     window = [0, 120]                      # every free sample; or windows = [[lo, hi], ...] per sample
     grid = { start = 0, stop = 120, num = 121 }   # or a list of times
-    samples = 4                            # approximate designs: free samples per subject
+    samples = 4                            # approximate designs: free samples per subject, or per output
+                                           # for a joint protocol: samples = { conc = 2, effect = 3 }
     min_spacing = 0.25
     fixed = [0.5]                          # samples every schedule keeps
     cost_subject = 1.0                     # cost-normalised designs
@@ -106,9 +107,13 @@ def space_table(data, where: str = "space") -> dict:
         if key in out and (isinstance(out[key], bool) or not isinstance(out[key], (int, float))
                            or not math.isfinite(out[key]) or out[key] < 0):
             raise DesignError(f"{where}.{key}: expected a finite number >= 0, got {fmt(out[key])}")
-    if "samples" in out and (isinstance(out["samples"], bool) or not isinstance(out["samples"], int)
-                             or not 1 <= out["samples"] <= 1000):
-        raise DesignError(f"{where}.samples: expected a whole number from 1 to 1000, got {fmt(out['samples'])}")
+    if "samples" in out:
+        per = out["samples"] if isinstance(out["samples"], dict) else {"": out["samples"]}
+        for key, k in per.items():
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
+                at = f"{where}.samples" + (f".{key}" if key else "")
+                raise DesignError(f"{at}: expected a whole number from 1 to 1000 (or a table output -> number for "
+                                  f"a protocol over several outputs), got {fmt(k)}")
     if "output" in out and not isinstance(out["output"], str):
         raise DesignError(f"{where}.output: expected an output name, got {fmt(out['output'])}")
     groups = data.get("groups", {})
@@ -175,11 +180,20 @@ def _space(table, group, output_names, *, exact: bool, design):
     if output is not None and output not in output_names:
         raise DesignError(f"space for group {group.name!r}: unknown output {output!r}; the model has "
                           f"{list(output_names)}")
-    if output is None and not exact:
+    per_output = t.get("samples") if isinstance(t.get("samples"), dict) else None
+    if per_output is not None:
+        if exact:
+            raise DesignError(f"space for group {group.name!r}: samples per output apply to approximate designs")
+        unknown = sorted(set(per_output) - set(output_names))
+        if unknown:
+            raise DesignError(f"space for group {group.name!r}: samples for unknown output(s) {unknown}; the model "
+                              f"has {list(output_names)}")
+    if output is None and not exact and per_output is None:
         if len(output_names) > 1:
-            raise DesignError(f"approximate designs sample one output per group (several outputs per schedule come "
-                              f"with issue 12): choose one of {list(output_names)} with --output or output = ... in the "
-                              f"design file's [space] table (group {group.name!r})")
+            raise DesignError(f"the model has outputs {list(output_names)}: say what an approximate design samples "
+                              f"(group {group.name!r}): one output with --output NAME (or output = ... in the design "
+                              f"file's [space]), or a joint protocol with samples = {{ {output_names[0]} = 2, "
+                              f"{output_names[1]} = 3 }} in [space]")
         output = output_names[0]
     grid = t.get("grid")
     win = t.get("window") or ((float(grid.min()), float(grid.max())) if grid is not None else
@@ -187,11 +201,14 @@ def _space(table, group, output_names, *, exact: bool, design):
     if grid is None and not exact:
         grid = np.linspace(win[0], win[1], APPROXIMATE_GRID)
     fixed = np.asarray(t.get("fixed", []), dtype=float)
-    n = t.get("samples") or max(1, int(times.size - np.isin(times, fixed).sum()))
+    if per_output is not None:
+        n = int(sum(per_output.values()))
+    else:
+        n = t.get("samples") or max(1, int(times.size - np.isin(times, fixed).sum()))
     return SamplingSpace(n, tuple(win), windows=t.get("windows"), grid=grid, min_spacing=float(t.get("min_spacing", 0)),
-                         fixed=fixed, output=output, regimen=group.regimen,
+                         fixed=fixed, output=None if per_output is not None else output, regimen=group.regimen,
                          cost_subject=float(t.get("cost_subject", 1.0)), cost_sample=float(t.get("cost_sample", 0.0)),
-                         name=group.name)
+                         name=group.name, samples_per_output=per_output)
 
 
 def read_design_file(path, output_names=None) -> DesignFile:

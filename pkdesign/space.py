@@ -53,10 +53,15 @@ class SamplingSpace:
     cost_subject: float = 1.0
     cost_sample: float = 0.0
     name: str = "group1"
+    samples_per_output: dict | None = None
 
     def __post_init__(self):
         where = f"sampling space {self.name!r}"
+        if self.samples_per_output is not None:
+            self._check_protocol(where)
         k = self.n_samples
+        # samples that must fit one output's grid and spacing: all of them, or per output for a protocol
+        kmax = max(self.samples_per_output.values()) if self.samples_per_output is not None else k
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise DesignError(f"{where}: n_samples must be a whole number >= 1, got {k!r}")
         if not (np.isfinite(self.min_spacing) and self.min_spacing >= 0):
@@ -77,16 +82,66 @@ class SamplingSpace:
             for i, (lo, hi) in enumerate(wins):
                 if not np.any((g >= lo) & (g <= hi)):
                     raise DesignError(f"{where}: window {i} [{lo:g}, {hi:g}] contains no grid time")
-            if k > g.size:
-                raise DesignError(f"{where}: {k} samples requested but the grid has only {g.size} times")
+            if kmax > g.size:
+                raise DesignError(f"{where}: {kmax} samples requested but the grid has only {g.size} times")
         span = max(hi for _, hi in wins) - min(lo for lo, _ in wins)
-        if np.isfinite(span) and (k - 1) * self.min_spacing > span + 1e-12:
+        if np.isfinite(span) and (kmax - 1) * self.min_spacing > span + 1e-12:
             raise DesignError(
-                f"{where}: {k} samples with spacing {self.min_spacing:g} need {(k - 1) * self.min_spacing:g} time "
-                f"units, but the windows span only {span:g}"
+                f"{where}: {kmax} samples with spacing {self.min_spacing:g} need {(kmax - 1) * self.min_spacing:g} "
+                f"time units, but the windows span only {span:g}"
             )
         if self.cost_subject < 0 or self.cost_sample < 0:
             raise DesignError(f"{where}: costs must be >= 0")
+
+    def _check_protocol(self, where):
+        """A joint protocol: ``samples_per_output`` {output: k} (e.g. PK and PD samples of one subject)."""
+        spo = self.samples_per_output
+        if not isinstance(spo, dict) or not spo:
+            raise DesignError(f"{where}: samples_per_output must be a non-empty table output -> number of samples")
+        for out, k in spo.items():
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+                raise DesignError(f"{where}: samples_per_output[{out!r}] must be a whole number >= 1, got {fmt(k)}")
+        if self.windows is not None or np.asarray(self.fixed).size:
+            raise DesignError(f"{where}: a protocol over several outputs takes one window for all samples and no "
+                              "fixed samples")
+        total = int(sum(spo.values()))
+        if self.n_samples != total:
+            raise DesignError(f"{where}: n_samples is {self.n_samples} but samples_per_output adds up to {total}")
+        if self.grid is not None:
+            g = np.asarray(self.grid, dtype=float)
+            lo, hi = self.window
+            n_in = int(np.sum((g >= lo) & (g <= hi)))
+            for out, k in spo.items():
+                if k > n_in:
+                    raise DesignError(f"{where}: {k} samples of {out!r} but the grid has {n_in} times in the window")
+
+    def protocol(self, output_names) -> list:
+        """[(output index, number of samples), ...] in model order: one output (``output`` or the first) or the
+        outputs of ``samples_per_output``."""
+        if self.samples_per_output is None:
+            out = self.output or output_names[0]
+            if out not in output_names:
+                raise DesignError(f"sampling space {self.name!r}: unknown output {out!r}; the model has "
+                                  f"{list(output_names)}")
+            return [(output_names.index(out), self.n_samples)]
+        unknown = sorted(set(self.samples_per_output) - set(output_names))
+        if unknown:
+            raise DesignError(f"sampling space {self.name!r}: unknown output(s) {unknown}; the model has "
+                              f"{list(output_names)}")
+        return [(output_names.index(o), int(k)) for o, k in self.samples_per_output.items()]
+
+    def output_index(self, output_names) -> np.ndarray:
+        """Output index of each column of this space's candidate schedules (k_total,)."""
+        return np.concatenate([np.full(k, o, dtype=np.int64) for o, k in self.protocol(output_names)])
+
+    def split(self, times, output_names) -> dict:
+        """One schedule row (k_total,) -> {output name: its times}."""
+        out, c = {}, 0
+        for o, k in self.protocol(output_names):
+            t = np.asarray(times[c:c + k], dtype=float)
+            out[output_names[o]] = t[~np.isnan(t)]
+            c += k
+        return out
 
     @property
     def cost(self) -> float:
@@ -171,6 +226,8 @@ def candidate_schedules(space: SamplingSpace) -> np.ndarray:
     where = f"sampling space {space.name!r}"
     if space.grid is None:
         raise DesignError(f"{where}: approximate designs need a candidate grid")
+    if space.samples_per_output is not None:
+        return _protocol_schedules(space, where)
     g, k = space.grid, space.n_samples
     from math import comb
 
@@ -190,3 +247,29 @@ def candidate_schedules(space: SamplingSpace) -> np.ndarray:
     if T.shape[0] == 0:
         raise DesignError(f"{where}: no schedule on the grid satisfies the windows and the minimum spacing")
     return T
+
+
+def _protocol_schedules(space, where) -> np.ndarray:
+    """Joint protocols: for each output (in the order of ``samples_per_output``) a k-subset of the grid times in
+    the window, spacing kept within each output; the product of the outputs' subsets, (C, Σk)."""
+    from math import comb, prod
+
+    lo, hi = space.window
+    g = space.grid[(space.grid >= lo) & (space.grid <= hi)]
+    ks = list(space.samples_per_output.values())
+    n = prod(comb(g.size, k) for k in ks)
+    if n > MAX_CANDIDATES:
+        raise DesignError(f"{where}: {n} candidate protocols is too many; use a coarser grid or fewer samples "
+                          f"(limit {MAX_CANDIDATES})")
+    blocks = []
+    for k in ks:
+        T = g[np.array(list(itertools.combinations(range(g.size), k)), dtype=np.int64).reshape(-1, k)]
+        if space.min_spacing > 0 and k > 1:
+            T = T[np.all(np.diff(T, axis=1) >= space.min_spacing - 1e-12, axis=1)]
+        if T.shape[0] == 0:
+            raise DesignError(f"{where}: no schedule on the grid satisfies the minimum spacing")
+        blocks.append(T)
+    out = blocks[0]
+    for T in blocks[1:]:
+        out = np.concatenate([np.repeat(out, T.shape[0], axis=0), np.tile(T, (out.shape[0], 1))], axis=1)
+    return out

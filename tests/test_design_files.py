@@ -164,3 +164,57 @@ def test_cost_normalised_design_from_the_cli_equals_the_api(tmp_path, capsys):
     r = pk.optimize_approximate(model, df.approximate_spaces(["conc"]), cost_normalised=True)
     assert out["criterion_value"] == pytest.approx(r.criterion_value, rel=1e-12) and out["equivalence_holds"]
     assert df.approximate_spaces(["conc"])[0].cost == 2.5  # 1 + 3 samples x 0.5
+
+
+PKPD = """
+[[groups]]
+name = "100 mg"
+n = 30
+times = { conc = [1, 4, 12], effect = [2, 8, 24] }
+dose = 100
+[[groups]]
+name = "300 mg"
+n = 30
+times = { conc = [1, 4, 12], effect = [2, 8, 24] }
+dose = 300
+[space]
+window = [0.25, 24]
+grid = { start = 0.25, stop = 24, num = 7 }
+samples = { conc = 2, effect = 2 }
+"""
+
+
+def test_joint_pk_pd_protocols_over_dose_levels(tmp_path, capsys):
+    # candidates: dose level (arm) x PK times x PD times; the certificate is checked over all of them
+    p = tmp_path / "pkpd.toml"
+    p.write_text(PKPD)
+    model = pk.compile_model(pk.load_model("effect_compartment"))
+    df = read_design_file(p, model.spec.output_names)
+    spaces = df.approximate_spaces(model.spec.output_names)
+    assert spaces[0].samples_per_output == {"conc": 2, "effect": 2}
+    T = pk.candidate_schedules(spaces[0])
+    assert T.shape == (21 * 21, 4)  # C(7,2) PK pairs x C(7,2) PD pairs
+    r = pk.optimize_approximate(model, spaces, total_n=60)
+    assert r.status == pk.Status.CONVERGED and r.certificate.holds
+    assert r.certificate.sensitivity_max <= r.certificate.bound * (1 + 1e-4)
+    for g in r.design.groups:  # every support point is a full protocol: 2 PK and 2 PD samples
+        assert g.times["conc"].size == 2 and g.times["effect"].size == 2
+    # the information of the design is that of its protocols, as evaluate_fim sees them
+    M = pk.evaluate_fim(model, r.rounded_design(60)).matrix
+    assert np.isfinite(np.linalg.slogdet(M)[1])
+    assert cli.main(["optimize", "effect_compartment", "--design", str(p), "--algorithm", "fedorov-wynn",
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["criterion_value"] == pytest.approx(r.criterion_value, rel=1e-9) and out["equivalence_holds"]
+
+
+def test_protocol_space_bad_input():
+    with pytest.raises(DesignError, match="adds up to"):
+        pk.SamplingSpace(3, (0, 10), grid=np.arange(11.0), samples_per_output={"a": 1, "b": 1})
+    with pytest.raises(DesignError, match="no fixed samples"):
+        pk.SamplingSpace(2, (0, 10), grid=np.arange(11.0), samples_per_output={"a": 1, "b": 1}, fixed=[1.0])
+    model = pk.compile_model(pk.load_model("effect_compartment"))
+    sp_ = pk.SamplingSpace(2, (0, 10), grid=np.arange(11.0), samples_per_output={"conc": 1, "bogus": 1},
+                           regimen=pk.Regimen.single(100))
+    with pytest.raises(DesignError, match=r"unknown output\(s\) \['bogus'\]"):
+        pk.optimize_approximate(model, sp_)

@@ -47,10 +47,9 @@ class InformationModel:
 
     def __call__(self, space: SamplingSpace, times: np.ndarray) -> np.ndarray:
         spec = self.model.spec
-        out = space.output or spec.output_names[0]
-        if out not in spec.output_names:
-            raise DesignError(f"sampling space {space.name!r}: unknown output {out!r}; the model has {spec.output_names}")
-        idx = np.full(times.shape[1], spec.output_names.index(out), dtype=np.int64)
+        idx = space.output_index(spec.output_names)
+        if idx.size != times.shape[1]:  # a one-output space's schedules may carry fixed samples too
+            idx = np.full(times.shape[1], idx[0], dtype=np.int64)
         kw = dict(random_effects=self.random_effects, parameters=self.parameters, where=f"sampling space {space.name!r}")
         args = [(self.model, times, idx, space.regimen, self.approximation, self.fim, vals) for vals in self.prior_values]
         if self.executor is not None and len(args) > 1:  # prior draws as independent tasks
@@ -94,6 +93,9 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     if algorithm not in ALGORITHMS:
         raise SearchError(f"algorithm: expected one of {list(ALGORITHMS)}, got {algorithm!r}")
     check_options(criterion, subset, a_weights, prior)
+    if refine and any(sp_.samples_per_output is not None for sp_ in spaces):
+        raise SearchError("refine moves the times of one-output schedules; protocols over several outputs stay on "
+                          "the grid (use a finer grid)")
     crit_name = criterion if isinstance(criterion, str) else criterion.name
     prior_values = None
     if str(crit_name).upper() in ("ED", "ELD") or getattr(criterion, "stacked", False):
@@ -184,9 +186,11 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         if n <= 0:
             continue
         sp_ = spaces[o]
-        t = t[~np.isnan(t)]
-        out = sp_.output or model.spec.output_names[0]
-        groups.append(Group(float(n), {out: t}, sp_.regimen, f"{sp_.name}:{j + 1}"))
+        if sp_.samples_per_output is not None:
+            per_output = sp_.split(t, model.spec.output_names)
+        else:
+            per_output = {sp_.output or model.spec.output_names[0]: t[~np.isnan(t)]}
+        groups.append(Group(float(n), per_output, sp_.regimen, f"{sp_.name}:{j + 1}"))
     design = Design(tuple(groups))
     names = tuple(info.names)
     pp = population_parameters(model.spec)
