@@ -53,20 +53,22 @@ def _reference_derivatives():
     return np.array(F, float), np.array(D1, float), np.array(D2, float)
 
 
-def _reference_fim(full: bool, random_effects: bool = True) -> np.ndarray:
-    """FO FIM from the definition: mu = f(theta, 0), V = L Omega L' + diag((a + b f)^2); parameters
-    theta (3), omega2 (3), sigma2_prop = b^2, sigma2_add = a^2 (pkdesign's order)."""
+def _reference_fim(full: bool, random_effects: bool = True, rho: float = 1.0) -> np.ndarray:
+    """FO FIM from the definition: mu = f(theta, 0), V = L Omega L' + diag(r), r = a^2 + b^2 f^2 + 2 rho a b f
+    ((a + b f)^2 for rho = 1); parameters theta (3), omega2 (3), sigma2_prop = b^2, sigma2_add = a^2."""
     f, d1, d2 = _reference_derivatives()
     n = f.size
-    g = A_SD + B_SD * f                      # the residual SD
+    a, b = A_SD, B_SD
+    r = a * a + b * b * f * f + 2 * rho * a * b * f
+    drdf = 2 * b * b * f + 2 * rho * a * b
     # L = df/deta = df/dpsi * psi (exponential random effects at eta = 0)
     L = d1 * THETA
     dL = [d2[:, :, m] * THETA + d1[:, [m]] * np.eye(3)[m] for m in range(3)]  # d L / d theta_m (n, 3)
-    V = np.diag(g**2) + (L @ OMEGA @ L.T if random_effects else 0.0)
+    V = np.diag(r) + (L @ OMEGA @ L.T if random_effects else 0.0)
     dmu = [d1[:, m] for m in range(3)]
     dV = []
     for m in range(3):
-        D = np.diag(2 * g * B_SD * d1[:, m])
+        D = np.diag(drdf * d1[:, m])
         if random_effects:
             X = dL[m] @ OMEGA @ L.T
             D = D + X + X.T
@@ -74,9 +76,9 @@ def _reference_fim(full: bool, random_effects: bool = True) -> np.ndarray:
     if random_effects:
         for e in range(3):
             dV.append(np.outer(L[:, e], L[:, e]))
-    # d(a + b f)^2 / d(b^2) = 2 g f * db/d(b^2) = g f / b;  d/d(a^2) = g / a
-    dV.append(np.diag(g * f / B_SD))
-    dV.append(np.diag(g / A_SD))
+    # dr/d(b^2) = f^2 + rho (a/b) f;  dr/d(a^2) = 1 + rho (b/a) f
+    dV.append(np.diag(f * f + rho * a / b * f))
+    dV.append(np.diag(1 + rho * b / a * f))
     Vi = np.linalg.inv(V)
     p = len(dV)
     F = np.zeros((p, p))
@@ -86,6 +88,16 @@ def _reference_fim(full: bool, random_effects: bool = True) -> np.ndarray:
             if i < 3 and j < 3:
                 F[i, j] += dmu[i] @ Vi @ dmu[j]
     return F
+
+
+@pytest.mark.parametrize("rho", [0.4, -0.3])
+def test_correlated_combined_error_matches_the_independent_implementation(rho):
+    m = pk.compile_model(pk.parse_model_text(_model_text(
+        f"{{ model = 'combined', prop = {{ sd = 0.1 }}, add = {{ sd = 0.5 }}, correlation = {rho} }}")))
+    for fim in ("full", "reduced"):
+        res = pk.evaluate_fim(m, m.spec.default_design, "fo", fim)
+        ref = N * _reference_fim(fim == "full", rho=rho)
+        np.testing.assert_allclose(res.matrix, ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("fim", ["full", "reduced"])
@@ -151,9 +163,11 @@ def test_exact_mc_and_simulation_use_the_combined1_variance(model):
 
 
 @pytest.mark.parametrize("error, message", [
-    ("{ model = 'combined1', prop = { sd = 0.1 }, add = { sd = 0 } }", "needs both terms > 0"),
+    ("{ model = 'combined1', prop = { sd = 0.1 }, add = { sd = 0 } }", "need both terms > 0"),
     ("{ model = 'combined1', prop = { sd = -0.1 }, add = { sd = 0.5 } }", r"prop.sd"),
     ("{ model = 'combined1', prop = { sd = 0.1 } }", "needs 'add'"),
+    ("{ model = 'combined', prop = { sd = 0.1 }, add = { sd = 0.5 }, correlation = 1.5 }", "between -1 and 1"),
+    ("{ model = 'proportional', prop = { sd = 0.1 }, correlation = 0.5 }", "applies to the 'combined'"),
 ])
 def test_bad_combined1_declarations(error, message):
     with pytest.raises(ModelSpecError, match=message):
@@ -161,7 +175,7 @@ def test_bad_combined1_declarations(error, message):
 
 
 def test_zero_combined1_value_is_refused(model):
-    with pytest.raises(DesignError, match="combined1"):
+    with pytest.raises(DesignError, match="correlated additive and proportional"):
         pk.evaluate_fim(model, model.spec.default_design, values={"sigma2_add": 0.0})
 
 

@@ -31,7 +31,8 @@ class ErrorTerm:
     fixed: bool
     name: str
     declared_scale: str
-    coupled: bool = False   # a term of PFIM's combined1 error: SD = a + b·f with one ε (a cross term 2ab·f)
+    correlation: float = 0.0  # of the additive and proportional ε of this output (1: combined1, SD = a + b·f):
+                              # the variance gains the cross term 2ρab·f
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,11 @@ def population_parameters(spec, values: dict | None = None) -> PopulationParamet
         for t in o.error_terms:
             name = f"sigma2_{t.kind}" + (f"({o.name})" if multi else "")
             variance = float(values.pop(name)) if name in values else t.variance
-            if o.error_model == "combined1" and not variance > 0:
-                raise DesignError(f"{name}: error model 'combined1' needs a value > 0, got {variance!r}")
-            errors.append(ErrorTerm(oi, t.kind, variance, t.fixed, name, t.scale, o.error_model == "combined1"))
+            rho = getattr(t, "correlation", 0.0)
+            if rho != 0 and not variance > 0:
+                raise DesignError(f"{name}: correlated additive and proportional errors (combined1) need a value > 0, "
+                                  f"got {variance!r}")
+            errors.append(ErrorTerm(oi, t.kind, variance, t.fixed, name, t.scale, rho))
     if values:
         known = pnames + [f"omega2({n})" for n in vnames] + [e.name for e in errors]
         raise DesignError(f"parameter values given for unknown name(s) {sorted(values)}; the model has {known}")

@@ -9,12 +9,14 @@ f_i² + (L Ω Lᵀ)_ii with the η–ε interaction (FOI, FOCEI), E_η[f_i²] (M
 additive on the log scale (predictions are log-transformed upstream, ``log_scale``).  Terms are
 ``ErrorTerm`` (``pkdesign.fim.params``): output index, kind add | prop | exp, variance, fixed, name.
 
-PFIM's combined error "Combined1" (``combined1``: SD = a + b·f with one ε, a² = σ²_add, b² = σ²_prop)
-adds the cross term 2ab·m1_i, m1_i the first moment there (f_i, or E_η[f_i] for MC):
+Correlated additive and proportional ε (``combined`` with ``correlation = ρ``; PFIM's "Combined1",
+``combined1``: SD = a + b·f with one ε, is ρ = 1; a² = σ²_add, b² = σ²_prop) add the cross term 2ρab·m1_i,
+m1_i the first moment there (f_i, or E_η[f_i] for MC):
 
-    r_i = σ²_add + σ²_prop · m2_i + 2 √(σ²_add σ²_prop) · m1_i,
+    r_i = σ²_add + σ²_prop · m2_i + 2ρ √(σ²_add σ²_prop) · m1_i,
 
-so ∂r/∂σ²_add = 1 + √(σ²_prop/σ²_add) m1, ∂r/∂σ²_prop = m2 + √(σ²_add/σ²_prop) m1 and ∂r/∂f = 2σ²_prop f + 2ab.
+so ∂r/∂σ²_add = 1 + ρ√(σ²_prop/σ²_add) m1, ∂r/∂σ²_prop = m2 + ρ√(σ²_add/σ²_prop) m1, ∂r/∂f = 2σ²_prop f + 2ρab
+(ρ is fixed, not estimated).
 With the η–ε interaction (FOI) the single ε multiplies a + b·f(η), which adds σ²_prop (L Ω Lᵀ)_ii: the
 same term as for the uncorrelated combined error.
 """
@@ -70,18 +72,24 @@ class ResidualError:
         return self._per_output(lambda k: k == "prop")[idx]
 
     def _pair(self, output: int) -> tuple:
-        """(σ²_add, σ²_prop) of an output with a combined1 error, else (0, 0)."""
-        add = sum(e.variance for e in self.terms if e.output == output and e.coupled and e.kind != "prop")
-        prop = sum(e.variance for e in self.terms if e.output == output and e.coupled and e.kind == "prop")
-        return add, prop
+        """(σ²_add, σ²_prop, ρ) of an output whose additive and proportional ε are correlated, else (0, 0, 0)."""
+        terms = [e for e in self.terms if e.output == output and e.correlation != 0]
+        add = sum(e.variance for e in terms if e.kind != "prop")
+        prop = sum(e.variance for e in terms if e.kind == "prop")
+        return add, prop, (terms[0].correlation if terms else 0.0)
 
     @property
     def has_cross(self) -> bool:
-        return any(e.coupled for e in self.terms)
+        return any(e.correlation != 0 for e in self.terms)
+
+    def _cross_ab(self, output: int) -> float:
+        """ρ·a·b of an output (0 without correlation)."""
+        a2, b2, rho = self._pair(output)
+        return rho * np.sqrt(a2 * b2)
 
     def cross_weight(self, idx) -> np.ndarray:
-        """2ab of each observation's output (combined1; 0 elsewhere), (n,): the weight of m1."""
-        w = np.array([2.0 * np.sqrt(a * b) for a, b in (self._pair(o) for o in range(self.n_outputs))])
+        """2ρab of each observation's output (0 without correlation), (n,): the weight of m1."""
+        w = np.array([2.0 * self._cross_ab(o) for o in range(self.n_outputs)])
         return w[np.asarray(idx)] if w.size else np.zeros(np.shape(idx))
 
     def variance(self, idx, m2, m1=None) -> np.ndarray:
@@ -105,9 +113,8 @@ class ResidualError:
         for e in self.free_terms:
             mask = (idx == e.output).astype(float)
             col = mask * m2 if e.kind == "prop" else np.broadcast_to(mask, np.shape(m2)).copy()
-            if e.coupled:  # ∂(2ab m1)/∂σ²_t = (ab / σ²_t) m1
-                a2, b2 = self._pair(e.output)
-                col = col + mask * (np.sqrt(a2 * b2) / e.variance) * m1
+            if e.correlation != 0:  # ∂(2ρab m1)/∂σ²_t = (ρab / σ²_t) m1
+                col = col + mask * (self._cross_ab(e.output) / e.variance) * m1
             out.append(col)
         return out
 
@@ -127,7 +134,7 @@ class ResidualError:
         """(output int64, proportional bool, variance float64, estimated bool, ab float64) per term, for numba
         kernels; ab = √(σ²_add σ²_prop) of a combined1 pair (0 for the other terms)."""
         t = self.terms
-        ab = [np.sqrt(np.prod(self._pair(e.output))) if e.coupled else 0.0 for e in t]
+        ab = [self._cross_ab(e.output) if e.correlation != 0 else 0.0 for e in t]
         return (np.array([e.output for e in t], dtype=np.int64), np.array([e.kind == "prop" for e in t], dtype=bool),
                 np.array([e.variance for e in t], dtype=float), np.array([not e.fixed for e in t], dtype=bool),
                 np.array(ab, dtype=float))

@@ -157,9 +157,9 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
     evaluated at and its θ-derivative; L (B, n, E) = ∂f/∂η at the linearisation point; Lth (B, n, E, pt)
     its θ-derivative (used when ``full``); omega (E, E);
     om_i, om_j (n_om,) the estimated Ω entries; err_out, err_prop, err_var, err_free (T,) the residual
-    terms (output index, proportional?, variance, estimated?); err_ab (T,) √(σ²_add σ²_prop) of the terms of a
-    combined1 error (SD = a + b f: the cross term 2ab·f of the variance), 0 otherwise; idx (n,) output of each
-    observation.
+    terms (output index, proportional?, variance, estimated?); err_ab (T,) ρ√(σ²_add σ²_prop) of the terms of
+    correlated additive and proportional errors (combined1, SD = a + b f, is ρ = 1: the cross term 2ρab·f of the
+    variance), 0 otherwise; idx (n,) output of each observation.
     out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
     Rows are processed in chunks (one set of work arrays per chunk).
     """

@@ -37,13 +37,18 @@ from .spec import (
 
 
 def _error_terms(name: str, error) -> tuple:
-    """``error`` is e.g. ``{"model": "combined", "prop": 0.01, "add": 0.25}`` (variances)
-    or ``{"model": "additive", "add": {"sd": 0.5}}``."""
+    """``error`` is e.g. ``{"model": "combined", "prop": 0.01, "add": 0.25}`` (variances), optionally with
+    ``"correlation"`` of the two epsilons (combined only), or ``{"model": "additive", "add": {"sd": 0.5}}``."""
     if not isinstance(error, dict) or error.get("model") not in ERROR_MODELS:
         raise ModelSpecError(
             f"output {name!r}: error must be a dict with 'model' in {list(ERROR_MODELS)}, got {error!r}"
         )
     model = error["model"]
+    rho = 1.0 if model == "combined1" else float(error.get("correlation", 0.0))
+    if "correlation" in error and model != "combined":
+        raise ModelSpecError(f"output {name!r}: a correlation of the epsilons applies to the 'combined' error model")
+    if not -1 <= rho <= 1:
+        raise ModelSpecError(f"output {name!r}: correlation must be between -1 and 1, got {rho!r}")
     terms = []
     for kind in ERROR_MODELS[model]:
         if kind not in error:
@@ -51,13 +56,14 @@ def _error_terms(name: str, error) -> tuple:
         v = error[kind]
         if isinstance(v, dict):
             if "sd" in v:
-                terms.append(ErrorTermSpec(kind, float(v["sd"]) ** 2, "sd", bool(v.get("fixed", False))))
+                terms.append(ErrorTermSpec(kind, float(v["sd"]) ** 2, "sd", bool(v.get("fixed", False)), rho))
             else:
-                terms.append(ErrorTermSpec(kind, float(v["variance"]), "variance", bool(v.get("fixed", False))))
+                terms.append(ErrorTermSpec(kind, float(v["variance"]), "variance", bool(v.get("fixed", False)), rho))
         else:
-            terms.append(ErrorTermSpec(kind, float(v)))
-        if model == "combined1" and not terms[-1].variance > 0:
-            raise ModelSpecError(f"output {name!r}: error model 'combined1' (SD = add + prop*f) needs both terms > 0")
+            terms.append(ErrorTermSpec(kind, float(v), correlation=rho))
+        if rho != 0 and not terms[-1].variance > 0:
+            raise ModelSpecError(f"output {name!r}: correlated additive and proportional errors (combined1: "
+                                 "SD = add + prop*f) need both terms > 0")
     return model, tuple(terms)
 
 

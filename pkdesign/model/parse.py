@@ -435,12 +435,20 @@ class _Reader:
         return out
 
     def read_error(self, key, val):
-        val = self.table(key, val, {"model", "add", "prop", "exp"})
+        val = self.table(key, val, {"model", "add", "prop", "exp", "correlation"})
         model = val.get("model")
         if model not in ERROR_MODELS:
             self.err(f"{key}.model", f"unknown error model {model!r}; expected one of {list(ERROR_MODELS)}")
         kinds = ERROR_MODELS[model]
-        extra = sorted(set(val) - {"model"} - set(kinds))
+        rho = 1.0 if model == "combined1" else 0.0
+        if "correlation" in val:
+            if model != "combined":
+                self.err(f"{key}.correlation", f"a correlation of the epsilons applies to the 'combined' error model, "
+                                               f"not {model!r}")
+            rho = self.number(f"{key}.correlation", val["correlation"])
+            if not -1 <= rho <= 1:
+                self.err(f"{key}.correlation", f"expected a correlation between -1 and 1, got {rho:g}")
+        extra = sorted(set(val) - {"model", "correlation"} - set(kinds))
         if extra:
             self.err(key, f"error model {model!r} takes {list(kinds)}, not {extra}")
         terms = []
@@ -448,9 +456,10 @@ class _Reader:
             if kind not in val:
                 self.err(key, f"error model {model!r} needs '{kind}' (e.g. {kind} = {{ variance = 0.01 }})")
             variance, scale, fixed = self.variance_or_sd(f"{key}.{kind}", val[kind])
-            if model == "combined1" and not variance > 0:
-                self.err(f"{key}.{kind}", "error model 'combined1' (SD = add + prop*f) needs both terms > 0, got 0")
-            terms.append(ErrorTermSpec(kind, variance, scale, fixed))
+            if rho != 0 and not variance > 0:
+                self.err(f"{key}.{kind}", "correlated additive and proportional errors (combined1: SD = add + prop*f) "
+                                          "need both terms > 0, got 0")
+            terms.append(ErrorTermSpec(kind, variance, scale, fixed, rho))
         return model, tuple(terms)
 
     def variance_or_sd(self, key, val):

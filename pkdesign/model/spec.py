@@ -81,6 +81,7 @@ class ErrorTermSpec:
     variance: float
     scale: str = "variance"
     fixed: bool = False
+    correlation: float = 0.0   # of the additive and proportional ε (1 for combined1: SD = a + b·f)
 
 
 @dataclass(frozen=True)
