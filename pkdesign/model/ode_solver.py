@@ -1,0 +1,308 @@
+"""The source text of the compiled ODE integrator, filled in per model by :mod:`pkdesign.model.ode`.
+
+Generated-symbol naming (one scheme for the closed-form and the ODE generators):
+``p_NAME`` a parameter ψ, ``a_NAME`` an assignment, ``R0``/``dR0_k``/``d2R0_k_l`` a response and its first and
+second ψ-derivatives, ``y0...`` / ``t_...`` / ``d_...`` / ``o0_...`` common subexpressions of kernel bodies,
+right-hand sides, dose terms and outputs; per derivative order K (0, 1, 2) the model provides ``rhsK`` (the
+augmented right-hand side), ``jacK``, ``initK``, ``doseK``, ``outK``, ``NYK`` (state length), ``NDOSEK``,
+``NOUTK``, and this text provides ``advanceK`` (Dormand-Prince 5(4) with step control) and ``solveK`` /
+``solveK_parallel`` (dose events, lag sensitivities, outputs at the observation times).  Placeholders:
+``{K}`` the order, ``{SUFFIX}`` "" or "_parallel", ``{RANGE}`` range or numba.prange, ``{LAG_EVENT}`` the
+second-order jump call (order 2) or ``pass``.
+"""
+
+#: Second-order sensitivity jump at a dose whose time s = t_dose + LAG(ψ) depends on the parameters.
+#: With y⁻ the state before the event, a the bolus amount (0 for an infusion start/stop, where the
+#: input u changes instead), g± the right-hand side before/after, J its state Jacobian, G_k = ∂g/∂ψ_k,
+#: s_k = ∂LAG/∂ψ_k, z_k = S⁻_k + g⁻ s_k + a F_k e_c (the sensitivity of the post-event initial state):
+#:   S⁺_k = z_k − g⁺ s_k
+#:   W⁺_kl = W⁻_kl + a F_kl e_c + (J⁻S⁻_k + G⁻_k) s_l + (J⁻S⁻_l + G⁻_l) s_k + (J⁻g⁻ + ∂g⁻/∂t) s_k s_l + g⁻ s_kl
+#:           − (J⁺z_k + G⁺_k) s_l − (J⁺z_l + G⁺_l) s_k + (J⁺g⁺ − ∂g⁺/∂t) s_k s_l − g⁺ s_kl
+#: (the limit t ↓ s of ∂²y(t)/∂ψ_k∂ψ_l, from y(t) = z + g⁺ (t − s) + ½ ġ⁺ (t − s)²).  J·v and J·S + G
+#: come from the order-1 augmented right-hand side ``rhs1`` (its state is a prefix of the order-2 one).
+LAG_EVENT_TEMPLATE = '''
+def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt):
+    """At state x (before or after an event): G = ∂g/∂ψ (via rhs1 with zero sensitivities), Jg = J·g
+    and gt = ∂g/∂t, for a right-hand side value g already computed."""
+    nx = N_X
+    P = N_ACT
+    ny1 = nx + nx * P
+    for j in range(nx):
+        w1[j] = x[j]
+    for j in range(nx, ny1):
+        w1[j] = 0.0
+    rhs1(t, w1, psi, u, o1)
+    for j in range(ny1):
+        G[j] = o1[j]
+    for i in range(nx):
+        w1[nx + i * P] = g[i]
+    rhs1(t, w1, psi, u, o1)
+    for i in range(nx):
+        Jg[i] = o1[nx + i * P] - G[nx + i * P]
+    rhst0(t, x, psi, u, gt)
+
+
+def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
+    nx = N_X
+    P = N_ACT
+    ny1 = nx + nx * P
+    base_w = nx + nx * P
+    np2 = P * (P + 1) // 2
+    F = fd[0]
+    gm, gp, ASm, Gm, Z, JZp, Gp = lg[0], lg[1], lg[2], lg[3], lg[4], lg[5], lg[6]
+    Jgm, Jgp, gtm, gtp = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
+    # before the event: g⁻ and J⁻S⁻ + G⁻ from the augmented right-hand side at the actual state
+    rhs1(t, y[:ny1], psi, u_m, o1)
+    for j in range(ny1):
+        ASm[j] = o1[j]
+    for i in range(nx):
+        gm[i] = o1[i]
+    lag_side2(t, y[:nx], psi, u_m, gm, w1, o1, Gm, Jgm, gtm)
+    # the jump of the state, and z_k
+    if CMT >= 0:
+        y[CMT] += F * amt
+    for i in range(nx):
+        for k in range(P):
+            Z[nx + i * P + k] = y[nx + i * P + k] + gm[i] * fd[2 + P + k]
+    if CMT >= 0:
+        for k in range(P):
+            Z[nx + CMT * P + k] += amt * fd[2 + k]
+    # after the event: g⁺, G⁺, J⁺g⁺, ∂g⁺/∂t, and J⁺z + G⁺
+    rhs0(t, y[:nx], psi, u_p, gp)
+    lag_side2(t, y[:nx], psi, u_p, gp, w1, o1, Gp, Jgp, gtp)
+    for j in range(nx):
+        w1[j] = y[j]
+    for j in range(nx, ny1):
+        w1[j] = Z[j]
+    rhs1(t, w1, psi, u_p, o1)
+    for j in range(ny1):
+        JZp[j] = o1[j]
+    # second-order jump (W holds the pairs k <= l)
+    for i in range(nx):
+        q = 0
+        for k in range(P):
+            sk = fd[2 + P + k]
+            for l in range(k, P):
+                sl = fd[2 + P + l]
+                skl = fd[2 + 2 * P + np2 + q]
+                a = nx + i * P
+                v = (ASm[a + k] * sl + ASm[a + l] * sk + (Jgm[i] + gtm[i]) * sk * sl + gm[i] * skl
+                     - JZp[a + k] * sl - JZp[a + l] * sk + (Jgp[i] - gtp[i]) * sk * sl - gp[i] * skl)
+                if i == CMT:
+                    v += amt * fd[2 + 2 * P + q]
+                y[base_w + i * np2 + q] += v
+                q += 1
+    # first-order jump
+    for i in range(nx):
+        for k in range(P):
+            y[nx + i * P + k] = Z[nx + i * P + k] - gp[i] * fd[2 + P + k]
+'''
+
+
+#: Dormand–Prince 5(4) integrator with dose events, one template per derivative order {K}.
+SOLVER_TEMPLATE = '''
+def advance{K}(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7, yt, yn, steps):
+    """Integrate y from t to t_end in place; returns (t reached, h, status, steps); status 1 = step
+    too small, 2 = too many steps, 3 = non-finite state."""
+    ny = y.shape[0]
+    if t_end <= t:
+        return t, h, 0, steps
+    rhs{K}(t, y, psi, u, k1)
+    while t < t_end:
+        if steps >= max_steps:
+            return t, h, 2, steps
+        if t_end - t <= 1e-13 * max(1.0, abs(t)):  # a negligible remainder: one Euler step
+            for i in range(ny):
+                y[i] += (t_end - t) * k1[i]
+            return t_end, h, 0, steps
+        h_full = h
+        clipped = h > t_end - t
+        if clipped:
+            h = t_end - t
+        if h <= 1e-14 * max(1.0, abs(t)):
+            return t, h, 1, steps
+        for i in range(ny):
+            yt[i] = y[i] + h * (0.2 * k1[i])
+        rhs{K}(t + 0.2 * h, yt, psi, u, k2)
+        for i in range(ny):
+            yt[i] = y[i] + h * (3.0 / 40.0 * k1[i] + 9.0 / 40.0 * k2[i])
+        rhs{K}(t + 0.3 * h, yt, psi, u, k3)
+        for i in range(ny):
+            yt[i] = y[i] + h * (44.0 / 45.0 * k1[i] - 56.0 / 15.0 * k2[i] + 32.0 / 9.0 * k3[i])
+        rhs{K}(t + 0.8 * h, yt, psi, u, k4)
+        for i in range(ny):
+            yt[i] = y[i] + h * (19372.0 / 6561.0 * k1[i] - 25360.0 / 2187.0 * k2[i] + 64448.0 / 6561.0 * k3[i]
+                                - 212.0 / 729.0 * k4[i])
+        rhs{K}(t + 8.0 / 9.0 * h, yt, psi, u, k5)
+        for i in range(ny):
+            yt[i] = y[i] + h * (9017.0 / 3168.0 * k1[i] - 355.0 / 33.0 * k2[i] + 46732.0 / 5247.0 * k3[i]
+                                + 49.0 / 176.0 * k4[i] - 5103.0 / 18656.0 * k5[i])
+        rhs{K}(t + h, yt, psi, u, k6)
+        for i in range(ny):
+            yn[i] = y[i] + h * (35.0 / 384.0 * k1[i] + 500.0 / 1113.0 * k3[i] + 125.0 / 192.0 * k4[i]
+                                - 2187.0 / 6784.0 * k5[i] + 11.0 / 84.0 * k6[i])
+        rhs{K}(t + h, yn, psi, u, k7)
+        err = 0.0
+        for i in range(ny):
+            e = h * (71.0 / 57600.0 * k1[i] - 71.0 / 16695.0 * k3[i] + 71.0 / 1920.0 * k4[i]
+                     - 17253.0 / 339200.0 * k5[i] + 22.0 / 525.0 * k6[i] - 1.0 / 40.0 * k7[i])
+            sc = atol + rtol * max(abs(y[i]), abs(yn[i]))
+            err += (e / sc) ** 2
+        err = math.sqrt(err / ny)
+        steps += 1
+        if not (err == err) or err > 1e300:
+            h *= 0.2
+            continue
+        if err <= 1.0:
+            t = t + h
+            for i in range(ny):
+                y[i] = yn[i]
+                k1[i] = k7[i]
+                if not math.isfinite(y[i]):
+                    return t, h, 3, steps
+            fac = 5.0 if err == 0.0 else min(5.0, max(0.2, 0.9 * err ** -0.2))
+            h *= fac
+            if clipped:  # a step shortened to hit t_end says nothing against the longer one
+                h = max(h, h_full)
+        else:
+            h *= max(0.2, 0.9 * err ** -0.2)
+    return t_end, h, 0, steps
+
+
+def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
+             f, d1, dt, d2, status, fail):
+    n_vec = psi_all.shape[0]
+    n_obs = t_obs.shape[0]
+    n_dose = dose_t.shape[0]
+    ny = NY{K}
+    nx = N_X
+    P = N_ACT
+    order_obs = np.argsort(t_obs)
+    for v in {RANGE}(n_vec):
+        y = np.empty(ny)
+        k1 = np.empty(ny)
+        k2 = np.empty(ny)
+        k3 = np.empty(ny)
+        k4 = np.empty(ny)
+        k5 = np.empty(ny)
+        k6 = np.empty(ny)
+        k7 = np.empty(ny)
+        yt = np.empty(ny)
+        yn = np.empty(ny)
+        gm = np.empty(NY0)
+        gp = np.empty(NY0)
+        fd = np.empty(NDOSE{K})
+        vals = np.empty(NOUT{K})
+        # lag_event2 work (order 2 with a parameter-dependent lag only): an order-1 augmented state, its
+        # derivative and 7 more of that size
+        n_lag = NY1 if {K} >= 2 and lag_sens else 0
+        w1 = np.empty(n_lag)
+        o1 = np.empty(n_lag)
+        lg = np.empty((7, n_lag))
+        ev_t = np.empty(2 * n_dose)
+        ev_k = np.empty(2 * n_dose, dtype=np.int64)
+        ev_a = np.empty(2 * n_dose)
+        psi = psi_all[v]
+        status[v] = 0
+        dose{K}(psi, fd)
+        F = fd[0]
+        LAG = fd[1]
+        ne = 0
+        for j in range(n_dose):
+            tj = dose_t[j] + LAG
+            if dose_dur[j] > 0.0:
+                ev_t[ne] = tj
+                ev_k[ne] = 1
+                ev_a[ne] = dose_amt[j] / dose_dur[j]
+                ne += 1
+                ev_t[ne] = tj + dose_dur[j]
+                ev_k[ne] = 2
+                ev_a[ne] = dose_amt[j] / dose_dur[j]
+                ne += 1
+            else:
+                ev_t[ne] = tj
+                ev_k[ne] = 0
+                ev_a[ne] = dose_amt[j]
+                ne += 1
+        order_ev = np.argsort(ev_t[:ne])
+        init{K}(psi, y)
+        u = 0.0
+        t = 0.0
+        h = 1e-3
+        steps = 0
+        ie = 0
+        failed = False
+        for i in range(ny):
+            if not math.isfinite(y[i]):
+                failed = True
+                status[v] = 5
+        for jo in range(n_obs if not failed else 0):
+            io = order_obs[jo]
+            tt = t_obs[io]
+            while ie < ne and ev_t[order_ev[ie]] < tt:
+                e = order_ev[ie]
+                te = ev_t[e]
+                t, h, st, steps = advance{K}(t, te, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6,
+                                             k7, yt, yn, steps)
+                if st != 0:
+                    failed = True
+                    status[v] = st
+                    break
+                if {K} >= 2 and lag_sens:  # second-order jumps of a dose at a parameter-dependent time
+                    du = 0.0 if ev_k[e] == 0 else (1.0 if ev_k[e] == 1 else -1.0) * ev_a[e]
+                    {LAG_EVENT}
+                    u += du
+                elif ev_k[e] == 0:
+                    if {K} >= 1 and lag_sens:
+                        rhs0(t, y[:nx], psi, u, gm)
+                    y[CMT] += F * ev_a[e]
+                    if {K} >= 1:
+                        for k in range(P):
+                            y[nx + CMT * P + k] += ev_a[e] * fd[2 + k]
+                    if {K} >= 2:
+                        q = 0
+                        np2 = P * (P + 1) // 2
+                        for k in range(P):
+                            for l in range(k, P):
+                                y[nx + nx * P + CMT * np2 + q] += ev_a[e] * fd[2 + 2 * P + q]
+                                q += 1
+                    if {K} >= 1 and lag_sens:
+                        rhs0(t, y[:nx], psi, u, gp)
+                        for i in range(nx):
+                            for k in range(P):
+                                y[nx + i * P + k] += (gm[i] - gp[i]) * fd[2 + P + k]
+                else:
+                    sign = 1.0 if ev_k[e] == 1 else -1.0
+                    u += sign * ev_a[e]
+                    if {K} >= 1 and lag_sens:
+                        for k in range(P):
+                            y[nx + CMT * P + k] -= sign * F * ev_a[e] * fd[2 + P + k]
+                ie += 1
+            if failed:
+                break
+            t, h, st, steps = advance{K}(t, tt, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7,
+                                         yt, yn, steps)
+            if st != 0:
+                status[v] = st
+                failed = True
+                break
+            out{K}(out_idx[io], t, y, psi, u, vals)
+            f[v, io] = vals[0]
+            if {K} >= 1:
+                dt[v, io] = vals[1]
+                for k in range(P):
+                    d1[v, io, ACTIVE[k]] = vals[2 + k]
+            if {K} >= 2:
+                q = 0
+                for k in range(P):
+                    for l in range(k, P):
+                        d2[v, io, ACTIVE[k], ACTIVE[l]] = vals[2 + P + q]
+                        d2[v, io, ACTIVE[l], ACTIVE[k]] = vals[2 + P + q]
+                        q += 1
+        if failed:
+            fail[v, 0] = t
+            for i in range(nx):
+                fail[v, 1 + i] = y[i]
+            for jo in range(n_obs):
+                f[v, jo] = np.nan
+'''
