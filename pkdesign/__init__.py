@@ -13,8 +13,9 @@ from ._version import __version__
 
 #: public name -> module that defines it
 _EXPORTS = {
-    **dict.fromkeys(('ACriterion', 'CCriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'ELDCriterion', 'LCriterion',
+    **dict.fromkeys(('ACriterion', 'Criterion', 'DCriterion', 'DsCriterion', 'EDCriterion', 'ELDCriterion',
                     'make_criterion'), ".criteria"),
+    **dict.fromkeys(('CCriterion', 'LCriterion'), ".c_optimality"),
     **dict.fromkeys(('derived_table',), ".derived"),
     **dict.fromkeys(('bayesian_fim',), ".fim.bayesian"),
     **dict.fromkeys(('power_curve', 'sample_size', 'wald_power'), ".power"),

@@ -19,7 +19,8 @@ import pytest
 
 import pkdesign as pk
 from pkdesign import cli
-from pkdesign.criteria import CCriterion, LCriterion, make_criterion
+from pkdesign.c_optimality import CCriterion, LCriterion
+from pkdesign.criteria import make_criterion
 from pkdesign.errors import DesignError, ModelSpecError, SearchError
 
 TH = np.array([0.05884, 4.298, 21.8])

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..choices import APPROXIMATE_ALGORITHMS
-from ..criteria import CCriterion, LCriterion, check_options, make_criterion
+from ..c_optimality import CCriterion, LCriterion
+from ..criteria import check_options, make_criterion
 from ..design import Design, Group
 from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
