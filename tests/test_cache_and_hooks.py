@@ -197,3 +197,20 @@ def test_model_kinds_are_prediction_models():
     assert isinstance(compiled("warfarin_ode")[1], pk.PredictionModel)
     assert isinstance(pk.CallableModel(_biexp, {"a": 1.0, "b": 0.3}, "y", errors={"y": {"model": "additive", "add": 1.0}}),
                       pk.PredictionModel)
+
+
+def test_compiled_and_ode_models_pickle_and_run_in_a_process_pool():
+    # a model travels by its spec; the worker loads the kernels from the disk cache (issue 14's first item)
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    model = pk.compile_model(pk.load_model("warfarin"))
+    assert type(pickle.loads(pickle.dumps(model))).__name__ == "CompiledModel"
+    ode = pk.compile_model(pk.load_model("warfarin_ode"))
+    back = pickle.loads(pickle.dumps(ode))
+    assert type(back).__name__ == "OdeModel" and back.spec.name == "warfarin_ode"
+    d = model.spec.default_design
+    d3 = pk.Design(d.groups * 3)
+    with ProcessPoolExecutor(2) as ex:
+        par = pk.evaluate_fim(model, d3, "foce", draws=50, executor=ex).matrix
+    assert np.array_equal(par, pk.evaluate_fim(model, d3, "foce", draws=50).matrix)  # identical, bit for bit

@@ -30,7 +30,7 @@ from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .codegen import generate_source
 from .runtime import dose_arrays, output_buffers, prepare_inputs
 from .spec import ModelSpec
-from .protocol import ModelDisplay
+from .protocol import ModelDisplay, PicklesBySpec
 
 _LOCK = threading.Lock()
 
@@ -99,7 +99,7 @@ def _run_split(kernel, psi, t, idx, doses, res, keys, threads):
             res[k][:, sl] = o
 
 
-class CompiledModel(ModelDisplay):
+class CompiledModel(ModelDisplay, PicklesBySpec):
     """Numba kernels of a model with a batch interface.
 
     Use :func:`pkdesign.compile_model`.  ``source`` is the generated module text;

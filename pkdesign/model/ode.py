@@ -38,7 +38,7 @@ from .special import RUNTIME_IMPORTS, ediff_source
 from .spec import ModelSpec
 from .ode_solver import LAG_EVENT_TEMPLATE, SOLVER_TEMPLATE
 from .symbolic import expand_assignments, finite_powers
-from .protocol import ModelDisplay
+from .protocol import ModelDisplay, PicklesBySpec
 
 _LOCK = threading.Lock()
 #: batches with at least this many parameter vectors are integrated in parallel threads
@@ -274,7 +274,7 @@ def fill_not_computed(spec: ModelSpec, res: dict, order: int) -> None:
         res["d2"][:, :, k2, l2] = v2
 
 
-class OdeModel(ModelDisplay):
+class OdeModel(ModelDisplay, PicklesBySpec):
     """An ODE-defined model behind the ``CompiledModel`` interface (``evaluate``)."""
 
     def __init__(self, spec: ModelSpec):

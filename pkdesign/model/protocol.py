@@ -48,3 +48,13 @@ class ModelDisplay:
 
     def _repr_html_(self) -> str:
         return self.spec._repr_html_()
+
+
+class PicklesBySpec:
+    """Generated-kernel models travel to other processes (process pools, Dask workers) by their spec: the
+    worker's ``compile_model`` loads the kernels from the disk cache (verified), compiling them if absent."""
+
+    def __reduce__(self):
+        from .factory import compile_model
+
+        return (compile_model, (self.spec,))
