@@ -174,3 +174,16 @@ def test_c_criterion_classes():
     singular = np.diag([4.0, 0.0])
     assert c.estimable(singular) and not CCriterion([0.0, 1.0]).estimable(singular)
     assert CCriterion([0.0, 1.0]).variances(singular)[0] == np.inf
+
+
+def test_l_optimal_refinement_by_zooming_grids(model):
+    # L (two quantities) has no Elfving shortcut: the support is refined by zooming grids around it; the
+    # refined design is at least as good as the grid one (zooming keeps the best round) and its certificate,
+    # over the grid and the candidates of the round that gave it, holds
+    space = pk.SamplingSpace(1, (0, 48), grid=np.linspace(0, 48, 97))
+    coarse = pk.optimize_approximate(model, space, "L:AUC=1e-4,tmax=100", random_effects=False)
+    fine = pk.optimize_approximate(model, space, "L:AUC=1e-4,tmax=100", random_effects=False, refine=True)
+    assert fine.criterion_value >= coarse.criterion_value - 1e-9 * abs(coarse.criterion_value)
+    assert fine.certificate.holds and fine.status == pk.Status.CONVERGED
+    L = make_criterion("L:AUC=1e-4,tmax=100", list(fine.fim.names), spec=model.spec)
+    assert isinstance(L, LCriterion) and L.estimable(fine.fim.matrix)

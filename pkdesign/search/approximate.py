@@ -299,7 +299,7 @@ def _refine_singular(info, spaces, owners, times, ws, crit, algorithm, tol, cost
         mu = info(spaces[o], T)
         return mu / spaces[o].cost if cost_normalised else mu
 
-    grid_support = (times, ws)
+    grid_support = (times, ws, owners)
     times, ws, owners = _merge(spaces, owners, times, ws)
     one = times.shape[1] == 1 and all(spaces[o].fixed.size == 0 for o in owners)
     if isinstance(crit, CCriterion) and one and len(set(owners.tolist())) == 1:
@@ -307,7 +307,7 @@ def _refine_singular(info, spaces, owners, times, ws, crit, algorithm, tol, cost
         mus_sup = infos(o, times)
         if elfving.rank_one(mus_sup):
             best = None
-            starts = [(times, ws, cut) for cut in (0.0, 1e-3, 1e-2)] + [(*grid_support, 1e-3)]
+            starts = [(times, ws, cut) for cut in (0.0, 1e-3, 1e-2)] + [(*grid_support[:2], 1e-3)]
             for T, W, cut in starts:  # the merged support (without its lightest points), the grid support
                 sel = W >= cut * W.max()
                 bounds = np.array([spaces[o].windows[0]] * int(sel.sum()))
@@ -325,7 +325,11 @@ def _refine_singular(info, spaces, owners, times, ws, crit, algorithm, tol, cost
     def merge(o, t, w):
         return _merge(spaces, o, t, w)
 
-    times, ws, owners, mus_local, mus_sup = zoom(infos, spaces, owners, times, crit, optimise, merge=merge)
+    def value(w, mus):
+        return criterion_value(crit, information(w, mus))
+
+    times, ws, owners = grid_support  # zoom from the grid's own support (merging first can lose estimability)
+    times, ws, owners, mus_local, mus_sup = zoom(infos, spaces, owners, times, ws, value, optimise, merge=merge)
     return times, ws, owners, information(ws, mus_sup), mus_local
 
 

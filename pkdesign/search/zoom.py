@@ -30,18 +30,20 @@ def local_candidates(space, t, step, points):
     return np.unique(np.array(out), axis=0)
 
 
-def zoom(infos, spaces, owners, times, crit, optimise, *, merge=None, rounds: int = 3, points: int = 9):
-    """Refine the support ``times`` (m, k) of ``owners`` (m,) by zooming grids.
+def zoom(infos, spaces, owners, times, weights, value, optimise, *, merge=None, rounds: int = 3, points: int = 9):
+    """Refine the support ``times`` (m, k) with ``weights`` of ``owners`` (m,) by zooming grids.
 
-    infos(owner, T (B, k)) -> (B, K, p, p); optimise(mus) -> weights; merge(owners, times, weights) ->
-    (times, weights, owners) merges neighbouring support schedules before each round.  Returns (times,
-    weights, owners, candidates mus (C, K, p, p) of the last round for the certificate, support mus).
+    infos(owner, T (B, k)) -> (B, K, p, p); value(weights, mus) -> criterion; optimise(mus) -> weights;
+    merge(owners, times, weights) -> (times, weights, owners) merges neighbouring support schedules before
+    each round.  Every round's design is scored and the best one kept (the start included), so zooming
+    never returns a worse design.  Returns (times, weights, owners, the candidates mus (C, K, p, p) of the round
+    that gave the design, for the certificate, support mus).
     """
     steps = [np.median(np.diff(sp.grid)) if sp.grid is not None and sp.grid.size > 1 else 1.0 for sp in spaces]
-    mus = None
-    weights = None
+    start_mus = np.concatenate([infos(o, t[None, ~np.isnan(t)]) for t, o in zip(times, owners)])
+    best = (value(weights, start_mus), times, weights, owners, start_mus, start_mus)
     for r in range(1, rounds + 1):
-        if merge is not None and weights is not None:
+        if merge is not None:
             times, weights, owners = merge(owners, times, weights)
         cand, own = [], []
         for t, o in zip(times, owners):
@@ -50,15 +52,20 @@ def zoom(infos, spaces, owners, times, crit, optimise, *, merge=None, rounds: in
             cand += list(C)
             own += [o] * C.shape[0]
         own = np.array(own)
+        order = np.argsort(own, kind="stable")
+        own = own[order]
         width = max(c.size for c in cand)
         T = np.full((len(cand), width), np.nan)
         for j, c in enumerate(cand):
             T[j, :c.size] = c
-        mus = np.concatenate([infos(o, T[own == o][:, :np.sum(~np.isnan(T[own == o][0]))]) for o in np.unique(own)])
-        T = np.concatenate([T[own == o] for o in np.unique(own)])
-        own = np.concatenate([own[own == o] for o in np.unique(own)])
-        weights = optimise(mus)
-        keep = weights > 1e-7 * weights.max()
-        times, owners, weights = T[keep], own[keep], weights[keep] / weights[keep].sum()
-        mus_support = mus[keep]
-    return times, weights, owners, mus, mus_support
+        T = T[order]
+        mus = np.concatenate([infos(o, T[own == o][:, :int(np.sum(~np.isnan(T[own == o][0])))])
+                              for o in np.unique(own)])
+        w = optimise(mus)
+        keep = w > 1e-12 * w.max()
+        times, owners, weights = T[keep], own[keep], w[keep] / w[keep].sum()
+        v = value(weights, mus[keep])
+        if v > best[0]:
+            best = (v, times, weights, owners, mus[keep], mus)
+    _, times, weights, owners, mus_support, mus_round = best
+    return times, weights, owners, mus_round, mus_support
