@@ -19,6 +19,7 @@ _EXPORTS = {
     **dict.fromkeys(('derived_table',), ".derived"),
     **dict.fromkeys(('bayesian_fim',), ".fim.bayesian"),
     **dict.fromkeys(('power_curve', 'sample_size', 'wald_power'), ".power"),
+    **dict.fromkeys(('WindowEfficiency', 'window_efficiency'), ".windows"),
     **dict.fromkeys(('Design', 'Group', 'Regimen', 'check_times'), ".design"),
     **dict.fromkeys(('DesignFile', 'read_design_file'), ".designfile"),
     **dict.fromkeys(('Certificate', 'certificate', 'sensitivity'), ".equivalence"),

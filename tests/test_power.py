@@ -90,3 +90,24 @@ def test_power_command(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["parameter"] == "CL" and out["sample_size"]["power"] >= 0.9
     assert len(out["curve"]) >= 5 and all(0 <= r["power"] <= 1 for r in out["curve"])
+
+
+def test_window_efficiency_distribution():
+    model = pk.compile_model(pk.load_model("warfarin"))
+    d = model.spec.default_design
+    zero = pk.window_efficiency(model, d, width=0.0, n=5)
+    np.testing.assert_allclose(zero.efficiencies, 1.0, rtol=1e-12)
+    w = pk.window_efficiency(model, d, width=0.5, n=100, seed=3)
+    assert 0.8 < w.quantile(0.05) <= np.median(w.efficiencies) and 0 <= w.fraction_above(0.95) <= 1
+    # the first draw by hand: same seed, the same perturbed times, (det ratio)^(1/p)
+    rng = np.random.default_rng(3)
+    g = d.groups[0]
+    t = np.sort(np.maximum(g.times["conc"] + rng.uniform(-0.5, 0.5, g.times["conc"].size), 0.0))
+    moved = pk.evaluate_fim(model, pk.Design((pk.Group(g.n, {"conc": t}, g.regimen, g.name),)))
+    base = pk.evaluate_fim(model, d)
+    assert w.efficiencies[0] == pytest.approx(math.exp((moved.logdet - base.logdet) / base.p), rel=1e-12)
+    fig = w.plot()
+    assert "efficiency" in fig.axes[0].get_xlabel() and len(fig.axes[0].patches) == 30
+    assert "WindowEfficiency" in repr(w)
+    with pytest.raises(pk.DesignError, match="width"):
+        pk.window_efficiency(model, d, width=-1)
