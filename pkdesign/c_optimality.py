@@ -118,3 +118,47 @@ def parse_weighted(text: str) -> tuple:
             raise SearchError(f"criterion L: weight of {name!r} is not a number: {w!r}") from None
         names.append(name)
     return names, weights
+
+
+class BayesianLCriterion(LCriterion):
+    """E_θ[−Σ_k w_k c_k(θ)ᵀ M(θ)⁻ c_k(θ)] over prior draws θ_j: the stack of per-draw FIMs (J, p, p) and the
+    vectors at each draw, C (J, k, p) (e.g. ∇AUC at θ_j), averaged with equal weights ("Ec:AUC")."""
+
+    stacked = True
+
+    def __init__(self, C_draws, weights=None, labels=None):
+        C_draws = np.asarray(C_draws, dtype=float)
+        super().__init__(C_draws[0], weights, labels)
+        self.C_draws = C_draws
+        self.name = f"Ec:{self.labels[0]}" if C_draws.shape[1] == 1 and weights is None else "E" + self.name
+        self._draw = [LCriterion(C, weights, labels) for C in C_draws]
+
+    def value(self, Ms):
+        Ms = np.asarray(Ms)
+        return float(np.mean([c.value(M) for c, M in zip(self._draw, Ms)]))
+
+    def safe_value(self, Ms) -> float:
+        try:
+            v = self.value(Ms)
+        except np.linalg.LinAlgError:
+            return -np.inf
+        return v if np.isfinite(v) else -np.inf
+
+    def values(self, Ms):
+        """(B, J, p, p) -> (B,)."""
+        return np.array([self.safe_value(M) for M in Ms])
+
+    def gradient(self, Ms):
+        Ms = np.asarray(Ms)
+        return np.stack([c.gradient(M) for c, M in zip(self._draw, Ms)]) / Ms.shape[0]
+
+    def variances(self, Ms) -> np.ndarray:
+        """Mean over the draws of c_k(θ_j)ᵀ M(θ_j)⁻ c_k(θ_j), per row k."""
+        return np.mean([c.variances(M) for c, M in zip(self._draw, np.asarray(Ms))], axis=0)
+
+    def estimable(self, Ms) -> bool:
+        return all(c.estimable(M) for c, M in zip(self._draw, np.asarray(Ms)))
+
+    def efficiency_lower_bound(self, sens_max, Ms):
+        b = self.bound(Ms)
+        return float(min(1.0, b / sens_max)) if sens_max > 0 else None

@@ -293,8 +293,8 @@ def check_options(criterion, subset=None, a_weights=None, prior=None) -> None:
                           + ("" if by_name else " (a DsCriterion carries its own subset)"))
     if a_weights is not None and not (by_name and name == "A"):
         raise SearchError(f"a_weights apply to criterion 'A' given by name; {what} would ignore them")
-    if prior is not None and name not in ("ED", "ELD"):
-        raise SearchError(f"a prior applies to criteria 'ED' and 'ELD'; {what} would ignore it")
+    if prior is not None and name not in ("ED", "ELD") and not name.startswith(("EC:", "EL:")):
+        raise SearchError(f"a prior applies to criteria 'ED', 'ELD' and 'Ec:...'/'EL:...'; {what} would ignore it")
 
 
 def make_criterion(name: str, names=None, subset=None, weights=None, spec=None, values=None) -> Criterion:
@@ -302,6 +302,15 @@ def make_criterion(name: str, names=None, subset=None, weights=None, spec=None, 
     parameters for Ds; ``spec`` (the model's) resolves the derived quantities of ``c``/``L`` at its parameter
     values (or ``values``)."""
     text = str(name)
+    if text[:3].lower() in ("ec:", "el:"):  # Bayesian c / L: the vectors at each prior draw
+        from .c_optimality import BayesianLCriterion, parse_weighted
+        from .derived import c_vector
+
+        if spec is None or not isinstance(values, list) or not values:
+            raise SearchError(f"criterion {text!r} needs the model and prior draws (give prior=...)")
+        qnames, qweights = parse_weighted(text[3:]) if text[1] in "lL" else ([text[3:].strip()], [1.0])
+        C = np.array([[c_vector(spec, names or [], q, v)[0] for q in qnames] for v in values])
+        return BayesianLCriterion(C, qweights if text[1] in "lL" else None, qnames)
     if text[:2].lower() in ("c:", "l:"):
         from .c_optimality import CCriterion, LCriterion, parse_weighted
         from .derived import c_vector

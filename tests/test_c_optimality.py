@@ -187,3 +187,27 @@ def test_l_optimal_refinement_by_zooming_grids(model):
     assert fine.certificate.holds and fine.status == pk.Status.CONVERGED
     L = make_criterion("L:AUC=1e-4,tmax=100", list(fine.fim.names), spec=model.spec)
     assert isinstance(L, LCriterion) and L.estimable(fine.fim.matrix)
+
+
+def test_bayesian_c_criterion_receives_the_prior_draws(model):
+    space = pk.SamplingSpace(1, (0, 48), grid=np.linspace(0, 48, 97))
+    narrow = pk.Prior({"th1": ("lognormal", 0.05884, 1e-9)})
+    a = pk.optimize_approximate(model, space, "Ec:AUC", random_effects=False, prior=narrow, prior_draws=4)
+    b = pk.optimize_approximate(model, space, "c:AUC", random_effects=False)
+    assert a.criterion == "Ec:AUC" and a.criterion_value == pytest.approx(b.criterion_value, rel=1e-6)
+    # a real prior: the value is the mean over the draws of c(theta_j)' M(theta_j)^-1 c(theta_j), c at each draw
+    wide = pk.Prior({"th1": ("lognormal", 0.05884, 0.3), "th2": ("lognormal", 4.298, 0.2)})
+    r = pk.optimize_approximate(model, space, "Ec:AUC", random_effects=False, prior=wide, prior_draws=8, seed=2)
+    assert r.certificate.holds and r.status == pk.Status.CONVERGED
+    from pkdesign.derived import gradients
+
+    draws = wide.draws(8, 2)
+    by_hand = []
+    for v in draws:
+        names, mus = pk.schedule_fims(model, r.candidates, values=v, random_effects=False)
+        M = np.tensordot(r.weights, mus, 1)
+        c = gradients(model.spec, names, v)["AUC"][1]
+        by_hand.append(c @ np.linalg.solve(M, c))
+    assert -r.criterion_value == pytest.approx(np.mean(by_hand), rel=1e-6)
+    with pytest.raises(SearchError, match="needs a prior"):
+        pk.optimize_approximate(model, space, "Ec:AUC", random_effects=False)

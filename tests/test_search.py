@@ -267,7 +267,7 @@ def test_options_that_do_not_apply_raise():
         pk.optimize_design(model, d, "D", fim="reduced", subset=["CL"])
     with pytest.raises(pk.SearchError, match="a_weights apply to criterion 'A'"):
         pk.optimize_design(model, d, "D", fim="reduced", a_weights=[1.0] * 7)
-    with pytest.raises(pk.SearchError, match="a prior applies to criteria 'ED' and 'ELD'"):
+    with pytest.raises(pk.SearchError, match="a prior applies to criteria 'ED', 'ELD' and 'Ec"):
         pk.optimize_approximate(model, pk.SamplingSpace(2, (0, 120), grid=np.linspace(0.5, 120, 8),
                                                         regimen=pk.Regimen.single(70.0)),
                                 "D", fim="reduced", prior=pk.Prior({"KA": ("lognormal", 1.0, 0.3)}))

@@ -146,7 +146,9 @@ def cmd_optimize(args) -> int:
         crit = {"D": "ln det", "Ds": "Ds: ln det of the Schur complement", "A": "A: -trace(FIM^-1)",
                 "ED": "ED: ln of the mean det over the prior", "ELD": "ELD: mean ln det over the prior"}.get(res.criterion, res.criterion)
         if res.criterion[:2] in ("c:", "L:"):
-            crit = f"{res.criterion}: minus the variance of the estimate (per unit of information)"
+            crit = "minus the variance of the estimate (per unit of information)"
+        elif res.criterion[:3] in ("Ec:", "EL:"):
+            crit = "minus the variance of the estimate, averaged over the prior draws"
         print(f"criterion {res.criterion} ({crit}) = {res.criterion_value:.6f}   ln det({what}) = {res.logdet:.6f}")
         if rounded is not None and np.isfinite(rounded[1]):
             print(f"rounded to {rounded[0]} subjects: ln det(population FIM) = {rounded[1]:.6f}")

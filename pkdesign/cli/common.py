@@ -28,6 +28,8 @@ def criterion_argument(text):
             return name
     if text[:2].lower() in ("c:", "l:") and text[2:].strip():
         return text[0].lower() + ":" + text[2:].strip() if text[0] in "cC" else "L:" + text[2:].strip()
+    if text[:3].lower() in ("ec:", "el:") and text[3:].strip():  # Bayesian c / L under --prior
+        return ("Ec:" if text[1] in "cC" else "EL:") + text[3:].strip()
     raise argparse.ArgumentTypeError(f"expected one of {list(CRITERIA)}, c:QUANTITY or L:Q1=w1,Q2=w2 (a derived "
                                      f"quantity of the model or a parameter), got {text!r}")
 

@@ -99,7 +99,8 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
                           "the grid (use a finer grid)")
     crit_name = criterion if isinstance(criterion, str) else criterion.name
     prior_values = None
-    if str(crit_name).upper() in ("ED", "ELD") or getattr(criterion, "stacked", False):
+    if (str(crit_name).upper() in ("ED", "ELD") or str(crit_name)[:3].lower() in ("ec:", "el:")
+            or getattr(criterion, "stacked", False)):
         if prior is None:
             raise SearchError(f"criterion {crit_name} needs a prior on the fixed effects")
         prior.check(model.spec.parameter_names)
@@ -125,8 +126,8 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         r += T.shape[0]
     mus = np.concatenate(mus)
     owner = np.array(owner)
-    crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model.spec) if isinstance(criterion, str)
-            else criterion)
+    crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model.spec, values=prior_values)
+            if isinstance(criterion, str) else criterion)
 
     offset = None
     if prior_fim is not None:

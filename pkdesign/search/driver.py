@@ -67,7 +67,8 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
                           min_spacing=min_spacing, fixed=fixed, grid=grid)
     prior_values = None
     crit_name = criterion if isinstance(criterion, str) else criterion.name
-    if str(crit_name).upper() in ("ED", "ELD") or getattr(criterion, "stacked", False):
+    if (str(crit_name).upper() in ("ED", "ELD") or str(crit_name)[:3].lower() in ("ec:", "el:")
+            or getattr(criterion, "stacked", False)):
         if prior is None:
             raise SearchError(f"criterion {crit_name} needs a prior on the fixed effects")
         prior.check(model.spec.parameter_names)

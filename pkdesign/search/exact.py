@@ -77,7 +77,8 @@ class ScheduleProblem:
             raise SearchError("every sample is fixed: nothing to optimise")
         b0 = self.blocks[0]
         self.names, _ = schedule_fims(model, b0.times[None], b0.outputs, b0.group.regimen, approximation, fim)
-        self.criterion = (make_criterion(criterion, self.names, subset, a_weights, spec=model.spec) if isinstance(criterion, str)
+        self.criterion = (make_criterion(criterion, self.names, subset, a_weights, spec=model.spec,
+                                         values=prior_values) if isinstance(criterion, str)
                           else criterion)
         self.evaluations = 0
         self.prior_fim = 0.0
