@@ -31,7 +31,7 @@ def simulate(model, regimen, times, output=None, n: int = 500, seed=0, *, residu
     common_epsilon : one standard-normal ε per subject for all its times (each time's distribution is the
         same; the quantiles over subjects then vary smoothly in time: prediction bands)
     """
-    from .design import check_times
+    from .regimen import check_times
     from .fim.draws import draw_eta
     from .fim.params import population_parameters
     from .model.runtime import output_index

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .design import Regimen, check_times
+from .regimen import Regimen, check_times
 from .errors import DesignError, fmt
 
 #: refuse to enumerate more candidate schedules than this (use a coarser grid or fewer samples)

@@ -258,7 +258,7 @@ def individual_fim(model, times, regimen=None, output=None, *, values: dict | No
     ``variance_term=False`` drops the ½ tr(V⁻¹ ∂V/∂θ V⁻¹ ∂V/∂θ) term (weighted least squares).
     ``n`` multiplies the result (n identical subjects or replicates of the schedule).
     """
-    from ..design import check_times
+    from ..regimen import check_times
 
     spec = model.spec
     pp = population_parameters(spec, values).without_random_effects()

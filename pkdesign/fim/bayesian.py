@@ -27,7 +27,7 @@ def bayesian_fim(model, times, regimen=None, output=None, *, values: dict | None
     Names are ``eta(CL)``...; ``values`` the ω² (variance scale); ``info["shrinkage"]`` maps each to its
     predicted shrinkage (0: the data determine η; 1: only the prior does).
     """
-    from ..design import check_times
+    from ..regimen import check_times
     from ..model.runtime import output_index
     from .params import population_parameters
     from .predict import predict

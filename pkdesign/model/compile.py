@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..design import Regimen
+    from ..regimen import Regimen
 
 from .._version import __version__
 from ..kernels.jit import CachedJit

@@ -16,7 +16,8 @@ from dataclasses import replace
 import numpy as np
 import sympy as sp
 
-from ..design import Design, Regimen
+from ..design import Design
+from ..regimen import Regimen
 from ..errors import DesignError, ModelSpecError
 from .parse import check_spec
 from .runtime import output_buffers, prepare_inputs

@@ -28,7 +28,7 @@ import threading
 import numpy as np
 import sympy as sp
 
-from ..design import Regimen
+from ..regimen import Regimen
 from ..errors import DesignError, ModelSpecError
 from ..kernels.jit import CachedJit, GuardedKernel
 from .codegen import KernelPrinter
