@@ -41,7 +41,7 @@ def test_one_interface(name, approximation, fim):
     if approx.default_draws is None:  # deterministic: the population FIM is N times the subject FIM
         np.testing.assert_allclose(res.matrix, g.n * F, rtol=1e-12, atol=1e-12 * g.n * np.abs(F).max())
     if approx.batched:
-        B = approx.schedules(model, pp, np.stack([t, t]), idx, g.regimen, fim == "full")
+        B = approx.schedules(model, pp, np.stack([t, t]), idx, g.regimen, fim == "full", draws=draws, seed=3)
         np.testing.assert_allclose(B[1], F, rtol=1e-12, atol=1e-12 * np.abs(F).max())
 
 
@@ -49,7 +49,32 @@ def test_unknown_and_unbatched_approximations_are_refused(warfarin):
     spec, model = warfarin
     with pytest.raises(pk.PkdesignError, match="expected one of"):
         get_approximation("laplace")
-    with pytest.raises(pk.PkdesignError, match="batches the fo and foi"):
-        pk.schedule_fims(model, np.array([[1.0, 2.0]]), regimen=pk.Regimen.single(70.0), approximation="foce")
+    with pytest.raises(pk.PkdesignError, match="batches the fo and foi and foce and focei"):
+        pk.schedule_fims(model, np.array([[1.0, 2.0]]), regimen=pk.Regimen.single(70.0), approximation="mc")
     with pytest.raises(pk.PkdesignError, match="no reduced form"):
         pk.evaluate_fim(model, spec.default_design, "exact-mc", "reduced")
+
+
+@pytest.mark.parametrize("approx", ["foce", "focei"])
+@pytest.mark.parametrize("fim", ["full", "reduced"])
+def test_foce_schedules_batched_equal_subject_fims(approx, fim):
+    # the batched FOCE/FOCEI path (searches) gives exactly evaluate_fim's per-subject FIM with the same draws
+    model = pk.compile_model(pk.load_model("warfarin"))
+    g = model.spec.default_design.groups[0]
+    T = np.array([g.times["conc"], g.times["conc"] * 0.9 + 0.1])
+    seed = np.random.SeedSequence(3).spawn(1)[0]  # evaluate_fim's stream of the first group
+    _, F = pk.schedule_fims(model, T, regimen=g.regimen, approximation=approx, fim=fim, draws=20, seed=seed)
+    for b in range(2):
+        one = pk.Design((pk.Group(1.0, {"conc": T[b]}, g.regimen, "x"),))
+        np.testing.assert_array_equal(F[b], pk.evaluate_fim(model, one, approx, fim, draws=20, seed=3).matrix)
+
+
+def test_exact_search_under_foce_uses_common_random_numbers():
+    model = pk.compile_model(pk.load_model("warfarin"))
+    d = model.spec.default_design
+    grid = np.union1d(np.linspace(0, 120, 25), d.groups[0].times["conc"])  # the start lies on the grid
+    r = pk.optimize_design(model, d, approximation="foce", draws=10, algorithm="exchange", starts=1, grid=grid)
+    # the criterion the search reports is the FOCE ln det of its design with the same draws
+    assert r.criterion_value == pytest.approx(pk.evaluate_fim(model, r.design, "foce", draws=10, seed=0).logdet,
+                                              rel=1e-12)
+    assert r.criterion_value >= r.info["start_value"] - 1e-9

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--algorithm", choices=list(EXACT_ALGORITHMS + APPROXIMATE_ALGORITHMS),
                    default="continuous", help="exact: continuous, exchange; approximate: fedorov-wynn, multiplicative")
     o.add_argument("--approx", choices=list(BATCHED_APPROXIMATIONS), default="fo", help="FIM approximation (default fo)")
+    o.add_argument("--draws", type=_count("--draws"), default=None,
+                   help="FOCE/FOCEI: linearisation points, the same for every candidate (default 1000)")
     o.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"default {DEFAULT_FIM}")
     o.add_argument("--window", nargs=2, type=float, metavar=("LO", "HI"), help="window for every sample")
     o.add_argument("--min-spacing", type=_nonneg_float, default=0.0, help="minimum time between consecutive samples")

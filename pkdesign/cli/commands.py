@@ -120,12 +120,12 @@ def cmd_optimize(args) -> int:
         res = optimize_approximate(model, spaces, args.criterion, algorithm=args.algorithm, approximation=args.approx,
                                    fim=args.fim, prior=prior, prior_draws=args.prior_draws, seed=args.seed,
                                    subset=subset, refine=args.refine, total_n=args.total_n, callback=progress,
-                                   cost_normalised=args.cost_normalised)
+                                   cost_normalised=args.cost_normalised, draws=args.draws)
     else:
         res = optimize_design(model, design, args.criterion, args.algorithm, approximation=args.approx, fim=args.fim,
                               space=df.exact_space(spec.output_names, flags) or None, starts=args.starts,
                               seed=args.seed, prior=prior, prior_draws=args.prior_draws, subset=subset,
-                              callback=progress)
+                              callback=progress, draws=args.draws)
     if progress is not None:
         print(file=sys.stderr)
     rounded = None

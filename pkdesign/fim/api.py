@@ -210,8 +210,9 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
 
 def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo", fim: str | None = None,
                   values: dict | None = None, *, random_effects: bool = True, parameters=None,
-                  where: str = "candidates") -> tuple:
-    """Per-subject FO/FOI FIMs of B candidate schedules in one batch.
+                  where: str = "candidates", draws: int | None = None, seed=0) -> tuple:
+    """Per-subject FIMs of B candidate schedules in one batch (FO, FOI; FOCE and FOCEI with ``draws`` η draws
+    from ``seed``, the same for every schedule).
 
     Parameters
     ----------
@@ -237,7 +238,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     if np.any(times < 0) or not np.all(np.isfinite(times)):
         raise DesignError(f"{where}: times must be finite and >= 0")
     idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
-    F = approx.schedules(model, pp, times, idx, regimen, fim == "full", where)
+    F = approx.schedules(model, pp, times, idx, regimen, fim == "full", where, draws=draws, seed=seed)
     names = list(pp.names)
     if parameters is not None:
         unknown = [n for n in parameters if n not in names]

@@ -59,7 +59,8 @@ class Approximation:
                 is_samples: int = DEFAULT_IS_SAMPLES, where: str = "") -> SubjectFIM:
         raise NotImplementedError
 
-    def schedules(self, model, pp, times, idx, regimen, full: bool, where: str = "") -> np.ndarray:
+    def schedules(self, model, pp, times, idx, regimen, full: bool, where: str = "", *, draws=None,
+                  seed=0) -> np.ndarray:
         raise PkdesignError(f"approximation {self.name!r} does not evaluate candidate schedules in a batch; "
                             f"batched: {list(BATCHED_APPROXIMATIONS)}")
 
@@ -89,7 +90,7 @@ class FO(Approximation):
         P0 = predict(model, pp, zero, times, idx, regimen, order, where)
         return SubjectFIM(fo_fims(pp, idx, P0, interaction=self.interaction, full=full, where=where, times=times)[0])
 
-    def schedules(self, model, pp, times, idx, regimen, full, where=""):
+    def schedules(self, model, pp, times, idx, regimen, full, where="", *, draws=None, seed=0):
         P = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2 if full else 1, where)
         return fo_fims(pp, idx, P, interaction=self.interaction, full=full, where=where, times=times)
 
@@ -101,9 +102,25 @@ class FOI(FO):
 
 
 class FOCE(Approximation):
-    """Linearised at K draws η_i ~ N(0, Ω); residual variance at η = 0; FIMs averaged (PopED FOCE)."""
+    """Linearised at K draws η_i ~ N(0, Ω); residual variance at η = 0; FIMs averaged (PopED FOCE).
 
-    name, interaction, default_draws = "foce", False, 1000
+    ``schedules`` evaluates B candidate schedules with the same draws (common random numbers: a search sees
+    a criterion that is smooth in the times), one batched kernel call per draw."""
+
+    name, interaction, default_draws, batched = "foce", False, 1000, True
+
+    def schedules(self, model, pp, times, idx, regimen, full, where="", *, draws=None, seed=0):
+        if pp.n_eta == 0:  # no random effects: the linearisation point is η = 0 (FO)
+            return FO().schedules(model, pp, times, idx, regimen, full, where)
+        eta = draw_eta(pp.omega, self.draws(draws), seed, self.default_sampling)
+        B = times.shape[0]
+        P0 = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2, where)
+        total = np.zeros((B, pp.p, pp.p))
+        for e in eta:
+            Ps = predict(model, pp, e, times, idx, regimen, 2, where)
+            total += linearized_fims(pp, idx, P0, Ps, np.repeat(e[None], B, axis=0), interaction=self.interaction,
+                                     resid_at_star=self.interaction, full=full, where=where, times=times)
+        return total / eta.shape[0]
 
     def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
                 is_samples=DEFAULT_IS_SAMPLES, where=""):

@@ -37,7 +37,7 @@ class InformationModel:
     """Elementary information of schedules: (B, K, p, p) for B schedules of one space, K prior draws."""
 
     def __init__(self, model, approximation="fo", fim=None, random_effects=True, parameters=None,
-                 prior_values=None, executor=None):
+                 prior_values=None, executor=None, draws=None, seed=0):
         self.executor = executor
         self.model = model
         self.approximation, self.fim = approximation, fim
@@ -45,13 +45,15 @@ class InformationModel:
         self.prior_values = prior_values or [None]
         self.evaluations = 0
         self.names = None
+        self.draws, self.seed = draws, seed  # FOCE/FOCEI: one set of draws for every candidate
 
     def __call__(self, space: SamplingSpace, times: np.ndarray) -> np.ndarray:
         spec = self.model.spec
         idx = space.output_index(spec.output_names)
         if idx.size != times.shape[1]:  # a one-output space's schedules may carry fixed samples too
             idx = np.full(times.shape[1], idx[0], dtype=np.int64)
-        kw = dict(random_effects=self.random_effects, parameters=self.parameters, where=f"sampling space {space.name!r}")
+        kw = dict(random_effects=self.random_effects, parameters=self.parameters, where=f"sampling space {space.name!r}",
+                  draws=self.draws, seed=self.seed)
         args = [(self.model, times, idx, space.regimen, self.approximation, self.fim, vals) for vals in self.prior_values]
         if self.executor is not None and len(args) > 1:  # prior draws as independent tasks
             results = [f.result() for f in [self.executor.submit(schedule_fims, *a, **kw) for a in args]]
@@ -66,7 +68,8 @@ class InformationModel:
 def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedorov-wynn", approximation="fo",
                          fim=None, random_effects=True, parameters=None, prior=None, prior_draws=32, seed=0,
                          subset=None, a_weights=None, cost_normalised=False, refine=False, tol=1e-6,
-                         max_iter=None, total_n=None, callback=None, executor=None, prior_fim=None) -> DesignResult:
+                         max_iter=None, total_n=None, callback=None, executor=None, prior_fim=None,
+                         draws=None) -> DesignResult:
     """Optimal approximate design over the candidate schedules of ``spaces``.
 
     Parameters
@@ -105,7 +108,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
             raise SearchError(f"criterion {crit_name} needs a prior on the fixed effects")
         prior.check(model.spec.parameter_names)
         prior_values = prior.draws(prior_draws, seed)
-    info = InformationModel(model, approximation, fim, random_effects, parameters, prior_values, executor)
+    info = InformationModel(model, approximation, fim, random_effects, parameters, prior_values, executor, draws, seed)
     cands, mus, owner = [], [], []
     for si, sp_ in enumerate(spaces):
         T = candidate_schedules(sp_)

@@ -31,7 +31,7 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
                     fim=None, space=None, window=None, windows=None, min_spacing=0.0, fixed=None, grid=None,
                     starts=4, seed=0,
                     prior=None, prior_draws=16, subset=None, a_weights=None, max_iter=300,
-                    callback=None, throw: bool = False, prior_fim=None) -> DesignResult:
+                    callback=None, throw: bool = False, prior_fim=None, draws: int | None = None) -> DesignResult:
     """Optimise the sampling times of ``design`` (default: the model's) for fixed group sizes and doses.
 
     Parameters
@@ -54,6 +54,8 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         exchange sweep and every SLSQP iteration; return True to stop (status STOPPED)
     max_iter : SLSQP iterations per start
     prior_fim : FIMResult or (p, p) array: information from a previous study, added to every candidate's FIM
+    draws : FOCE/FOCEI linearisation points; the same draws (from ``seed``) for every candidate, so the
+        criterion is a smooth function of the times
     throw : raise ``SearchError`` when the search ends FAILED or at MAX_ITERATIONS (default: return the best
         design with that status; ``result.status.advice`` says what to do)
     """
@@ -74,7 +76,8 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         prior.check(model.spec.parameter_names)
         prior_values = prior.draws(prior_draws, seed)
     problem = ScheduleProblem(model, design, criterion, spaces=spaces, approximation=approximation, fim=fim,
-                              prior_values=prior_values, subset=subset, a_weights=a_weights, prior_fim=prior_fim)
+                              prior_values=prior_values, subset=subset, a_weights=a_weights, prior_fim=prior_fim,
+                              draws=draws, seed=seed)
     grid = problem.grid()
     rng = np.random.default_rng(seed)
     x_start = problem.repair(problem.x0())
@@ -101,7 +104,7 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     if not np.isfinite(value):
         raise SearchError("the search found no design with a non-singular FIM: " + _diagnose(problem, x_start))
     best = problem.to_design(x)
-    res_fim = evaluate_fim(model, best, approximation, fim, check=False, prior_fim=prior_fim)
+    res_fim = evaluate_fim(model, best, approximation, fim, check=False, prior_fim=prior_fim, draws=draws, seed=seed)
     note = "" if np.isfinite(start_value) else f" (the starting design was singular: {_diagnose(problem, x_start)})"
     why = "" if status == Status.CONVERGED else f" ({detail}; {status.advice})"
     msg = (f"{algorithm}: {status.value}{why}{note}; criterion {crit_name} from {start_value:.6g} (start) to "

@@ -32,6 +32,7 @@ class Block:
     free: np.ndarray
     bounds: np.ndarray
     spacing: np.ndarray
+    seed: object = None     # FOCE/FOCEI draws of this group (evaluate_fim's per-group seed stream)
 
     @property
     def n_free(self) -> int:
@@ -50,12 +51,15 @@ class ScheduleProblem:
     """
 
     def __init__(self, model, design, criterion="D", *, spaces, approximation="fo", fim=None, prior_values=None,
-                 subset=None, a_weights=None, prior_fim=None):
+                 subset=None, a_weights=None, prior_fim=None, draws=None, seed=0):
         self.model, self.design = model, design
+        # FOCE/FOCEI: the same η draws for every candidate of a group (common random numbers)
+        self.draws = draws
         self.approximation, self.fim = approximation, fim
         self.prior_values = prior_values or [None]
         self.spaces = spaces
         outputs = model.spec.output_names
+        seeds = np.random.SeedSequence(seed).spawn(len(design.groups))  # as evaluate_fim draws them
         self.blocks = []
         for g in design.groups:
             t, idx = g.observations(outputs)
@@ -69,7 +73,7 @@ class ScheduleProblem:
                 free[rows] = True
                 bounds[rows] = sp.bounds
                 spacing[rows] = sp.min_spacing
-            self.blocks.append(Block(g, t.copy(), idx, free, bounds[free], spacing[free]))
+            self.blocks.append(Block(g, t.copy(), idx, free, bounds[free], spacing[free], seeds[len(self.blocks)]))
         self.lower = np.concatenate([b.bounds[:, 0] for b in self.blocks])
         self.upper = np.concatenate([b.bounds[:, 1] for b in self.blocks])
         self.n_free = self.lower.size
@@ -140,7 +144,7 @@ class ScheduleProblem:
     def _group_fims(self, blk, schedules, values):
         g = blk.group
         _, F = schedule_fims(self.model, schedules, blk.outputs, g.regimen, self.approximation, self.fim, values,
-                             where=f"group {g.name!r}")
+                             where=f"group {g.name!r}", draws=self.draws, seed=blk.seed)
         self.evaluations += schedules.shape[0]
         return F
 
