@@ -187,10 +187,9 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
         except np.linalg.LinAlgError:
             info["logdet_mc_se"] = float("nan")
     if prior_fim is not None:
-        from .bayesian import add_prior_fim
+        from .bayesian import prior_matrix
 
-        prior = add_prior_fim(FIMResult(pp.names, np.zeros_like(total), pp.values, approx.name, fim), prior_fim)
-        total = total + prior.matrix
+        total = total + prior_matrix(pp.names, prior_fim)
         info["notes"] = notes + ["a prior FIM (information from a previous study) is included"]
         info["prior_fim"] = True
     res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,

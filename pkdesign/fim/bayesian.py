@@ -1,4 +1,4 @@
-"""The Bayesian (MAP) individual FIM and the shrinkage it predicts; adding a prior FIM.
+"""The Bayesian (MAP) individual FIM and the shrinkage it predicts; checking a prior FIM.
 
 For one subject with population parameters known, the information on its random effects η (the MAP
 estimation problem) is
@@ -63,23 +63,22 @@ def bayesian_fim(model, times, regimen=None, output=None, *, values: dict | None
                          "100*SE, the approximate CV% of the individual parameter"]})
 
 
-def add_prior_fim(result: FIMResult, prior) -> FIMResult:
-    """``result`` with the information of a previous study added (a FIMResult with the same parameters, or a
-    (p, p) array in the result's parameter order): the FIM of both studies together."""
-    from dataclasses import replace
-
+def prior_matrix(names, prior) -> np.ndarray:
+    """The information of a previous study as a symmetric (p, p) matrix in the order of ``names``, checked: a
+    FIMResult with the same parameters, or a finite, symmetric, positive semi-definite (p, p) array."""
+    names = tuple(names)
     if isinstance(prior, FIMResult):
-        if tuple(prior.names) != tuple(result.names):
-            raise DesignError(f"prior_fim: parameters {list(prior.names)} differ from the FIM's {list(result.names)}")
+        if tuple(prior.names) != names:
+            raise DesignError(f"prior_fim: parameters {list(prior.names)} differ from the FIM's {list(names)}")
         P = prior.matrix
     else:
         P = np.asarray(prior, dtype=float)
-    if P.shape != result.matrix.shape or not np.all(np.isfinite(P)):
-        raise DesignError(f"prior_fim: expected a finite {result.matrix.shape} matrix in the order {list(result.names)}, "
+    p = len(names)
+    if P.shape != (p, p) or not np.all(np.isfinite(P)):
+        raise DesignError(f"prior_fim: expected a finite {(p, p)} matrix in the order {list(names)}, "
                           f"got shape {P.shape}")
     if not np.allclose(P, P.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(P).max())):
         raise DesignError("prior_fim: the matrix is not symmetric")
     if np.linalg.eigvalsh(0.5 * (P + P.T)).min() < -1e-10 * max(1.0, np.abs(P).max()):
         raise DesignError("prior_fim: the matrix is not positive semi-definite (not an information matrix)")
-    info = dict(result.info, prior_fim=True)
-    return replace(result, matrix=result.matrix + 0.5 * (P + P.T), info=info)
+    return 0.5 * (P + P.T)

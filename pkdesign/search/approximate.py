@@ -137,11 +137,9 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         if total_n is None or refine or cost_normalised:
             raise SearchError("prior_fim in an approximate design needs total_n (the prior's weight is F_prior/N), "
                               "and works without refine and cost normalisation")
-        from ..fim.bayesian import add_prior_fim
+        from ..fim.bayesian import prior_matrix
 
-        p = len(info.names)
-        offset = add_prior_fim(FIMResult(tuple(info.names), np.zeros((p, p)), np.zeros(p), "prior"),
-                               prior_fim).matrix / float(total_n)
+        offset = prior_matrix(info.names, prior_fim) / float(total_n)
     w0 = np.full(mus.shape[0], 1.0 / mus.shape[0])
     if not np.isfinite(criterion_value(crit, information(w0, mus, offset))):
         raise SearchError(_singular_message(info.names, information(w0, mus, offset)[0]))

@@ -87,12 +87,9 @@ class ScheduleProblem:
         self.evaluations = 0
         self.prior_fim = 0.0
         if prior_fim is not None:  # information from a previous study, added to every candidate design's
-            from ..fim.bayesian import add_prior_fim
-            from ..fim.result import FIMResult
+            from ..fim.bayesian import prior_matrix
 
-            p = len(self.names)
-            self.prior_fim = add_prior_fim(FIMResult(tuple(self.names), np.zeros((p, p)), np.zeros(p), "prior"),
-                                           prior_fim).matrix
+            self.prior_fim = prior_matrix(self.names, prior_fim)
         pairs, gaps = self._pairs()
         self.pairs, self.pair_spacing = pairs, gaps
 
