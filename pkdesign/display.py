@@ -53,10 +53,10 @@ def parameter_units(spec, names) -> tuple:
     ounit = {o.name: o.unit for o in spec.outputs}
     first_out = spec.outputs[0].name if spec.outputs else ""
 
+    from .model.spec import squared_unit
+
     def sq(u, squared):
-        if not u:
-            return ""
-        return (f"({u})^2" if any(c in u for c in "/* ") else f"{u}^2") if squared else u
+        return squared_unit(u) if squared else u
 
     out = []
     for n in names:

@@ -36,6 +36,13 @@ ROUTES = ("none", "bolus", "infusion", "oral")
 RESERVED = ("t", "DOSE", "TINF")
 
 
+def squared_unit(unit: str) -> str:
+    """The unit of a variance of a quantity in ``unit``: ``L`` -> ``L^2``, ``mg/L`` -> ``(mg/L)^2``, "" -> ""."""
+    if not unit:
+        return ""
+    return f"({unit})^2" if any(c in unit for c in "/* ") else f"{unit}^2"
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     """A typical value θ of a structural parameter (units as in the model file)."""
@@ -260,7 +267,7 @@ class ModelSpec:
         for o in self.outputs:
             for t in o.error_terms:
                 name = f"sigma2_{t.kind}" + (f"({o.name})" if multi else "")
-                unit = (f"({o.unit})^2" if "/" in o.unit else f"{o.unit}^2") if t.kind == "add" and o.unit else ""
+                unit = squared_unit(o.unit) if t.kind == "add" else ""
                 rows.append({"parameter": name, "kind": "sigma", "value": t.variance, "unit": unit, "fixed": t.fixed,
                              "description": f"{o.error_model} residual error of {o.name} (variance; declared as "
                                             f"{t.scale})"})
