@@ -137,13 +137,6 @@ class BayesianLCriterion(LCriterion):
         Ms = np.asarray(Ms)
         return float(np.mean([c.value(M) for c, M in zip(self._draw, Ms)]))
 
-    def safe_value(self, Ms) -> float:
-        try:
-            v = self.value(Ms)
-        except np.linalg.LinAlgError:
-            return -np.inf
-        return v if np.isfinite(v) else -np.inf
-
     def values(self, Ms):
         """(B, J, p, p) -> (B,)."""
         return np.array([self.safe_value(M) for M in Ms])
@@ -158,7 +151,3 @@ class BayesianLCriterion(LCriterion):
 
     def estimable(self, Ms) -> bool:
         return all(c.estimable(M) for c, M in zip(self._draw, np.asarray(Ms)))
-
-    def efficiency_lower_bound(self, sens_max, Ms):
-        b = self.bound(Ms)
-        return float(min(1.0, b / sens_max)) if sens_max > 0 else None
