@@ -147,8 +147,9 @@ class StructuredFIM:
         has_prop = self.has_prop
         if self.full and has_prop:
             LO = L @ self.omega if self.E else np.zeros((n, 0))
+            slope = self.residual.slope(idx, f)  # ∂r/∂f, once for all θ
             for m in range(pt):
-                d = (2.0 * prop_var * f + self.residual.cross_weight(idx)) * fth[:, m]
+                d = slope * fth[:, m]
                 if self.interaction and self.E:
                     d = d + 2.0 * prop_var * np.einsum("ne,ne->n", Lth[:, :, m], LO)
                 cols.append(d)
