@@ -22,10 +22,27 @@ from .predict import predict
 from .result import FIMResult
 
 
-#: population parameters of recently used model specs at their own values: id(spec) -> (weak ref, pp);
-#: nothing is written onto the user's objects
-_PP_CACHE: dict = {}
-_PP_CACHE_SIZE = 64
+#: values derived from recently used model specs (population parameters, units): (kind, id(spec), extra) ->
+#: (weak ref, value); nothing is written onto the user's objects
+_SPEC_CACHE: dict = {}
+_SPEC_CACHE_SIZE = 128
+
+
+def _per_spec(kind: str, spec, extra, make):
+    """``make()`` cached per spec (held weakly: a new spec at the same address is not mistaken for the old one)."""
+    key = (kind, id(spec), extra)
+    hit = _SPEC_CACHE.get(key)
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    value = make()
+    try:
+        ref = weakref.ref(spec)
+    except TypeError:  # a spec type without weak references: no caching
+        return value
+    if len(_SPEC_CACHE) >= _SPEC_CACHE_SIZE:
+        _SPEC_CACHE.clear()
+    _SPEC_CACHE[key] = (ref, value)
+    return value
 
 
 def _parameters(model, values):
@@ -33,37 +50,13 @@ def _parameters(model, values):
     spec = model.spec
     if values:
         return population_parameters(spec, values)
-    hit = _PP_CACHE.get(id(spec))
-    if hit is not None and hit[0]() is spec:
-        return hit[1]
-    pp = population_parameters(spec)
-    try:
-        ref = weakref.ref(spec)
-    except TypeError:  # a spec type without weak references: no caching
-        return pp
-    if len(_PP_CACHE) >= _PP_CACHE_SIZE:
-        _PP_CACHE.clear()
-    _PP_CACHE[id(spec)] = (ref, pp)
-    return pp
-
-
-_UNITS: dict = {}
+    return _per_spec("parameters", spec, None, lambda: population_parameters(spec))
 
 
 def _units(spec, names) -> tuple:
-    """``parameter_units`` cached per spec (weakly) and parameter names."""
-    key = (id(spec), tuple(names))
-    hit = _UNITS.get(key)
-    if hit is not None and hit[0]() is spec:
-        return hit[1]
-    units = parameter_units(spec, names)
-    try:
-        if len(_UNITS) >= _PP_CACHE_SIZE:
-            _UNITS.clear()
-        _UNITS[key] = (weakref.ref(spec), units)
-    except TypeError:  # a spec type without weak references: no caching
-        pass
-    return units
+    """``parameter_units`` of the FIM parameters ``names``, cached per spec."""
+    names = tuple(names)
+    return _per_spec("units", spec, names, lambda: parameter_units(spec, names))
 
 
 def _log_scale(spec, names) -> tuple:
