@@ -100,9 +100,8 @@ def sensitivity(result, *, ax=None, title: str = ""):
     support = [int(np.argmin(np.nansum(np.abs(np.nan_to_num(cand[:, :len(t)]) - np.nan_to_num(t)), axis=1)))
                for t in np.atleast_2d(result.candidates)]
     a.plot(x[support], d[support], "o", color="C3", markersize=6, label="support")
-    unit = ""
     design = getattr(result, "design", None)
-    a.set_xlabel(_label("sampling time", unit) if one else "candidate schedule")
+    a.set_xlabel("sampling time" if one else "candidate schedule")
     a.set_ylabel("sensitivity  tr(∇Φ μ)")
     a.legend(fontsize=8)
     if title:

@@ -299,6 +299,7 @@ def cmd_power(args) -> int:
 
 def _subject_fims(args, spec, model, design) -> int:
     """``evaluate --fim individual|bayesian``: one subject's FIM per group (and shrinkage for bayesian)."""
+    from ..design import Design
     from ..fim.api import individual_fim
     from ..fim.bayesian import bayesian_fim
 
@@ -325,14 +326,8 @@ def _subject_fims(args, spec, model, design) -> int:
             if args.fim == "individual" else "Bayesian (MAP) FIM of the random effects, with predicted shrinkage")
     print(f"model {spec.name}: {what}")
     for g, r in rows:
-        print("\n".join(design_lines(spec, _one_group_design(g))))
+        print("\n".join(design_lines(spec, Design((g,)))))
         print(r.summary())
         if "shrinkage" in r.info:
             print("shrinkage: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r.info["shrinkage"].items()))
     return 0
-
-
-def _one_group_design(group):
-    from ..design import Design
-
-    return Design((group,))
