@@ -90,8 +90,11 @@ def merge_space(table: dict, overrides: dict | None) -> dict:
     return out
 
 
-def space_table(data, where: str = "space") -> dict:
-    """Check a ``[space]`` table (keys, types); values are converted later, per group."""
+def space_table(data, where: str = "space", label=None) -> dict:
+    """Check a ``[space]`` table (keys, types); values are converted later, per group.
+
+    ``label(key)`` spells a key in messages (default ``"{where}.{key}"``; the CLI's flags say ``--min-spacing``)."""
+    label = label or (lambda key: f"{where}.{key}")
     if not isinstance(data, dict):
         raise DesignError(f"{where}: expected a table, got {fmt(data)}")
     allowed = set(SPACE_KEYS) | {"groups"}
@@ -100,22 +103,22 @@ def space_table(data, where: str = "space") -> dict:
         raise DesignError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     out = {k: v for k, v in data.items() if k != "groups"}
     if "window" in out:
-        out["window"] = check_window(out["window"], f"{where}.window")
+        out["window"] = check_window(out["window"], label("window"))
     if "grid" in out:
-        out["grid"] = grid_times(out["grid"], f"{where}.grid")
+        out["grid"] = grid_times(out["grid"], label("grid"))
     for key in ("min_spacing", "cost_subject", "cost_sample"):
         if key in out and (isinstance(out[key], bool) or not isinstance(out[key], (int, float))
                            or not math.isfinite(out[key]) or out[key] < 0):
-            raise DesignError(f"{where}.{key}: expected a finite number >= 0, got {fmt(out[key])}")
+            raise DesignError(f"{label(key)}: expected a finite number >= 0, got {fmt(out[key])}")
     if "samples" in out:
         per = out["samples"] if isinstance(out["samples"], dict) else {"": out["samples"]}
         for key, k in per.items():
             if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1000:
-                at = f"{where}.samples" + (f".{key}" if key else "")
+                at = label("samples") + (f".{key}" if key else "")
                 raise DesignError(f"{at}: expected a whole number from 1 to 1000 (or a table output -> number for "
                                   f"a protocol over several outputs), got {fmt(k)}")
     if "output" in out and not isinstance(out["output"], str):
-        raise DesignError(f"{where}.output: expected an output name, got {fmt(out['output'])}")
+        raise DesignError(f"{label('output')}: expected an output name, got {fmt(out['output'])}")
     groups = data.get("groups", {})
     if not isinstance(groups, dict):
         raise DesignError(f"{where}.groups: expected a table group name -> overrides, got {fmt(groups)}")

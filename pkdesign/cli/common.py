@@ -113,10 +113,7 @@ def flag_space(args) -> dict:
         table["min_spacing"] = args.min_spacing
     if getattr(args, "output", None):
         table["output"] = args.output
-    try:
-        return space_table(table, "flags")
-    except DesignError as exc:
-        raise DesignError(str(exc).replace("flags.", "--").replace("_", "-")) from None
+    return space_table(table, "flags", label=lambda key: "--" + key.replace("_", "-"))
 
 
 def _grid_spec(text):
