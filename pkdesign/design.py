@@ -97,6 +97,11 @@ class Design:
             object.__setattr__(self, "window", check_window(self.window))
 
     @property
+    def last_time(self) -> float:
+        """The latest sampling time of any group and output (0 if there is none)."""
+        return max((float(v.max()) for g in self.groups for v in g.times.values() if v.size), default=0.0)
+
+    @property
     def total_n(self) -> float:
         return float(sum(g.n for g in self.groups))
 

@@ -178,7 +178,6 @@ def _space(table, group, output_names, *, exact: bool, design):
     t = {k: v for k, v in table.items() if k != "groups"}
     t.update(table.get("groups", {}).get(group.name, {}))
     times = np.concatenate([v for v in group.times.values()]) if group.times else np.zeros(0)
-    latest = max((float(v.max()) for g in design.groups for v in g.times.values() if v.size), default=0.0)
     output = t.get("output")
     if output is not None and output not in output_names:
         raise DesignError(f"space for group {group.name!r}: unknown output {output!r}; the model has "
@@ -200,7 +199,7 @@ def _space(table, group, output_names, *, exact: bool, design):
         output = output_names[0]
     grid = t.get("grid")
     win = t.get("window") or ((float(grid.min()), float(grid.max())) if grid is not None else
-                              design.window or (0.0, latest))
+                              design.window or (0.0, design.last_time))
     if grid is None and not exact:
         grid = np.linspace(win[0], win[1], APPROXIMATE_GRID)
     fixed = np.asarray(t.get("fixed", []), dtype=float)

@@ -57,7 +57,7 @@ def predictions(model, design, *, interval: float | None = 0.9, n_sim: int = 100
     if interval is not None and not 0 < interval < 1:
         raise PkdesignError(f"interval: expected a coverage between 0 and 1, got {interval!r}")
     fig, axes = _figure(ax, len(names))
-    t_max = max((float(np.max(v)) for g in design.groups for v in g.times.values() if v.size), default=1.0)
+    t_max = design.last_time if any(v.size for g in design.groups for v in g.times.values()) else 1.0
     grid = np.linspace(0.0, t_max * 1.05 + 1e-9, n_points)
     units = {o.name: o.unit for o in spec.outputs}
     seeds = np.random.SeedSequence(seed).spawn(len(design.groups))

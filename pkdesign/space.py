@@ -182,7 +182,7 @@ def exact_spaces(design, output_names, *, space=None, window=None, windows=None,
     if not (np.isfinite(min_spacing) and min_spacing >= 0):
         raise DesignError(f"min_spacing must be >= 0, got {fmt(min_spacing)}")
     out = {}
-    latest = max((float(v.max()) for g in design.groups for v in g.times.values() if v.size), default=0.0)
+    latest = design.last_time
     for g in design.groups:
         t, idx = g.observations(output_names)
         tpl = templates.get(g.name)

@@ -61,6 +61,7 @@ def window_efficiency(model, design, width: float = 0.5, n: int = 200, seed=0, *
     """Efficiency distribution of ``design`` when each sampling time falls uniformly within ±``width`` (model
     time units) of its nominal value; ``outputs`` restricts the windows to these outputs."""
     from .comparison import efficiency
+    from .criteria import make_criterion
     from .design import Design, Group
     from .fim.api import evaluate_fim
 
@@ -69,6 +70,8 @@ def window_efficiency(model, design, width: float = 0.5, n: int = 200, seed=0, *
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 1_000_000:
         raise DesignError(f"n: expected a whole number from 1 to 1000000, got {n!r}")
     nominal = evaluate_fim(model, design, approximation, fim)
+    crit = (make_criterion(criterion, list(nominal.names), spec=model.spec) if isinstance(criterion, str)
+            else criterion)  # built once, not per draw
     rng = np.random.default_rng(seed)
     out = np.empty(n)
     for k in range(n):
@@ -82,6 +85,5 @@ def window_efficiency(model, design, width: float = 0.5, n: int = 200, seed=0, *
                 times[o] = np.sort(np.maximum(t + rng.uniform(-width, width, t.size), 0.0))
             groups.append(Group(g.n, times, g.regimen, g.name))
         res = evaluate_fim(model, Design(tuple(groups), design.window), approximation, fim, check=False)
-        out[k] = efficiency(res, nominal, criterion, spec=model.spec)
-    name = criterion if isinstance(criterion, str) else criterion.name
-    return WindowEfficiency(out, float(width), name, seed)
+        out[k] = efficiency(res, nominal, crit)
+    return WindowEfficiency(out, float(width), crit.name, seed)
