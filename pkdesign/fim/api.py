@@ -187,7 +187,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
         info["prior_fim"] = True
     res = FIMResult(pp.names, 0.5 * (total + total.T), pp.values, approx.name, fim,
                     mc_se=np.sqrt(var) if ess_all else None, info=info, declared_scale=pp.declared_scale,
-                    units=_units(spec, pp.names), log_scale=_log_scale(spec, pp.names))
+                    units=_units(spec, pp.names), log_scale=logs)
     if check:
         try:
             res.check_identifiable()
