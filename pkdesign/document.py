@@ -6,7 +6,8 @@ every parameter under each FIM approximation beside the exact (Monte-Carlo) FIM,
 which approximation to trust; and, given an optimisation result, the optimised design, its status
 and equivalence certificate, the efficiency against the starting design and both RSE% side by side.
 ``Report.save(path)`` writes HTML (``.html``/``.htm``) or Markdown (``.md``) atomically; images are
-embedded as base64 PNG, nothing refers to the network.
+embedded as base64 PNG (without matplotlib the figures are replaced by a line saying so), nothing refers
+to the network.
 """
 
 from __future__ import annotations
@@ -92,10 +93,16 @@ def _markdown_table(frame) -> str:
     return "\n".join(rows)
 
 
-def _png(fig) -> bytes:
+def _figure(draw) -> tuple:
+    """An ("image", PNG) block from ``draw()`` (a Figure), or, without matplotlib (a plain install), a text
+    block saying how to get the figure: the report's tables do not need it."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return ("text", "(figure omitted: plotting needs matplotlib: pip install 'pkdesign[plot]')")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+    draw().savefig(buf, format="png", dpi=100)
+    return ("image", buf.getvalue())
 
 
 def build_report(model, design, *, optimized=None, approximation: str = "fo", fim=None, compare_approximations=True,
@@ -119,12 +126,11 @@ def build_report(model, design, *, optimized=None, approximation: str = "fo", fi
         head.append(("text", f"Source: {spec.source}"))
     rep.add("Model", *head, ("table", spec.to_frame()))
     rep.add("Design", ("text", repr(design)[1:-1]), ("table", design.to_frame()),
-            ("image", _png(plot.predictions(model, design, seed=seed,
+            _figure(lambda: plot.predictions(model, design, seed=seed,
                                              title=f"{spec.name}: predictions, 90% prediction interval")))
-            )
     res = evaluate_fim(model, design, approximation, fim, check=False)
     rep.add(f"Expected precision ({res.approximation.upper()}, {res.fim_type} FIM)", ("text", res.headline()),
-            ("table", res.to_frame()), ("image", _png(plot.correlation(res))))
+            ("table", res.to_frame()), _figure(lambda: plot.correlation(res)))
     if compare_approximations:
         frame = approximation_report(model, design, ("reduced", "full"), seed=seed, draws=draws)
         rep.add("Which approximation to trust (against the exact Monte-Carlo FIM)",
@@ -152,6 +158,6 @@ def build_report(model, design, *, optimized=None, approximation: str = "fo", fi
         blocks.append(("text", f"Efficiency of the optimised design against the start: "
                                f"{table.loc['efficiency', 'optimised']:.4f} ({table.attrs['criterion']})."))
         blocks.append(("table", table))
-        blocks.append(("image", _png(plot.predictions(model, opt_design, seed=seed, title="optimised design"))))
+        blocks.append(_figure(lambda: plot.predictions(model, opt_design, seed=seed, title="optimised design")))
         rep.add("Optimised design", *blocks)
     return rep

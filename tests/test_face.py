@@ -389,3 +389,15 @@ def test_prior_fim_in_approximate_designs(warfarin):
     assert both >= other - 1e-9
     with pytest.raises(pk.SearchError, match="needs total_n"):
         pk.optimize_approximate(model, space, prior_fim=prior)
+
+
+def test_report_without_matplotlib_keeps_its_tables(tmp_path, monkeypatch):
+    # a plain install has no matplotlib: the report is written, each figure replaced by a line saying how
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    out = tmp_path / "r.html"
+    assert cli.main(["report", "warfarin", "--no-compare", "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "<img" not in text and "figure omitted: plotting needs matplotlib" in text and text.count("<table") >= 3
