@@ -391,14 +391,23 @@ class GuardedKernel:
         return out
 
 
+def rebind(py_func, name: str, namespace: dict | None = None, filename: str | None = None):
+    """A copy of ``py_func`` named ``name``, optionally resolving its globals in ``namespace`` and
+    attributed to ``filename`` (numba puts a function's cache files beside its file, named after it)."""
+    changes = {"co_name": name, "co_qualname": name}
+    if filename is not None:
+        changes["co_filename"] = filename
+    code = py_func.__code__.replace(**changes)
+    glb = py_func.__globals__ if namespace is None else namespace
+    f = types.FunctionType(code, glb, name, py_func.__defaults__, py_func.__closure__)
+    f.__qualname__ = name
+    f.__module__ = glb.get("__name__", py_func.__module__)
+    f.__doc__ = py_func.__doc__
+    return f
+
+
 def twin(py_func, suffix: str):
     """A copy of ``py_func`` under another name, so that a second compilation of the same code with
     other flags (e.g. ``parallel=True``) gets cache files of its own: numba's cache index key holds
     the signature and the bytecode, not the flags, so the two would otherwise overwrite each other."""
-    name = f"{py_func.__name__}{suffix}"
-    code = py_func.__code__.replace(co_name=name, co_qualname=name)
-    f = types.FunctionType(code, py_func.__globals__, name, py_func.__defaults__, py_func.__closure__)
-    f.__qualname__ = name
-    f.__module__ = py_func.__module__
-    f.__doc__ = py_func.__doc__
-    return f
+    return rebind(py_func, f"{py_func.__name__}{suffix}")

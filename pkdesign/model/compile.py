@@ -35,7 +35,8 @@ from .protocol import ModelDisplay, PicklesBySpec
 _LOCK = threading.Lock()
 
 
-_FINGERPRINT = generator_fingerprint("symbolic.py", "codegen.py", "compile.py", "special.py", "../kernels/fastexp.py")
+_FINGERPRINT = generator_fingerprint("symbolic.py", "codegen.py", "codegen_vector.py", "printer.py", "compile.py",
+                                     "special.py", "../kernels/fastexp.py")
 
 
 def model_hash(spec: ModelSpec) -> str:

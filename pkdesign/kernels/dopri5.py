@@ -1,15 +1,40 @@
-"""The source text of the compiled ODE integrator, filled in per model by :mod:`pkdesign.model.ode`.
+"""Dormand–Prince 5(4) integrator of generated ODE models, with dose events and parameter sensitivities.
 
-Generated-symbol naming (one scheme for the closed-form and the ODE generators):
-``p_NAME`` a parameter ψ, ``a_NAME`` an assignment, ``R0``/``dR0_k``/``d2R0_k_l`` a response and its first and
-second ψ-derivatives, ``y0...`` / ``t_...`` / ``d_...`` / ``o0_...`` common subexpressions of kernel bodies,
-right-hand sides, dose terms and outputs; per derivative order K (0, 1, 2) the model provides ``rhsK`` (the
-augmented right-hand side), ``jacK``, ``initK``, ``doseK``, ``outK``, ``NYK`` (state length), ``NDOSEK``,
-``NOUTK``, and this text provides ``advanceK`` (Dormand-Prince 5(4) with step control) and ``solveK`` /
-``solveK_parallel`` (dose events, lag sensitivities, outputs at the observation times).  Placeholders:
-``{K}`` the order, ``{SUFFIX}`` "" or "_parallel", ``{RANGE}`` range or numba.prange, ``{LAG_EVENT}`` the
-second-order jump call (order 2) or ``pass``.
+The functions below are ordinary Python (read, lint and test them here); :func:`bind` compiles one copy
+of them per model and derivative order, whose global names refer to that model's generated kernels.
+Numba resolves globals at compile time, so each copy calls the model's right-hand side directly (no
+function pointers), and its cache files sit beside the model's generated module (the copies take that
+module's file name, so numba's cache stays per model and is checked like the model's own kernels).
+
+The generated ODE module (names in generated code: see :mod:`pkdesign.model.codegen`) provides, per
+derivative order K (0, 1, 2),
+``rhsK(t, y, psi, u, dy)`` (the augmented right-hand side: states, then first-order sensitivities S_i_k
+at ``nx + i*P + k``, then second-order ones W_i_kl), ``jacK`` (orders 0 and 1), ``initK(psi, y)``,
+``doseK(psi, fd)`` (F, LAG, their first and, for K = 2, second ψ-derivatives), ``outK(o, t, y, psi, u,
+vals)`` (value, ∂/∂t, first and second ψ-derivatives of output o), ``NYK`` (state length), ``NDOSEK``,
+``NOUTK``; once: ``rhst0`` (∂g/∂t), ``N_X`` (states), ``N_ACT`` and ``ACTIVE`` (the parameters whose
+sensitivities are integrated, indices into ψ), ``CMT`` (dosing compartment, -1 for none).  :func:`bind`
+adds ``advanceK``, ``solveK`` and ``solveK_parallel`` to the module.
+
+Status codes written by :func:`solve`: 0 ok, 1 step size below 1e-14, 2 more than ``max_steps`` steps,
+3 non-finite state, 5 non-finite initial values.
 """
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .jit import GuardedKernel, rebind
+
+# Names bound per model and order by bind() (placeholders here, so that the module reads and lints as
+# Python; numba sees the bound values).
+ORDER = NY = NDOSE = NOUT = NY0 = NY1 = N_X = N_ACT = CMT = 0
+ACTIVE = np.zeros(0, dtype=np.int64)
+rhs = init = dose = out = rhs0 = rhs1 = rhst0 = None
+
 
 #: Second-order sensitivity jump at a dose whose time s = t_dose + LAG(ψ) depends on the parameters.
 #: With y⁻ the state before the event, a the bolus amount (0 for an infusion start/stop, where the
@@ -20,7 +45,6 @@ second-order jump call (order 2) or ``pass``.
 #:           − (J⁺z_k + G⁺_k) s_l − (J⁺z_l + G⁺_l) s_k + (J⁺g⁺ − ∂g⁺/∂t) s_k s_l − g⁺ s_kl
 #: (the limit t ↓ s of ∂²y(t)/∂ψ_k∂ψ_l, from y(t) = z + g⁺ (t − s) + ½ ġ⁺ (t − s)²).  J·v and J·S + G
 #: come from the order-1 augmented right-hand side ``rhs1`` (its state is a prefix of the order-2 one).
-LAG_EVENT_TEMPLATE = '''
 def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt):
     """At state x (before or after an event): G = ∂g/∂ψ (via rhs1 with zero sensitivities), Jg = J·g
     and gt = ∂g/∂t, for a right-hand side value g already computed."""
@@ -96,18 +120,15 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     for i in range(nx):
         for k in range(P):
             y[nx + i * P + k] = Z[nx + i * P + k] - gp[i] * fd[2 + P + k]
-'''
 
 
-#: Dormand–Prince 5(4) integrator with dose events, one template per derivative order {K}.
-SOLVER_TEMPLATE = '''
-def advance{K}(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7, yt, yn, steps):
+def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7, yt, yn, steps):
     """Integrate y from t to t_end in place; returns (t reached, h, status, steps); status 1 = step
     too small, 2 = too many steps, 3 = non-finite state."""
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
-    rhs{K}(t, y, psi, u, k1)
+    rhs(t, y, psi, u, k1)
     while t < t_end:
         if steps >= max_steps:
             return t, h, 2, steps
@@ -123,25 +144,25 @@ def advance{K}(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5
             return t, h, 1, steps
         for i in range(ny):
             yt[i] = y[i] + h * (0.2 * k1[i])
-        rhs{K}(t + 0.2 * h, yt, psi, u, k2)
+        rhs(t + 0.2 * h, yt, psi, u, k2)
         for i in range(ny):
             yt[i] = y[i] + h * (3.0 / 40.0 * k1[i] + 9.0 / 40.0 * k2[i])
-        rhs{K}(t + 0.3 * h, yt, psi, u, k3)
+        rhs(t + 0.3 * h, yt, psi, u, k3)
         for i in range(ny):
             yt[i] = y[i] + h * (44.0 / 45.0 * k1[i] - 56.0 / 15.0 * k2[i] + 32.0 / 9.0 * k3[i])
-        rhs{K}(t + 0.8 * h, yt, psi, u, k4)
+        rhs(t + 0.8 * h, yt, psi, u, k4)
         for i in range(ny):
             yt[i] = y[i] + h * (19372.0 / 6561.0 * k1[i] - 25360.0 / 2187.0 * k2[i] + 64448.0 / 6561.0 * k3[i]
                                 - 212.0 / 729.0 * k4[i])
-        rhs{K}(t + 8.0 / 9.0 * h, yt, psi, u, k5)
+        rhs(t + 8.0 / 9.0 * h, yt, psi, u, k5)
         for i in range(ny):
             yt[i] = y[i] + h * (9017.0 / 3168.0 * k1[i] - 355.0 / 33.0 * k2[i] + 46732.0 / 5247.0 * k3[i]
                                 + 49.0 / 176.0 * k4[i] - 5103.0 / 18656.0 * k5[i])
-        rhs{K}(t + h, yt, psi, u, k6)
+        rhs(t + h, yt, psi, u, k6)
         for i in range(ny):
             yn[i] = y[i] + h * (35.0 / 384.0 * k1[i] + 500.0 / 1113.0 * k3[i] + 125.0 / 192.0 * k4[i]
                                 - 2187.0 / 6784.0 * k5[i] + 11.0 / 84.0 * k6[i])
-        rhs{K}(t + h, yn, psi, u, k7)
+        rhs(t + h, yn, psi, u, k7)
         err = 0.0
         for i in range(ny):
             e = h * (71.0 / 57600.0 * k1[i] - 71.0 / 16695.0 * k3[i] + 71.0 / 1920.0 * k4[i]
@@ -169,16 +190,16 @@ def advance{K}(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5
     return t_end, h, 0, steps
 
 
-def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
+def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
              f, d1, dt, d2, status, fail):
     n_vec = psi_all.shape[0]
     n_obs = t_obs.shape[0]
     n_dose = dose_t.shape[0]
-    ny = NY{K}
+    ny = NY
     nx = N_X
     P = N_ACT
     order_obs = np.argsort(t_obs)
-    for v in {RANGE}(n_vec):
+    for v in numba.prange(n_vec):
         y = np.empty(ny)
         k1 = np.empty(ny)
         k2 = np.empty(ny)
@@ -191,11 +212,11 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
         yn = np.empty(ny)
         gm = np.empty(NY0)
         gp = np.empty(NY0)
-        fd = np.empty(NDOSE{K})
-        vals = np.empty(NOUT{K})
+        fd = np.empty(NDOSE)
+        vals = np.empty(NOUT)
         # lag_event2 work (order 2 with a parameter-dependent lag only): an order-1 augmented state, its
         # derivative and 7 more of that size
-        n_lag = NY1 if {K} >= 2 and lag_sens else 0
+        n_lag = NY1 if ORDER >= 2 and lag_sens else 0
         w1 = np.empty(n_lag)
         o1 = np.empty(n_lag)
         lg = np.empty((7, n_lag))
@@ -204,7 +225,7 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
         ev_a = np.empty(2 * n_dose)
         psi = psi_all[v]
         status[v] = 0
-        dose{K}(psi, fd)
+        dose(psi, fd)
         F = fd[0]
         LAG = fd[1]
         ne = 0
@@ -225,7 +246,7 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
                 ev_a[ne] = dose_amt[j]
                 ne += 1
         order_ev = np.argsort(ev_t[:ne])
-        init{K}(psi, y)
+        init(psi, y)
         u = 0.0
         t = 0.0
         h = 1e-3
@@ -242,31 +263,31 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
             while ie < ne and ev_t[order_ev[ie]] < tt:
                 e = order_ev[ie]
                 te = ev_t[e]
-                t, h, st, steps = advance{K}(t, te, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6,
+                t, h, st, steps = advance(t, te, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6,
                                              k7, yt, yn, steps)
                 if st != 0:
                     failed = True
                     status[v] = st
                     break
-                if {K} >= 2 and lag_sens:  # second-order jumps of a dose at a parameter-dependent time
+                if ORDER >= 2 and lag_sens:  # second-order jumps of a dose at a parameter-dependent time
                     du = 0.0 if ev_k[e] == 0 else (1.0 if ev_k[e] == 1 else -1.0) * ev_a[e]
-                    {LAG_EVENT}
+                    lag_event2(t, y, psi, u, u + du, ev_a[e] if ev_k[e] == 0 else 0.0, fd, w1, o1, lg)
                     u += du
                 elif ev_k[e] == 0:
-                    if {K} >= 1 and lag_sens:
+                    if ORDER >= 1 and lag_sens:
                         rhs0(t, y[:nx], psi, u, gm)
                     y[CMT] += F * ev_a[e]
-                    if {K} >= 1:
+                    if ORDER >= 1:
                         for k in range(P):
                             y[nx + CMT * P + k] += ev_a[e] * fd[2 + k]
-                    if {K} >= 2:
+                    if ORDER >= 2:
                         q = 0
                         np2 = P * (P + 1) // 2
                         for k in range(P):
                             for l in range(k, P):
                                 y[nx + nx * P + CMT * np2 + q] += ev_a[e] * fd[2 + 2 * P + q]
                                 q += 1
-                    if {K} >= 1 and lag_sens:
+                    if ORDER >= 1 and lag_sens:
                         rhs0(t, y[:nx], psi, u, gp)
                         for i in range(nx):
                             for k in range(P):
@@ -274,25 +295,25 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
                 else:
                     sign = 1.0 if ev_k[e] == 1 else -1.0
                     u += sign * ev_a[e]
-                    if {K} >= 1 and lag_sens:
+                    if ORDER >= 1 and lag_sens:
                         for k in range(P):
                             y[nx + CMT * P + k] -= sign * F * ev_a[e] * fd[2 + P + k]
                 ie += 1
             if failed:
                 break
-            t, h, st, steps = advance{K}(t, tt, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7,
+            t, h, st, steps = advance(t, tt, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7,
                                          yt, yn, steps)
             if st != 0:
                 status[v] = st
                 failed = True
                 break
-            out{K}(out_idx[io], t, y, psi, u, vals)
+            out(out_idx[io], t, y, psi, u, vals)
             f[v, io] = vals[0]
-            if {K} >= 1:
+            if ORDER >= 1:
                 dt[v, io] = vals[1]
                 for k in range(P):
                     d1[v, io, ACTIVE[k]] = vals[2 + k]
-            if {K} >= 2:
+            if ORDER >= 2:
                 q = 0
                 for k in range(P):
                     for l in range(k, P):
@@ -305,4 +326,26 @@ def solve{K}{SUFFIX}(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, 
                 fail[v, 1 + i] = y[i]
             for jo in range(n_obs):
                 f[v, jo] = np.nan
-'''
+
+
+def bind(module, guard, **options) -> None:
+    """Compile this integrator for the generated ODE ``module`` (whose model kernels are already jitted):
+    sets ``advanceK``, ``solveK`` and ``solveK_parallel`` (K = 0, 1, 2) on it, the solvers wrapped as
+    :class:`~pkdesign.kernels.jit.GuardedKernel` entry points of ``guard`` (a ``CachedJit``)."""
+    shared = {name: getattr(module, name) for name in ("rhs0", "rhs1", "rhst0", "NY0", "NY1", "N_X", "N_ACT",
+                                                      "CMT", "ACTIVE")}
+    filename = module.__file__
+    lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, **shared}
+    lag_ns["lag_side2"] = guard.jit(rebind(lag_side2, "lag_side2", lag_ns, filename), **options)
+    lag_event = guard.jit(rebind(lag_event2, "lag_event2", lag_ns, filename), **options)
+    for k in (0, 1, 2):
+        ns = {**lag_ns, "lag_event2": lag_event, "ORDER": k}
+        ns.update({name: getattr(module, f"{name}{k}") for name in ("rhs", "init", "dose", "out")})
+        ns.update({name: getattr(module, f"{name}{k}") for name in ("NY", "NDOSE", "NOUT")})
+        ns["advance"] = guard.jit(rebind(advance, f"advance{k}", ns, filename), **options)
+        setattr(module, f"advance{k}", ns["advance"])
+        # large batches run in parallel threads; small ones keep the serial solver and its shorter compile
+        for suffix, parallel in (("", False), ("_parallel", True)):
+            name = f"solve{k}{suffix}"
+            disp = guard.jit(rebind(solve, name, ns, filename), parallel=parallel, **options)
+            setattr(module, name, GuardedKernel(guard, disp))
