@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .covariates import check_covariates, covariate_combinations
 from .errors import DesignError, fmt
 from .regimen import Regimen, _as_float_array, check_times  # noqa: F401  (Regimen, check_times re-exported)
 
@@ -33,12 +34,18 @@ class Group:
         Sampling times per output name, each sorted, >= 0 (model time units).
     regimen : Regimen
         Dose events.
+    name : str
+    covariates : dict of str -> float or {"values": [...], "proportions": [...]}
+        Values of the model's ``[covariates]`` for this group (model units).  A distribution splits the
+        group: its FIM is the proportion-weighted sum of the FIMs at each value (several distributions
+        combine as independent).
     """
 
     n: float
     times: dict
     regimen: Regimen = field(default_factory=Regimen)
     name: str = ""
+    covariates: dict = field(default_factory=dict)
 
     def __post_init__(self):
         where = f"group {self.name!r}" if self.name else "group"
@@ -55,6 +62,11 @@ class Group:
                 raise DesignError(f"{where}, output {k!r}: {arr.size} sampling times; the limit is {MAX_SAMPLES}")
             checked[k] = arr
         object.__setattr__(self, "times", checked)
+        object.__setattr__(self, "covariates", check_covariates(self.covariates, where))
+
+    def covariate_cases(self) -> list:
+        """``[(proportion, {covariate: value}), ...]`` (see ``pkdesign.covariates.covariate_combinations``)."""
+        return covariate_combinations(self.covariates)
 
     def observations(self, output_names) -> tuple:
         """Flatten the sampling times: (times (n_obs,), output index (n_obs,) int64), outputs in model order."""
@@ -107,7 +119,7 @@ class Design:
 
     @classmethod
     def from_dict(cls, data, output_names=None, where: str = "design") -> "Design":
-        """Build from ``{"groups": [{n, times, dose, name}, ...]}`` as in a model or design file.
+        """Build from ``{"groups": [{n, times, dose, name, covariates}, ...]}`` as in a model or design file.
 
         ``times`` is a table output -> list, or a plain list for a one-output model (``output_names``
         needed then).
@@ -127,9 +139,10 @@ class Design:
             w = f"{where}.groups[{i}]"
             if not isinstance(g, dict):
                 raise DesignError(f"{w}: expected a table, got {fmt(g)}")
-            unknown = sorted(set(g) - {"n", "times", "dose", "name"})
+            unknown = sorted(set(g) - {"n", "times", "dose", "name", "covariates"})
             if unknown:
-                raise DesignError(f"{w}: unknown key(s) {unknown}; allowed: ['dose', 'n', 'name', 'times']")
+                raise DesignError(f"{w}: unknown key(s) {unknown}; allowed: ['covariates', 'dose', 'n', 'name', "
+                                  "'times']")
             if "n" not in g or "times" not in g:
                 raise DesignError(f"{w}: each group needs 'n' and 'times'")
             times = g["times"]
@@ -145,7 +158,7 @@ class Design:
             name = str(g.get("name", f"group{i + 1}"))
             regimen = Regimen.from_dict(g.get("dose"), f"{w}.dose")  # its messages carry the location already
             try:
-                out.append(Group(g["n"], times, regimen, name))
+                out.append(Group(g["n"], times, regimen, name, g.get("covariates", {})))
             except DesignError as exc:
                 raise DesignError(f"{w}: {exc}") from None
         return cls(tuple(out), window)
@@ -188,10 +201,16 @@ class Design:
                 "/".join(num(a) for a in r.amounts[:4]) + ("/..." if r.amounts.size > 4 else ""))
             if np.any(r.durations > 0):
                 dose += f" over {num(r.durations.max())}"
+            cov = "; ".join(f"{k}={num(v)}" if not isinstance(v, dict) else
+                            f"{k}=" + "/".join(f"{num(x)}:{num(p)}" for x, p in zip(v["values"], v["proportions"]))
+                            for k, v in g.covariates.items())
             for out, t in (g.times.items() or [("", np.zeros(0))]):
-                rows.append({"group": g.name, "n": g.n, "dose": dose, "output": out, "samples": int(t.size),
-                             "times": times_text(t, 12)})
-        return pd.DataFrame(rows)
+                rows.append({"group": g.name, "n": g.n, "dose": dose} | ({"covariates": cov} if cov else {}) |
+                            {"output": out, "samples": int(t.size), "times": times_text(t, 12)})
+        frame = pd.DataFrame(rows)
+        if "covariates" in frame:
+            frame["covariates"] = frame["covariates"].fillna("")
+        return frame
 
     def summary(self) -> str:
         """Text table of the groups (see ``to_frame``)."""
@@ -210,7 +229,9 @@ class Design:
                     "n": g.n,
                     "times": {k: v.tolist() for k, v in g.times.items()},
                     "dose": g.regimen.to_dict(),
-                }
+                } | ({"covariates": {k: dict(v, values=list(v["values"]), proportions=list(v["proportions"]))
+                                     if isinstance(v, dict) else v for k, v in g.covariates.items()}}
+                     if g.covariates else {})
                 for g in self.groups
             ]
         }

@@ -14,6 +14,8 @@ chosen parameters (RSE ∝ 1/√N; PopED's ``optimize_n_rse``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 import numpy as np
@@ -79,7 +81,7 @@ def sample_size(model, design, parameter: str | None = None, *, power: float | N
     ``power`` for the Wald test of ``parameter`` against ``null``, and/or RSE% at most ``rse[name]`` for each
     named parameter.  Returns {"n": total, "group_n": [...], "power": achieved or None, "rse": {...}}.
     """
-    from .design import Design, Group
+    from .design import Design
     from .fim.api import evaluate_fim
 
     if power is None and not rse:
@@ -104,7 +106,7 @@ def sample_size(model, design, parameter: str | None = None, *, power: float | N
     scale = need / n0
     groups = [math.ceil(g.n * scale - 1e-9) for g in design.groups]
     while True:  # the rounding may leave the power a hair short: add subjects to the largest group
-        scaled = Design(tuple(Group(float(max(k, 1)), g.times, g.regimen, g.name) for g, k in zip(design.groups, groups)),
+        scaled = Design(tuple(replace(g, n=float(max(k, 1))) for g, k in zip(design.groups, groups)),
                         design.window)
         k_total = sum(max(k, 1) for k in groups)
         f = k_total / n0

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .covariates import check_covariates, covariate_combinations
 from .regimen import Regimen, check_times
 from .errors import DesignError, fmt
 
@@ -38,6 +39,7 @@ class SamplingSpace:
     fixed : array              samples every schedule contains (not counted in n_samples)
     output : str or None       output sampled (default: the model's first output)
     regimen : Regimen          doses of the group
+    covariates : dict          covariate values of the group's subjects (see ``Group``)
     cost_subject, cost_sample : costs (>= 0, not both 0 when costs are used)
     name : str
     """
@@ -54,9 +56,15 @@ class SamplingSpace:
     cost_sample: float = 0.0
     name: str = "group1"
     samples_per_output: dict | None = None
+    covariates: dict = field(default_factory=dict)
+
+    def covariate_cases(self) -> list:
+        """``[(proportion, {covariate: value}), ...]`` of this space's subjects (``pkdesign.covariates``)."""
+        return covariate_combinations(self.covariates)
 
     def __post_init__(self):
         where = f"sampling space {self.name!r}"
+        object.__setattr__(self, "covariates", check_covariates(self.covariates, where))
         if self.samples_per_output is not None:
             self._check_protocol(where)
         k = self.n_samples
@@ -205,13 +213,13 @@ def exact_spaces(design, output_names, *, space=None, window=None, windows=None,
                     raise DesignError(f"space for group {g.name!r}: {len(tpl.windows)} windows for {k} free samples "
                                       f"of output {output_names[o]!r}")
                 sp = replace(tpl, n_samples=k, windows=ws, fixed=own, output=output_names[o], regimen=g.regimen,
-                             name=g.name)
+                             covariates=g.covariates, name=g.name)
             else:
                 w = window if window is not None else design.window if design.window is not None else (
                     0.0, latest)
                 ws = None if wins is None else [tuple(r) for r in wins[sel[free]]]
                 sp = SamplingSpace(k, tuple(w), windows=ws, grid=grid, min_spacing=float(min_spacing), fixed=own,
-                                   output=output_names[o], regimen=g.regimen, name=g.name)
+                                   output=output_names[o], regimen=g.regimen, covariates=g.covariates, name=g.name)
             out[(g.name, output_names[o])] = sp
     return out
 

@@ -9,7 +9,7 @@ criterion (D by default: (det F / det F_nominal)^(1/p)), with a summary (``Windo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def window_efficiency(model, design, width: float = 0.5, n: int = 200, seed=0, *
     time units) of its nominal value; ``outputs`` restricts the windows to these outputs."""
     from .comparison import efficiency
     from .criteria import make_criterion
-    from .design import Design, Group
+    from .design import Design
     from .fim.api import evaluate_fim
 
     if not (np.isfinite(width) and width >= 0):
@@ -83,7 +83,7 @@ def window_efficiency(model, design, width: float = 0.5, n: int = 200, seed=0, *
                     times[o] = t
                     continue
                 times[o] = np.sort(np.maximum(t + rng.uniform(-width, width, t.size), 0.0))
-            groups.append(Group(g.n, times, g.regimen, g.name))
+            groups.append(replace(g, times=times))
         res = evaluate_fim(model, Design(tuple(groups), design.window), approximation, fim, check=False)
         out[k] = efficiency(res, nominal, crit)
     return WindowEfficiency(out, float(width), crit.name, seed)

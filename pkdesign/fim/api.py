@@ -17,7 +17,7 @@ from ..choices import DEFAULT_FIM, BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
 from ..model.runtime import output_index
 from .approximations import CHUNK, DEFAULT_IS_SAMPLES, get_approximation
-from .params import population_parameters
+from .params import covariate_cases, population_parameters
 from .predict import predict
 from .result import FIMResult
 
@@ -140,27 +140,35 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
     ess_all, samples = [], []
     tasks = []
     notes = []
+    weights = []
     for gi, g in enumerate(design.groups):
         where = f"design group {g.name or gi + 1!r}"
-        t, idx = g.observations(spec.output_names)
-        silent = silent_samples(model, pp, t, idx, g.regimen, where)
-        if silent.size:
-            notes.append(f"{where}: {silent.size} sample(s) at time(s) {', '.join(f'{v:.6g}' for v in t[silent])} "
-                         "carry no information (prediction and sensitivities 0, no additive error) and were ignored")
-            keep = np.setdiff1d(np.arange(t.size), silent)
-            t, idx = t[keep], idx[keep]
-        if t.size == 0:
-            raise DesignError(f"{where}: no sampling times (or none that carries information)")
-        args = (model, pp, t, idx, g.regimen, fim == "full")
-        kw = dict(draws=draws, seed=seeds[gi], sampling=sampling, is_samples=is_samples, where=where)
-        tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
-    for g, task in zip(design.groups, tasks):
+        t0, idx0 = g.observations(spec.output_names)
+        cases = covariate_cases(spec, g, where)
+        case_seeds = seeds[gi].spawn(len(cases)) if stochastic and len(cases) > 1 else [seeds[gi]] * len(cases)
+        for (share, cov), case_seed in zip(cases, case_seeds):
+            pp_c = _parameters(model, {**(values or {}), **cov}) if cov else pp
+            t, idx = t0, idx0
+            silent = silent_samples(model, pp_c, t, idx, g.regimen, where)
+            if silent.size:
+                notes.append(f"{where}: {silent.size} sample(s) at time(s) {', '.join(f'{v:.6g}' for v in t[silent])} "
+                             "carry no information (prediction and sensitivities 0, no additive error) and were "
+                             "ignored")
+                keep = np.setdiff1d(np.arange(t.size), silent)
+                t, idx = t[keep], idx[keep]
+            if t.size == 0:
+                raise DesignError(f"{where}: no sampling times (or none that carries information)")
+            args = (model, pp_c, t, idx, g.regimen, fim == "full")
+            kw = dict(draws=draws, seed=case_seed, sampling=sampling, is_samples=is_samples, where=where)
+            tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
+            weights.append(g.n * share)
+    for n, task in zip(weights, tasks):
         out = task.result() if executor is not None else approx.subject(*task[0], **task[1])
-        total += g.n * out.matrix
+        total += n * out.matrix
         if out.mc_se is not None:
-            var += (g.n * out.mc_se) ** 2
+            var += (n * out.mc_se) ** 2
             ess_all.append(out.ess)
-            samples.append((g.n, out.samples))
+            samples.append((n, out.samples))
     logs = _log_scale(spec, pp.names)
     if logs:
         notes.append(f"RSE% of {list(logs)} (declared on the log scale) is 100*SE: the approximate CV% of the "

@@ -206,3 +206,20 @@ def population_parameters(spec, values: dict | None = None) -> PopulationParamet
         omega_free=tuple(omega_free), errors=tuple(errors), names=tuple(names), values=np.array(vals, dtype=float),
         declared_scale=tuple(scales), n_outputs=len(spec.outputs),
     )
+
+
+def covariate_cases(spec, group, where: str) -> list:
+    """``[(proportion, {covariate: value}), ...]`` of a design group for ``spec``: the group's covariate values
+    (``Group.covariate_cases``) checked against the model's ``[covariates]``; a covariate the group does not
+    state takes the model's default value, and is an error when the model has none."""
+    names = [p.name for p in spec.parameters if p.covariate]
+    stated = getattr(group, "covariates", {}) or {}
+    unknown = sorted(set(stated) - set(names))
+    if unknown:
+        raise DesignError(f"{where}: covariate(s) {unknown} are not in model {spec.name!r} (its covariates: "
+                          f"{names or 'none'})")
+    missing = [p.name for p in spec.parameters if p.covariate and p.name not in stated and not np.isfinite(p.value)]
+    if missing:
+        raise DesignError(f"{where}: no value for covariate(s) {missing} of model {spec.name!r} (the model gives no "
+                          "default); state them in the group's covariates")
+    return group.covariate_cases() if stated else [(1.0, {})]

@@ -22,7 +22,7 @@ from .expr import parse_expression
 from .parse_sections import SectionReaders
 from .spec import RESERVED, ROUTES, ModelSpec
 
-_SECTIONS = {"model", "parameters", "variability", "covariance", "assignments", "dosing", "responses", "outputs", "design",
+_SECTIONS = {"model", "parameters", "covariates", "variability", "covariance", "assignments", "dosing", "responses", "outputs", "design",
              "ode", "derived"}
 
 
@@ -100,7 +100,7 @@ class _Reader(SectionReaders):
                 folded[c], first[c] = v, k
             return folded
 
-        for section in ("parameters", "variability", "assignments", "responses", "outputs"):
+        for section in ("parameters", "covariates", "variability", "assignments", "responses", "outputs"):
             if isinstance(data.get(section), dict):
                 data[section] = fold_keys(section, data[section])
         if isinstance(data.get("ode"), dict):
@@ -185,6 +185,7 @@ class _Reader(SectionReaders):
 
         taken: dict = {}
         params = self.read_parameters(d.get("parameters"), taken)
+        params += self.read_covariates(d.get("covariates"), taken)
         psyms = {p.name: sp.Symbol(p.name) for p in params}
 
         assignments = []
@@ -300,6 +301,11 @@ def check_spec(spec: ModelSpec) -> None:
     """Cross-checks shared by files and Python-built models (Ω positive semi-definite, names)."""
     import numpy as np
 
+    covariates = {p.name for p in spec.parameters if p.covariate}
+    for v in spec.variability:
+        if v.parameter in covariates:
+            raise ModelSpecError(f"{spec.origin}: variability.{v.parameter}: {v.parameter} is a covariate (its value is "
+                                 "set per design group); variability belongs to parameters")
     if spec.variability:
         om = spec.omega
         eig = np.linalg.eigvalsh(om)

@@ -58,6 +58,27 @@ class SectionReaders:
             taken[pname] = "a parameter"
         return out
 
+    def read_covariates(self, section, taken) -> list:
+        """``[covariates]``: ``WT = {unit = "kg", value = 70, description = "..."}`` (``value``, the default for
+        groups that do not state one, is optional) or ``WT = 70``.  A covariate enters the model as a fixed
+        parameter whose value each design group sets."""
+        if section is None:
+            return []
+        out = []
+        for name, val in self.table("covariates", section).items():
+            key = f"covariates.{name}"
+            self.check_name(key, name, taken)
+            if isinstance(val, dict):
+                self.table(key, val, {"value", "unit", "description"})
+                value = self.number(f"{key}.value", val["value"]) if "value" in val else float("nan")
+                unit = self.string(f"{key}.unit", val.get("unit", ""))
+                desc = self.string(f"{key}.description", val.get("description", ""))
+            else:
+                value, unit, desc = self.number(key, val), "", ""
+            out.append(ParameterSpec(name, value, True, unit, desc, covariate=True))
+            taken[name] = "a covariate"
+        return out
+
     def read_ode(self, section, syms, states) -> OdeSpec:
         section = self.table("ode", section, {"states", "derivatives", "initial", "solver", "rtol", "atol", "max_steps"})
         xsyms = dict(syms, **{x: sp.Symbol(x) for x in states}, t=sp.Symbol("t"))

@@ -53,6 +53,8 @@ class ParameterSpec:
     unit: str = ""
     description: str = ""
     scale: str = "linear"   # "log": the parameter is a log (e.g. lKA = log KA); its RSE% is reported as 100*SE
+    covariate: bool = False  # a [covariates] entry: fixed, its value set per design group (``value``: the default,
+                             # NaN when every group must state it)
 
 
 @dataclass(frozen=True)
@@ -249,15 +251,24 @@ class ModelSpec:
     def __repr__(self) -> str:
         outs = ", ".join(f"{o.name} [{o.unit}]" if o.unit else o.name for o in self.outputs)
         est = sum(not p.fixed for p in self.parameters)
-        return (f"<ModelSpec {self.name!r} ({self.kind()}): {len(self.parameters)} parameters ({est} estimated), "
+        cov = self.covariate_names
+        n_par = len(self.parameters) - len(cov)
+        covs = f", covariates {', '.join(cov)}" if cov else ""
+        return (f"<ModelSpec {self.name!r} ({self.kind()}): {n_par} parameters ({est} estimated){covs}, "
                 f"{len(self.variability)} random effects; outputs {outs}; time in {self.time_unit}>")
 
+    @property
+    def covariate_names(self) -> list:
+        """Names of the ``[covariates]`` (fixed parameters whose values the design groups set)."""
+        return [p.name for p in self.parameters if p.covariate]
+
     def to_frame(self):
-        """pandas DataFrame of the parameters: kind (theta, omega, sigma), value, unit, fixed, description."""
+        """pandas DataFrame of the parameters: kind (theta, covariate, omega, sigma), value (a covariate's: its
+        default, NaN if none), unit, fixed, description."""
         import pandas as pd
 
-        rows = [{"parameter": p.name, "kind": "theta", "value": p.value, "unit": p.unit, "fixed": p.fixed,
-                 "description": p.description} for p in self.parameters]
+        rows = [{"parameter": p.name, "kind": "covariate" if p.covariate else "theta", "value": p.value,
+                 "unit": p.unit, "fixed": p.fixed, "description": p.description} for p in self.parameters]
         rows += [{"parameter": f"omega2({v.parameter})", "kind": "omega", "value": v.variance, "unit": "",
                   "fixed": v.fixed, "description": f"{v.model} random effect (variance; declared as {v.scale})"}
                  for v in self.variability]

@@ -22,7 +22,7 @@ from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
 from ..fim.api import schedule_fims
 from ..display import parameter_units
-from ..fim.params import population_parameters
+from ..fim.params import covariate_cases, population_parameters
 from ..fim.result import FIMResult
 from ..space import SamplingSpace, candidate_schedules
 from .fedorov_wynn import fedorov_wynn
@@ -54,11 +54,17 @@ class InformationModel:
             idx = np.full(times.shape[1], idx[0], dtype=np.int64)
         kw = dict(random_effects=self.random_effects, parameters=self.parameters, where=f"sampling space {space.name!r}",
                   draws=self.draws, seed=self.seed)
-        args = [(self.model, times, idx, space.regimen, self.approximation, self.fim, vals) for vals in self.prior_values]
-        if self.executor is not None and len(args) > 1:  # prior draws as independent tasks
+        cases = covariate_cases(spec, space, f"sampling space {space.name!r}")
+        args = [(self.model, times, idx, space.regimen, self.approximation, self.fim, {**(vals or {}), **cov} or None)
+                for vals in self.prior_values for _, cov in cases]
+        if self.executor is not None and len(args) > 1:  # prior draws (and covariate cases) as independent tasks
             results = [f.result() for f in [self.executor.submit(schedule_fims, *a, **kw) for a in args]]
         else:
             results = [schedule_fims(*a, **kw) for a in args]
+        if len(cases) > 1:  # a covariate distribution: the proportion-weighted sum per prior draw
+            shares = [w for w, _ in cases]
+            results = [(results[k * len(cases)][0], sum(w * results[k * len(cases) + c][1] for c, w in enumerate(shares)))
+                       for k in range(len(self.prior_values))]
         stack = [F for _, F in results]
         self.names = results[0][0]
         self.evaluations += times.shape[0] * len(self.prior_values)
@@ -193,7 +199,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
             per_output = sp_.split(t, model.spec.output_names)
         else:
             per_output = {sp_.output or model.spec.output_names[0]: t[~np.isnan(t)]}
-        groups.append(Group(float(n), per_output, sp_.regimen, f"{sp_.name}:{j + 1}"))
+        groups.append(Group(float(n), per_output, sp_.regimen, f"{sp_.name}:{j + 1}", sp_.covariates))
     design = Design(tuple(groups))
     names = tuple(info.names)
     pp = population_parameters(model.spec)

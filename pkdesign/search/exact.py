@@ -10,7 +10,7 @@ per group, so a gradient costs one kernel pass per group.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from ..criteria import make_criterion
 from ..design import Design, Group
 from ..errors import SearchError
 from ..fim.api import schedule_fims
+from ..fim.params import covariate_cases
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Block:
     bounds: np.ndarray
     spacing: np.ndarray
     seed: object = None     # FOCE/FOCEI draws of this group (evaluate_fim's per-group seed stream)
+    cases: tuple = ((1.0, {}),)  # (proportion, covariate values) of the group (fim.params.covariate_cases)
 
     @property
     def n_free(self) -> int:
@@ -73,14 +75,17 @@ class ScheduleProblem:
                 free[rows] = True
                 bounds[rows] = sp.bounds
                 spacing[rows] = sp.min_spacing
-            self.blocks.append(Block(g, t.copy(), idx, free, bounds[free], spacing[free], seeds[len(self.blocks)]))
+            cases = tuple(covariate_cases(model.spec, g, f"group {g.name!r}"))
+            self.blocks.append(Block(g, t.copy(), idx, free, bounds[free], spacing[free], seeds[len(self.blocks)],
+                                     cases))
         self.lower = np.concatenate([b.bounds[:, 0] for b in self.blocks])
         self.upper = np.concatenate([b.bounds[:, 1] for b in self.blocks])
         self.n_free = self.lower.size
         if self.n_free == 0:
             raise SearchError("every sample is fixed: nothing to optimise")
         b0 = self.blocks[0]
-        self.names, _ = schedule_fims(model, b0.times[None], b0.outputs, b0.group.regimen, approximation, fim)
+        self.names, _ = schedule_fims(model, b0.times[None], b0.outputs, b0.group.regimen, approximation, fim,
+                                      dict(b0.cases[0][1]) or None)
         self.criterion = (make_criterion(criterion, self.names, subset, a_weights, spec=model.spec,
                                          values=prior_values) if isinstance(criterion, str)
                           else criterion)
@@ -127,7 +132,7 @@ class ScheduleProblem:
         for b, t in zip(self.blocks, self.split(x)):
             g = b.group
             times = {names[o]: np.sort(t[b.outputs == o]) for o in np.unique(b.outputs)}
-            groups.append(Group(g.n, times, g.regimen, g.name))
+            groups.append(replace(g, times=times))
         return Design(tuple(groups), self.design.window)
 
     def grid(self) -> np.ndarray:
@@ -140,9 +145,13 @@ class ScheduleProblem:
     # -- criterion -----------------------------------------------------------------------------
     def _group_fims(self, blk, schedules, values):
         g = blk.group
-        _, F = schedule_fims(self.model, schedules, blk.outputs, g.regimen, self.approximation, self.fim, values,
-                             where=f"group {g.name!r}", draws=self.draws, seed=blk.seed)
-        self.evaluations += schedules.shape[0]
+        F = 0.0
+        for share, cov in blk.cases:  # a covariate distribution: the proportion-weighted sum
+            vals = {**(values or {}), **cov} or None
+            _, Fc = schedule_fims(self.model, schedules, blk.outputs, g.regimen, self.approximation, self.fim, vals,
+                                  where=f"group {g.name!r}", draws=self.draws, seed=blk.seed)
+            F = F + share * Fc if len(blk.cases) > 1 else Fc
+        self.evaluations += schedules.shape[0] * len(blk.cases)
         return F
 
     def total_fims(self, x) -> np.ndarray:

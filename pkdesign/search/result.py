@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -70,12 +70,12 @@ class DesignResult:
     def rounded_design(self, total_n: int):
         """The design with its group weights (or sizes) apportioned to ``total_n`` whole subjects
         (efficient apportionment); groups that get no subject are dropped."""
-        from ..design import Design, Group
+        from ..design import Design
         from .rounding import apportion
 
         w = np.array([g.n for g in self.design.groups], dtype=float)
         ns = apportion(w / w.sum(), int(total_n))
-        return Design(tuple(Group(float(n), g.times, g.regimen, g.name) for g, n in zip(self.design.groups, ns)
+        return Design(tuple(replace(g, n=float(n)) for g, n in zip(self.design.groups, ns)
                             if n > 0))
 
     # -- how it reads ------------------------------------------------------------------------
