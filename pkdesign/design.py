@@ -39,6 +39,10 @@ class Group:
         Values of the model's ``[covariates]`` for this group (model units).  A distribution splits the
         group: its FIM is the proportion-weighted sum of the FIMs at each value (several distributions
         combine as independent).
+    occasions : list of float, or "doses"
+        Start times of the occasions (inter-occasion variability: one κ per occasion), each with at least one
+        dose in it; "doses": every dose opens an occasion.  Empty: the group is one occasion.  A sample at an
+        occasion's start (its trough) belongs to the occasion before.
     """
 
     n: float
@@ -46,6 +50,7 @@ class Group:
     regimen: Regimen = field(default_factory=Regimen)
     name: str = ""
     covariates: dict = field(default_factory=dict)
+    occasions: object = ()
 
     def __post_init__(self):
         where = f"group {self.name!r}" if self.name else "group"
@@ -63,10 +68,17 @@ class Group:
             checked[k] = arr
         object.__setattr__(self, "times", checked)
         object.__setattr__(self, "covariates", check_covariates(self.covariates, where))
+        object.__setattr__(self, "occasions", check_occasions(self.occasions, self.regimen, where))
 
     def covariate_cases(self) -> list:
         """``[(proportion, {covariate: value}), ...]`` (see ``pkdesign.covariates.covariate_combinations``)."""
         return covariate_combinations(self.covariates)
+
+    def occasion_starts(self) -> np.ndarray:
+        """Start times of the occasions (empty: one occasion)."""
+        if self.occasions == "doses":
+            return np.unique(self.regimen.times)
+        return np.asarray(self.occasions, dtype=float)
 
     def observations(self, output_names) -> tuple:
         """Flatten the sampling times: (times (n_obs,), output index (n_obs,) int64), outputs in model order."""
@@ -83,6 +95,26 @@ class Group:
         if not ts:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         return np.concatenate(ts), np.concatenate(idx)
+
+
+def check_occasions(occasions, regimen, where: str):
+    """Occasion start times: "doses" (kept as such) or a sorted list of distinct times >= 0, each occasion
+    holding at least one dose (returned as a tuple of floats)."""
+    if isinstance(occasions, str):
+        if occasions != "doses":
+            raise DesignError(f'{where}: occasions must be a list of start times or "doses", got {occasions!r}')
+        if regimen.times.size == 0:
+            raise DesignError(f'{where}: occasions = "doses" but the group has no doses')
+        return occasions
+    starts = check_times(list(occasions) if isinstance(occasions, tuple) else occasions, f"{where}: occasions")
+    if starts.size and np.any(np.diff(starts) <= 0):
+        raise DesignError(f"{where}: occasions: start times must be distinct, got {fmt(list(starts))}")
+    bounds = np.append(starts, np.inf)
+    for k in range(starts.size):
+        if not np.any((regimen.times >= bounds[k]) & (regimen.times < bounds[k + 1])):
+            raise DesignError(f"{where}: occasion {k + 1} (from t = {starts[k]:g} to {bounds[k + 1]:g}) has no dose; "
+                              "each occasion opens with a dose")
+    return tuple(float(x) for x in starts)
 
 
 def check_window(window, where: str = "window") -> tuple:
@@ -139,10 +171,10 @@ class Design:
             w = f"{where}.groups[{i}]"
             if not isinstance(g, dict):
                 raise DesignError(f"{w}: expected a table, got {fmt(g)}")
-            unknown = sorted(set(g) - {"n", "times", "dose", "name", "covariates"})
+            unknown = sorted(set(g) - {"n", "times", "dose", "name", "covariates", "occasions"})
             if unknown:
                 raise DesignError(f"{w}: unknown key(s) {unknown}; allowed: ['covariates', 'dose', 'n', 'name', "
-                                  "'times']")
+                                  "'occasions', 'times']")
             if "n" not in g or "times" not in g:
                 raise DesignError(f"{w}: each group needs 'n' and 'times'")
             times = g["times"]
@@ -158,7 +190,7 @@ class Design:
             name = str(g.get("name", f"group{i + 1}"))
             regimen = Regimen.from_dict(g.get("dose"), f"{w}.dose")  # its messages carry the location already
             try:
-                out.append(Group(g["n"], times, regimen, name, g.get("covariates", {})))
+                out.append(Group(g["n"], times, regimen, name, g.get("covariates", {}), g.get("occasions", ())))
             except DesignError as exc:
                 raise DesignError(f"{w}: {exc}") from None
         return cls(tuple(out), window)
@@ -205,11 +237,15 @@ class Design:
                             f"{k}=" + "/".join(f"{num(x)}:{num(p)}" for x, p in zip(v["values"], v["proportions"]))
                             for k, v in g.covariates.items())
             for out, t in (g.times.items() or [("", np.zeros(0))]):
+                occ = ("each dose" if g.occasions == "doses" else
+                       f"{len(g.occasions)} from " + ", ".join(num(x) for x in g.occasions)) if g.occasions else ""
                 rows.append({"group": g.name, "n": g.n, "dose": dose} | ({"covariates": cov} if cov else {}) |
+                            ({"occasions": occ} if occ else {}) |
                             {"output": out, "samples": int(t.size), "times": times_text(t, 12)})
         frame = pd.DataFrame(rows)
-        if "covariates" in frame:
-            frame["covariates"] = frame["covariates"].fillna("")
+        for col in ("covariates", "occasions"):
+            if col in frame:
+                frame[col] = frame[col].fillna("")
         return frame
 
     def summary(self) -> str:
@@ -232,6 +268,8 @@ class Design:
                 } | ({"covariates": {k: dict(v, values=list(v["values"]), proportions=list(v["proportions"]))
                                      if isinstance(v, dict) else v for k, v in g.covariates.items()}}
                      if g.covariates else {})
+                  | ({"occasions": g.occasions if isinstance(g.occasions, str) else list(g.occasions)}
+                     if g.occasions else {})
                 for g in self.groups
             ]
         }

@@ -209,7 +209,7 @@ def _space(table, group, output_names, *, exact: bool, design):
         n = t.get("samples") or max(1, int(times.size - np.isin(times, fixed).sum()))
     return SamplingSpace(n, tuple(win), windows=t.get("windows"), grid=grid, min_spacing=float(t.get("min_spacing", 0)),
                          fixed=fixed, output=None if per_output is not None else output, regimen=group.regimen,
-                         covariates=group.covariates,
+                         covariates=group.covariates, occasions=group.occasions,
                          cost_subject=float(t.get("cost_subject", 1.0)), cost_sample=float(t.get("cost_sample", 0.0)),
                          name=group.name, samples_per_output=per_output)
 

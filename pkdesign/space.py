@@ -40,6 +40,7 @@ class SamplingSpace:
     output : str or None       output sampled (default: the model's first output)
     regimen : Regimen          doses of the group
     covariates : dict          covariate values of the group's subjects (see ``Group``)
+    occasions : list or "doses"  occasion start times (see ``Group``)
     cost_subject, cost_sample : costs (>= 0, not both 0 when costs are used)
     name : str
     """
@@ -57,6 +58,13 @@ class SamplingSpace:
     name: str = "group1"
     samples_per_output: dict | None = None
     covariates: dict = field(default_factory=dict)
+    occasions: object = ()
+
+    def occasion_starts(self) -> np.ndarray:
+        """Start times of the occasions (see ``Group.occasions``; empty: one occasion)."""
+        if self.occasions == "doses":
+            return np.unique(self.regimen.times)
+        return np.asarray(self.occasions, dtype=float)
 
     def covariate_cases(self) -> list:
         """``[(proportion, {covariate: value}), ...]`` of this space's subjects (``pkdesign.covariates``)."""
@@ -213,13 +221,14 @@ def exact_spaces(design, output_names, *, space=None, window=None, windows=None,
                     raise DesignError(f"space for group {g.name!r}: {len(tpl.windows)} windows for {k} free samples "
                                       f"of output {output_names[o]!r}")
                 sp = replace(tpl, n_samples=k, windows=ws, fixed=own, output=output_names[o], regimen=g.regimen,
-                             covariates=g.covariates, name=g.name)
+                             covariates=g.covariates, occasions=g.occasions, name=g.name)
             else:
                 w = window if window is not None else design.window if design.window is not None else (
                     0.0, latest)
                 ws = None if wins is None else [tuple(r) for r in wins[sel[free]]]
                 sp = SamplingSpace(k, tuple(w), windows=ws, grid=grid, min_spacing=float(min_spacing), fixed=own,
-                                   output=output_names[o], regimen=g.regimen, covariates=g.covariates, name=g.name)
+                                   output=output_names[o], regimen=g.regimen, covariates=g.covariates,
+                                   occasions=g.occasions, name=g.name)
             out[(g.name, output_names[o])] = sp
     return out
 

@@ -164,7 +164,13 @@ def design_lines(spec, design) -> list:
             dose = f"dose {amount}{inf} at t = {when} ({r.times.size} dose{'s' if r.times.size > 1 else ''})"
         else:
             dose = "no doses"
-        lines.append(f"  {g.name:>16}  n = {g.n:<8.4g} {dose};  samples {times_text(g)} ({spec.time_unit})")
+        extra = "".join(f";  {k} = " + (f"{v:g}" if not isinstance(v, dict) else
+                                          "/".join(f"{x:g} ({p:.0%})" for x, p in zip(v["values"], v["proportions"])))
+                        for k, v in g.covariates.items())
+        if g.occasions:
+            extra += ";  occasions: each dose" if g.occasions == "doses" else (
+                ";  occasions from t = " + ", ".join(f"{t:g}" for t in g.occasions))
+        lines.append(f"  {g.name:>16}  n = {g.n:<8.4g} {dose};  samples {times_text(g)} ({spec.time_unit}){extra}")
     return lines
 
 

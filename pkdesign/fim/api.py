@@ -16,7 +16,7 @@ from ..display import parameter_units
 from ..choices import DEFAULT_FIM, BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
 from ..model.runtime import output_index
-from .approximations import CHUNK, DEFAULT_IS_SAMPLES, get_approximation
+from .approximations import CHUNK, DEFAULT_IS_SAMPLES, SubjectFIM, get_approximation
 from .params import covariate_cases, population_parameters
 from .predict import predict
 from .result import FIMResult
@@ -75,6 +75,17 @@ def _check_choice(approximation, fim):
     if fim == "reduced" and not approx.reduced:
         raise PkdesignError(f"{approx.name} has no reduced form (it is not a linearisation); use fim='full'")
     return approx, fim
+
+
+def _collapsed(out, pp):
+    """A subject FIM of an occasion-expanded structure (``pp.for_occasions``) in the reported parameters."""
+    if pp.collapse is None:
+        return out
+    if out.samples is not None:  # exact-MC: collapse every simulated subject's term, then its SE
+        samples = pp.collapse_fim(out.samples)
+        return SubjectFIM(samples.mean(axis=0), samples.std(axis=0, ddof=1) / np.sqrt(samples.shape[0]), out.ess,
+                          samples)
+    return SubjectFIM(pp.collapse_fim(out.matrix))
 
 
 def silent_samples(model, pp, times, idx, regimen, where: str = "") -> np.ndarray:
@@ -147,7 +158,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
         cases = covariate_cases(spec, g, where)
         case_seeds = seeds[gi].spawn(len(cases)) if stochastic and len(cases) > 1 else [seeds[gi]] * len(cases)
         for (share, cov), case_seed in zip(cases, case_seeds):
-            pp_c = _parameters(model, {**(values or {}), **cov}) if cov else pp
+            pp_c = (_parameters(model, {**(values or {}), **cov}) if cov else pp).for_occasions(g.occasion_starts())
             t, idx = t0, idx0
             silent = silent_samples(model, pp_c, t, idx, g.regimen, where)
             if silent.size:
@@ -161,9 +172,9 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
             args = (model, pp_c, t, idx, g.regimen, fim == "full")
             kw = dict(draws=draws, seed=case_seed, sampling=sampling, is_samples=is_samples, where=where)
             tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
-            weights.append(g.n * share)
-    for n, task in zip(weights, tasks):
-        out = task.result() if executor is not None else approx.subject(*task[0], **task[1])
+            weights.append((g.n * share, pp_c))
+    for (n, pp_c), task in zip(weights, tasks):
+        out = _collapsed(task.result() if executor is not None else approx.subject(*task[0], **task[1]), pp_c)
         total += n * out.matrix
         if out.mc_se is not None:
             var += (n * out.mc_se) ** 2
@@ -210,7 +221,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
 
 def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo", fim: str | None = None,
                   values: dict | None = None, *, random_effects: bool = True, parameters=None,
-                  where: str = "candidates", draws: int | None = None, seed=0) -> tuple:
+                  where: str = "candidates", draws: int | None = None, seed=0, occasions=None) -> tuple:
     """Per-subject FIMs of B candidate schedules in one batch (FO, FOI; FOCE and FOCEI with ``draws`` η draws
     from ``seed``, the same for every schedule).
 
@@ -220,6 +231,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     idx : ndarray of int (n,), optional   output of each column (default: first output)
     random_effects : bool    False: the fixed-effects (individual) FIM, no Ω entries
     parameters : list of str, optional   keep only these parameters (the others are treated as known)
+    occasions : array of start times, optional   occasions of the schedules (inter-occasion variability)
 
     Returns
     -------
@@ -232,14 +244,16 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     pp = _parameters(model, values)
     if not random_effects:
         pp = pp.without_random_effects()
+    else:
+        pp = pp.for_occasions(occasions)
     times = np.asarray(times, dtype=float)
     if times.ndim != 2:
         raise DesignError(f"{where}: expected times of shape (n_schedules, n_samples), got {times.shape}")
     if np.any(times < 0) or not np.all(np.isfinite(times)):
         raise DesignError(f"{where}: times must be finite and >= 0")
     idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
-    F = approx.schedules(model, pp, times, idx, regimen, fim == "full", where, draws=draws, seed=seed)
-    names = list(pp.names)
+    F = pp.collapse_fim(approx.schedules(model, pp, times, idx, regimen, fim == "full", where, draws=draws, seed=seed))
+    names = list(pp.names if pp.collapse is None else _parameters(model, values).names)
     if parameters is not None:
         unknown = [n for n in parameters if n not in names]
         if unknown:

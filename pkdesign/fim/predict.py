@@ -35,6 +35,11 @@ class Predictions:
 def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", eta2: bool = False) -> Predictions:
     """Predictions with θ/η derivatives.
 
+    With inter-occasion variability (``pp`` from ``PopulationParameters.for_occasions``) a sample of
+    occasion o sees the between-subject η's and the κ's of occasion o (the other κ columns of L are 0 there):
+    the model is evaluated once per occasion present, with that occasion's ψ for the whole dosing history
+    (exact when earlier occasions' doses have washed out, as in cross-over or well-separated periods).
+
     Parameters
     ----------
     eta : ndarray (B, n_eta) or (n_eta,)
@@ -47,18 +52,58 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
     """
     times = np.asarray(times, dtype=float)
     eta = np.asarray(eta, dtype=float)
+    if pp.eta_occ is None:
+        return _predict(model, pp, eta, times, idx, regimen, order, where, eta2)
+    occ = pp.occasion_of(times)
+    out = None
+    for o in np.unique(occ):
+        active = (pp.eta_occ < 0) | (pp.eta_occ == o)
+        if times.ndim == 1:
+            sel = occ == o
+            part = _predict(model, pp, eta, times[sel], idx[sel], regimen, order, where, eta2, active)
+        else:
+            sel = occ == o  # (B, n): the whole batch is evaluated with occasion o's ψ, its samples kept
+            part = _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active)
+        out = _merge(out, part, sel, times)
+    return out
+
+
+_FIELDS = ("f", "fth", "L", "dt", "Lth", "Leta")
+
+
+def _merge(out, part, sel, times):
+    """Write the samples ``sel`` of ``part`` into ``out`` (created from ``part``'s shapes on first use)."""
+    if out is None:
+        B = part.f.shape[0]
+        n = times.shape[-1]
+        out = Predictions(**{k: None if getattr(part, k) is None else
+                             np.zeros((B, n) + getattr(part, k).shape[2:]) for k in _FIELDS})
+    for k in _FIELDS:
+        src, dst = getattr(part, k), getattr(out, k)
+        if src is None:
+            continue
+        if times.ndim == 1:
+            dst[:, sel] = src
+        else:
+            m = sel.reshape(sel.shape + (1,) * (src.ndim - 2))
+            np.copyto(dst, src, where=m)
+    return out
+
+
+def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=None) -> Predictions:
+    """``predict`` for samples that all see the η's marked ``active`` (all when None)."""
     if times.ndim == 2:
         B, n = times.shape
         eta1 = np.atleast_2d(eta)
         if eta1.shape[0] != 1:
             raise DesignError("a batch of schedules is evaluated at one η vector")
-        psi = pp.psi(eta1)
+        psi = pp.psi(eta1, active)
         res = model.evaluate(psi[0], times.ravel(), regimen, np.tile(idx, B), order=order)
         res = {k: v.reshape((B, n) + v.shape[1:]) for k, v in res.items()}
         eta_b = eta1  # one η for every row: the transform derivatives broadcast
     else:
         eta_b = np.atleast_2d(eta)
-        res = model.evaluate(pp.psi(eta_b), times, regimen, idx, order=order)
+        res = model.evaluate(pp.psi(eta_b, active), times, regimen, idx, order=order)
     f = res["f"]
     d1 = res["d1"] if order >= 1 else np.zeros(f.shape + (0,))
     d2 = res.get("d2")
@@ -94,7 +139,7 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
 
     if order == 0:
         return Predictions(f=f, fth=None, L=None)
-    a, b, c, e = pp.transform_derivatives(eta_b)
+    a, b, c, e = pp.transform_derivatives(eta_b, active)
     free, ep = pp.free, pp.eta_par
     fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
     L = np.ascontiguousarray(d1[:, :, ep] * b[:, None, :])
@@ -115,7 +160,8 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
         if eta2:
             Leta = d2[:, :, ep[:, None], ep[None, :]] * (b[:, None, :, None] * b[:, None, None, :])
             for j, k in enumerate(ep):
-                Leta[:, :, j, j] += d1[:, :, k] * e[:, None, j]
+                for m in np.flatnonzero(ep == k):  # two η's of one parameter (between-subject and κ) too
+                    Leta[:, :, j, m] += d1[:, :, k] * e[:, None, j]
             out.Leta = Leta
     return out
 

@@ -256,7 +256,7 @@ class _Reader(SectionReaders):
         outputs = self.read_outputs(d.get("outputs"), osyms, taken)
 
         derived = self.read_derived(d.get("derived", {}), params, assignments, syms, taken, state_syms)
-        variability = self.read_variability(d.get("variability", {}), psyms)
+        variability, occasion_variability = self.read_variability(d.get("variability", {}), psyms)
         covariances = self.read_covariances(d.get("covariance", []), variability)
 
         singularities = []
@@ -276,6 +276,7 @@ class _Reader(SectionReaders):
             assignments=tuple(assignments),
             responses=tuple(responses),
             variability=tuple(variability),
+            occasion_variability=tuple(occasion_variability),
             covariances=tuple(covariances),
             dosing=dosing,
             singularities=tuple(singularities),
@@ -302,7 +303,7 @@ def check_spec(spec: ModelSpec) -> None:
     import numpy as np
 
     covariates = {p.name for p in spec.parameters if p.covariate}
-    for v in spec.variability:
+    for v in spec.variability + spec.occasion_variability:
         if v.parameter in covariates:
             raise ModelSpecError(f"{spec.origin}: variability.{v.parameter}: {v.parameter} is a covariate (its value is "
                                  "set per design group); variability belongs to parameters")

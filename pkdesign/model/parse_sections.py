@@ -212,20 +212,32 @@ class SectionReaders:
         sd = self.number(f"{key}.sd", val["sd"], nonneg=True)
         return sd * sd, "sd", fixed
 
-    def read_variability(self, section, psyms) -> list:
+    def read_variability(self, section, psyms) -> tuple:
+        """``[variability]``: between-subject entries, and inter-occasion ones: ``occasion = true`` makes the
+        entry's variance that of κ (one κ per occasion, no η), ``occasion = {variance | sd = ...}`` adds
+        inter-occasion variability (same model) to the entry's between-subject one.  Returns (bsv, iov)."""
         section = self.table("variability", section)
-        out = []
+        out, iov = [], []
         for pname, val in section.items():
             key = f"variability.{pname}"
             if pname not in psyms:
                 self.err(key, f"unknown parameter {pname!r}; parameters: {list(psyms)}")
-            val = self.table(key, val, {"model", "variance", "sd", "fixed"})
+            val = self.table(key, val, {"model", "variance", "sd", "fixed", "occasion"})
             model = val.get("model", "exponential")
             if model not in VARIABILITY_MODELS:
                 self.err(f"{key}.model", f"unknown variability model {model!r}; expected one of {list(VARIABILITY_MODELS)}")
-            variance, scale, fixed = self.variance_or_sd(key, val)
-            out.append(VariabilitySpec(pname, model, variance, scale, fixed))
-        return out
+            occ = val.get("occasion", False)
+            base = {k: v for k, v in val.items() if k != "occasion"}
+            if isinstance(occ, dict):
+                variance, scale, fixed = self.variance_or_sd(f"{key}.occasion", occ)
+                iov.append(VariabilitySpec(pname, model, variance, scale, fixed))
+                if "variance" in base or "sd" in base:
+                    out.append(VariabilitySpec(pname, model, *self.variance_or_sd(key, base)))
+            elif self.boolean(f"{key}.occasion", occ):
+                iov.append(VariabilitySpec(pname, model, *self.variance_or_sd(key, base)))
+            else:
+                out.append(VariabilitySpec(pname, model, *self.variance_or_sd(key, base)))
+        return out, iov
 
     def read_covariances(self, section, variability) -> list:
         if not isinstance(section, list):

@@ -144,6 +144,7 @@ class ModelSpec:
     assignments: tuple = ()        # ((name, sympy expr), ...) in evaluation order
     responses: tuple = ()          # ((name, sympy expr), ...), superposed over doses
     variability: tuple = ()
+    occasion_variability: tuple = ()  # VariabilitySpec per parameter with inter-occasion variability (κ ~ N(0, Π))
     covariances: tuple = ()
     dosing: DosingSpec = field(default_factory=DosingSpec)
     singularities: tuple = ()      # ((sympy expr a, sympy expr b), ...): removable where a == b
@@ -221,7 +222,7 @@ class ModelSpec:
         for e in exprs:
             names |= {s.name for s in sp.sympify(e).free_symbols}
         used = frozenset(names & set(self.parameter_names))
-        random = {v.parameter for v in self.variability}
+        random = {v.parameter for v in self.variability} | {v.parameter for v in self.occasion_variability}
         active = tuple(k for k, p in enumerate(self.parameters) if p.name in used and (not p.fixed or p.name in random))
         return used, active
 
@@ -254,8 +255,10 @@ class ModelSpec:
         cov = self.covariate_names
         n_par = len(self.parameters) - len(cov)
         covs = f", covariates {', '.join(cov)}" if cov else ""
+        iov = (f" (+ inter-occasion on {', '.join(v.parameter for v in self.occasion_variability)})"
+               if self.occasion_variability else "")
         return (f"<ModelSpec {self.name!r} ({self.kind()}): {n_par} parameters ({est} estimated){covs}, "
-                f"{len(self.variability)} random effects; outputs {outs}; time in {self.time_unit}>")
+                f"{len(self.variability)} random effects{iov}; outputs {outs}; time in {self.time_unit}>")
 
     @property
     def covariate_names(self) -> list:
@@ -272,6 +275,10 @@ class ModelSpec:
         rows += [{"parameter": f"omega2({v.parameter})", "kind": "omega", "value": v.variance, "unit": "",
                   "fixed": v.fixed, "description": f"{v.model} random effect (variance; declared as {v.scale})"}
                  for v in self.variability]
+        rows += [{"parameter": f"omega2_iov({v.parameter})", "kind": "omega", "value": v.variance, "unit": "",
+                  "fixed": v.fixed, "description": f"{v.model} inter-occasion random effect (variance of κ, one per "
+                                                   f"occasion; declared as {v.scale})"}
+                 for v in self.occasion_variability]
         rows += [{"parameter": f"OMEGA({c.first},{c.second})", "kind": "omega", "value": c.value, "unit": "",
                   "fixed": c.fixed, "description": "covariance of the random effects"} for c in self.covariances]
         multi = len(self.outputs) > 1

@@ -53,7 +53,7 @@ class InformationModel:
         if idx.size != times.shape[1]:  # a one-output space's schedules may carry fixed samples too
             idx = np.full(times.shape[1], idx[0], dtype=np.int64)
         kw = dict(random_effects=self.random_effects, parameters=self.parameters, where=f"sampling space {space.name!r}",
-                  draws=self.draws, seed=self.seed)
+                  draws=self.draws, seed=self.seed, occasions=space.occasion_starts())
         cases = covariate_cases(spec, space, f"sampling space {space.name!r}")
         args = [(self.model, times, idx, space.regimen, self.approximation, self.fim, {**(vals or {}), **cov} or None)
                 for vals in self.prior_values for _, cov in cases]
@@ -199,7 +199,8 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
             per_output = sp_.split(t, model.spec.output_names)
         else:
             per_output = {sp_.output or model.spec.output_names[0]: t[~np.isnan(t)]}
-        groups.append(Group(float(n), per_output, sp_.regimen, f"{sp_.name}:{j + 1}", sp_.covariates))
+        groups.append(Group(float(n), per_output, sp_.regimen, f"{sp_.name}:{j + 1}", sp_.covariates,
+                            sp_.occasions))
     design = Design(tuple(groups))
     names = tuple(info.names)
     pp = population_parameters(model.spec)

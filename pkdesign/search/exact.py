@@ -85,7 +85,7 @@ class ScheduleProblem:
             raise SearchError("every sample is fixed: nothing to optimise")
         b0 = self.blocks[0]
         self.names, _ = schedule_fims(model, b0.times[None], b0.outputs, b0.group.regimen, approximation, fim,
-                                      dict(b0.cases[0][1]) or None)
+                                      dict(b0.cases[0][1]) or None, occasions=b0.group.occasion_starts())
         self.criterion = (make_criterion(criterion, self.names, subset, a_weights, spec=model.spec,
                                          values=prior_values) if isinstance(criterion, str)
                           else criterion)
@@ -149,7 +149,8 @@ class ScheduleProblem:
         for share, cov in blk.cases:  # a covariate distribution: the proportion-weighted sum
             vals = {**(values or {}), **cov} or None
             _, Fc = schedule_fims(self.model, schedules, blk.outputs, g.regimen, self.approximation, self.fim, vals,
-                                  where=f"group {g.name!r}", draws=self.draws, seed=blk.seed)
+                                  where=f"group {g.name!r}", draws=self.draws, seed=blk.seed,
+                                  occasions=g.occasion_starts())
             F = F + share * Fc if len(blk.cases) > 1 else Fc
         self.evaluations += schedules.shape[0] * len(blk.cases)
         return F
