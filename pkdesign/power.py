@@ -51,24 +51,52 @@ def _index(fim, parameter):
     return list(fim.names).index(parameter)
 
 
+class _Scaling:
+    """SE and RSE% of the design's parameters when its groups are scaled to N subjects in total (in proportion):
+    the design's information grows as N/N0; a prior FIM (``prior_fim=`` in the options) does not."""
+
+    def __init__(self, model, design, approximation, fim, options):
+        from .fim.api import evaluate_fim
+        from .fim.bayesian import prior_matrix
+
+        options = dict(options)
+        prior = options.pop("prior_fim", None)
+        self.res = evaluate_fim(model, design, approximation, fim, check=prior is None, **options)
+        self.n0 = design.total_n
+        self.values = np.asarray(self.res.values, dtype=float)
+        self.prior = None if prior is None else prior_matrix(self.res.names, prior)
+
+    def se(self, n: float) -> np.ndarray:
+        f = n / self.n0
+        if self.prior is None:
+            return np.asarray(self.res.se, dtype=float) / math.sqrt(f)
+        M = self.prior + f * self.res.matrix
+        try:
+            cov = np.linalg.inv(0.5 * (M + M.T))
+        except np.linalg.LinAlgError:
+            return np.full(self.values.size, np.inf)
+        return np.sqrt(np.maximum(np.diag(cov), 0.0))
+
+    def rse(self, n: float) -> np.ndarray:
+        return 100 * self.se(n) / np.abs(self.values)
+
+
 def power_curve(model, design, parameter: str, null: float = 0.0, n=None, alpha: float = 0.05,
                 approximation: str = "fo", fim=None, **options):
     """pandas DataFrame (index n) of SE and Wald-test power against the number of subjects, the design's
-    groups scaled in proportion.  n: numbers of subjects (default: 10 values from a fifth to three times the
-    design's N).  ``attrs`` holds the parameter, null, alpha, effect and the design's N."""
+    groups scaled in proportion (a ``prior_fim`` in the options stays as it is).  n: numbers of subjects
+    (default: 10 values from a fifth to three times the design's N).  ``attrs`` holds the parameter, null,
+    alpha, effect and the design's N."""
     import pandas as pd
 
-    from .fim.api import evaluate_fim
-
-    fim_res = evaluate_fim(model, design, approximation, fim, **options)
-    j = _index(fim_res, parameter)
-    n0 = design.total_n
-    se0 = float(fim_res.se[j])
-    effect = float(fim_res.values[j]) - float(null)
+    sc = _Scaling(model, design, approximation, fim, options)
+    j = _index(sc.res, parameter)
+    n0 = sc.n0
+    effect = float(sc.values[j]) - float(null)
     ns = np.asarray(n if n is not None else np.unique(np.round(np.geomspace(n0 / 5, 3 * n0, 10))), dtype=float)
     if ns.ndim != 1 or ns.size == 0 or np.any(~(ns > 0)):
         raise DesignError("power: numbers of subjects must be > 0")
-    rows = [{"n": float(k), "se": se0 * math.sqrt(n0 / k), "power": wald_power(effect, se0 * math.sqrt(n0 / k), alpha)}
+    rows = [{"n": float(k), "se": float(sc.se(k)[j]), "power": wald_power(effect, float(sc.se(k)[j]), alpha)}
             for k in ns]
     frame = pd.DataFrame(rows).set_index("n")
     frame.attrs.update(parameter=parameter, null=float(null), alpha=alpha, effect=effect, n_design=float(n0))
@@ -79,41 +107,52 @@ def sample_size(model, design, parameter: str | None = None, *, power: float | N
                 alpha: float = 0.05, rse: dict | None = None, approximation: str = "fo", fim=None, **options) -> dict:
     """The smallest number of subjects (the design's groups scaled in proportion, each rounded up) that gives
     ``power`` for the Wald test of ``parameter`` against ``null``, and/or RSE% at most ``rse[name]`` for each
-    named parameter.  Returns {"n": total, "group_n": [...], "power": achieved or None, "rse": {...}}.
+    named parameter (with ``prior_fim=``, information from a previous study that does not grow with N).
+    Returns {"n": total, "group_n": [...], "power": achieved or None, "rse": {...}, "design": scaled design}.
     """
     from .design import Design
-    from .fim.api import evaluate_fim
 
     if power is None and not rse:
         raise DesignError("sample_size: give a target power (with parameter) or target RSE% (rse={name: percent})")
     if power is not None and not (0 < power < 1 and parameter):
         raise DesignError(f"sample_size: power must be between 0 and 1 with a parameter, got {power!r}")
-    res = evaluate_fim(model, design, approximation, fim, **options)
-    n0 = design.total_n
-    need = 0.0
-    if power is not None:
-        j = _index(res, parameter)
-        effect = float(res.values[j]) - float(null)
-        if effect == 0:
-            raise DesignError(f"sample_size: the parameter equals the null value ({null!r}): no power to gain")
-        z = _norm_ppf(1 - alpha / 2) + _norm_ppf(power)  # the wrong-side term is negligible here
-        need = max(need, n0 * (z * float(res.se[j]) / abs(effect)) ** 2)
+    sc = _Scaling(model, design, approximation, fim, options)
+    n0 = sc.n0
+    j = _index(sc.res, parameter) if power is not None else None
+    effect = float(sc.values[j]) - float(null) if power is not None else None
+    if power is not None and effect == 0:
+        raise DesignError(f"sample_size: the parameter equals the null value ({null!r}): no power to gain")
     for name, target in (rse or {}).items():
-        j = _index(res, name)
+        _index(sc.res, name)
         if not target > 0:
             raise DesignError(f"sample_size: target RSE% of {name!r} must be > 0, got {target!r}")
-        need = max(need, n0 * (float(res.rse_percent[j]) / target) ** 2)
-    scale = need / n0
-    groups = [math.ceil(g.n * scale - 1e-9) for g in design.groups]
-    while True:  # the rounding may leave the power a hair short: add subjects to the largest group
-        scaled = Design(tuple(replace(g, n=float(max(k, 1))) for g, k in zip(design.groups, groups)),
-                        design.window)
+
+    def achieved(groups):
         k_total = sum(max(k, 1) for k in groups)
-        f = k_total / n0
-        achieved = None if power is None else wald_power(effect, float(res.se[j]) / math.sqrt(f), alpha)
-        rses = {name: float(res.rse_percent[_index(res, name)]) / math.sqrt(f) for name in (rse or {})}
-        ok = (achieved is None or achieved >= power) and all(rses[n] <= rse[n] for n in rses)
+        p = None if power is None else wald_power(effect, float(sc.se(k_total)[j]), alpha)
+        r = sc.rse(k_total)
+        rses = {name: float(r[_index(sc.res, name)]) for name in (rse or {})}
+        return k_total, p, rses, (p is None or p >= power) and all(rses[n] <= rse[n] for n in rses)
+
+    def groups_for(total):
+        return [math.ceil(g.n * total / n0 - 1e-9) for g in design.groups]
+
+    # the smallest total whose proportional design meets the targets: doubling, then bisection
+    hi = n0
+    while not achieved(groups_for(hi))[3]:
+        hi *= 2
+        if hi > 1e9:
+            raise DesignError("sample_size: the targets are not reached with 1e9 subjects (does the prior FIM or "
+                              "the design carry information on the parameter?)")
+    lo = 0.0
+    while hi - lo > 0.5:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if achieved(groups_for(mid))[3] else (mid, hi)
+    groups = groups_for(hi)
+    while True:  # rounding may leave a hair short: add subjects to the largest group
+        k_total, p, rses, ok = achieved(groups)
         if ok:
-            return {"n": int(k_total), "group_n": [int(max(k, 1)) for k in groups], "power": achieved, "rse": rses,
+            scaled = Design(tuple(replace(g, n=float(max(k, 1))) for g, k in zip(design.groups, groups)), design.window)
+            return {"n": int(k_total), "group_n": [int(max(k, 1)) for k in groups], "power": p, "rse": rses,
                     "design": scaled}
         groups[int(np.argmax([g.n for g in design.groups]))] += 1

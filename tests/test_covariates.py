@@ -140,3 +140,54 @@ def test_approximate_design_over_two_weight_groups(cov_model):
     # the reported information is that of the weighted design (each support point at its group's weight)
     again = pk.evaluate_fim(cov_model, res.design)
     assert abs(again.logdet - res.fim.logdet) < 1e-8
+
+
+PEDIATRIC = """
+[model]
+name = "poped_ex11"
+removable_singularities = [["KA", "K"]]
+[parameters]
+V = 72.8
+KA = 0.25
+CL = 3.75
+FAV = { value = 0.9, fixed = true }
+PEDCL = 0.8
+[covariates]
+PED = { description = "1 for children, 0 for adults" }
+[variability]
+V = { variance = 0.09 }
+KA = { variance = 0.09 }
+CL = { variance = 0.0625 }
+[assignments]
+K = "CL*PEDCL**PED/V"
+[dosing]
+route = "oral"
+bioavailability = "FAV"
+[responses]
+C = "DOSE/V * KA/(KA - K) * (exp(-K*t) - exp(-KA*t))"
+[outputs.conc]
+expression = "C"
+error = { model = "combined", prop = { variance = 0.04, fixed = true }, add = { variance = 5e-6, fixed = true } }
+"""
+
+
+def test_poped_prior_fim_and_power_example():
+    """PopED ex.11.PK.prior (PopED "examples" vignette, "Include a prior FIM, compute power"): a binary
+    covariate (isPediatric) on CL through pedCL^isPediatric; the adult FIM (pedCL not estimable) is the prior
+    of a 6-child design.  PopED prints RSE% V 6.381388, KA 8.222819, CL 4.354761, pedCL 12.591940,
+    d_V 31.808871, d_KA 52.858399, d_CL 25.601551; power to tell pedCL from 1: 51.01851%; 14 children for 80%."""
+    m = pk.compile_model(pk.model.parse.parse_model_text(PEDIATRIC, "<PopED ex.11>"))
+    reg = [pk.Regimen.from_dict({"amount": a, "interval": 24, "count": 11}) for a in (20, 40)]
+    adults = pk.Design(tuple(pk.Group(20, {"conc": [1, 8, 10, 240, 245]}, r, f"adult {k}", {"PED": 0})
+                             for k, r in enumerate(reg)))
+    prior = pk.evaluate_fim(m, adults, check=False)
+    children = pk.Design((pk.Group(6, {"conc": [1, 2, 6, 240]}, reg[1], "children", {"PED": 1}),))
+    pooled = pk.evaluate_fim(m, children, prior_fim=prior)
+    rse = dict(zip(pooled.names, pooled.rse_percent))
+    poped = {"V": 6.381388, "KA": 8.222819, "CL": 4.354761, "PEDCL": 12.591940, "omega2(V)": 31.808871,
+             "omega2(KA)": 52.858399, "omega2(CL)": 25.601551}
+    for name, value in poped.items():
+        assert rse[name] == pytest.approx(value, rel=1e-6), name
+    curve = pk.power_curve(m, children, "PEDCL", null=1.0, n=[6], prior_fim=prior)
+    assert 100 * curve["power"].iloc[0] == pytest.approx(51.01851, abs=1e-4)
+    assert pk.sample_size(m, children, "PEDCL", power=0.8, null=1.0, prior_fim=prior)["n"] == 14
