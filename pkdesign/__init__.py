@@ -34,7 +34,7 @@ _EXPORTS = {
     **dict.fromkeys(('simulate',), ".simulate"),
     **dict.fromkeys(('approximation_report',), ".report"),
     **dict.fromkeys(('DesignResult', 'Status', 'apportion', 'optimize_approximate', 'optimize_design'), ".search"),
-    **dict.fromkeys(('SamplingSpace', 'candidate_schedules'), ".space"),
+    **dict.fromkeys(('SamplingSpace', 'candidate_schedules', 'dose_levels'), ".space"),
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -19,8 +19,11 @@ A design file stands on its own (no reference to a model file)::
     fixed = [0.5]                          # samples every schedule keeps
     cost_subject = 1.0                     # cost-normalised designs
     cost_sample = 0.1
+    total_n = 40                           # group sizes are a decision: allocate 40 subjects
     [space.groups.group1]                  # per-group overrides of any key above
     window = [0, 48]
+    dose = [10, 500]                       # the dose amount is a decision within [lo, hi] (exact designs)
+    dose_levels = [50, 100, 200]           # or one of these levels (exact and approximate designs)
 
     [prior]                                # robust (ED) designs: distribution, a, b per fixed effect
     CL = ["lognormal", 0.15, 0.3]
@@ -50,7 +53,7 @@ from .files import write_atomic
 
 #: keys of a ``[space]`` table (and of each ``[space.groups.NAME]`` override)
 SPACE_KEYS = ("window", "windows", "grid", "samples", "min_spacing", "fixed", "cost_subject", "cost_sample",
-              "output")
+              "output", "dose", "dose_levels", "total_n")
 #: at most this many grid times
 MAX_GRID = 100_000
 #: default number of grid times across the window for approximate designs
@@ -74,9 +77,39 @@ class DesignFile:
                 for g in self.design.groups}
 
     def approximate_spaces(self, output_names, overrides: dict | None = None) -> list:
-        """One ``SamplingSpace`` per group (its regimen, its sample count unless ``samples`` is given)."""
+        """One ``SamplingSpace`` per group (its regimen, its sample count unless ``samples`` is given); a group
+        with ``dose_levels`` gives one space per level (``space.dose_levels``)."""
+        from .space import dose_levels
+
         table = merge_space(self.space, overrides)
-        return [_space(table, g, output_names, exact=False, design=self.design) for g in self.design.groups]
+        out = []
+        for g in self.design.groups:
+            sp = _space(table, g, output_names, exact=False, design=self.design)
+            levels = _group_table(table, g).get("dose_levels")
+            out += dose_levels(sp, levels) if levels is not None else [sp]
+        return out
+
+    def dose_decisions(self) -> dict:
+        """``{group: (lo, hi) or [levels]}`` from ``dose`` / ``dose_levels`` (for ``optimize_design(doses=...)``)."""
+        out = {}
+        for g in self.design.groups:
+            t = _group_table(self.space, g)
+            if "dose" in t:
+                out[g.name] = tuple(float(v) for v in t["dose"])
+            elif "dose_levels" in t:
+                out[g.name] = [float(v) for v in t["dose_levels"]]
+        return out
+
+    @property
+    def total_n(self):
+        """``total_n`` of the ``[space]`` table (group sizes as a decision), or None."""
+        return self.space.get("total_n")
+
+
+def _group_table(table: dict, group) -> dict:
+    t = {k: v for k, v in table.items() if k != "groups"}
+    t.update(table.get("groups", {}).get(group.name, {}))
+    return t
 
 
 def merge_space(table: dict, overrides: dict | None) -> dict:
@@ -119,6 +152,25 @@ def space_table(data, where: str = "space", label=None) -> dict:
                                   f"a protocol over several outputs), got {fmt(k)}")
     if "output" in out and not isinstance(out["output"], str):
         raise DesignError(f"{label('output')}: expected an output name, got {fmt(out['output'])}")
+    if "dose" in out:
+        d = out["dose"]
+        ok = (isinstance(d, (list, tuple)) and len(d) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in d))
+        if not (ok and 0 < d[0] <= d[1]):
+            raise DesignError(f"{label('dose')}: expected [lo, hi] amounts with 0 < lo <= hi, got {fmt(d)}")
+    if "dose_levels" in out:
+        d = out["dose_levels"]
+        ok = (isinstance(d, (list, tuple)) and len(d) >= 1
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                      for v in d))
+        if not ok:
+            raise DesignError(f"{label('dose_levels')}: expected a list of amounts > 0, got {fmt(d)}")
+    if "dose" in out and "dose_levels" in out:
+        raise DesignError(f"{where}: give dose (bounds) or dose_levels, not both")
+    if "total_n" in out:
+        k = out["total_n"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise DesignError(f"{label('total_n')}: expected a whole number of subjects >= 1, got {fmt(k)}")
     groups = data.get("groups", {})
     if not isinstance(groups, dict):
         raise DesignError(f"{where}.groups: expected a table group name -> overrides, got {fmt(groups)}")
@@ -128,6 +180,8 @@ def space_table(data, where: str = "space", label=None) -> dict:
             raise DesignError(f"{where}.groups.{name}: overrides cannot nest 'groups'")
         out["groups"][str(name)] = {k: v for k, v in space_table(sub, f"{where}.groups.{name}").items()
                                     if k != "groups"}
+        if "total_n" in out["groups"][str(name)]:
+            raise DesignError(f"{where}.groups.{name}: total_n is a property of the whole design; put it in [space]")
     if not out["groups"]:
         del out["groups"]
     return out

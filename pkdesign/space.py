@@ -290,3 +290,18 @@ def _protocol_schedules(space, where) -> np.ndarray:
     for T in blocks[1:]:
         out = np.concatenate([np.repeat(out, T.shape[0], axis=0), np.tile(T, (out.shape[0], 1))], axis=1)
     return out
+
+
+def dose_levels(space: SamplingSpace, amounts) -> list:
+    """One sampling space per dose amount (every dose of ``space.regimen`` at that amount), for approximate
+    designs whose candidates are (dose level, schedule) pairs: the optimal weights then say which doses to
+    give to how many subjects."""
+    from .regimen import _as_float_array
+
+    a = _as_float_array(amounts, "dose levels")
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise DesignError(f"dose levels must be finite amounts > 0, got {fmt(list(a))}")
+    if space.regimen.times.size == 0:
+        raise DesignError(f"sampling space {space.name!r} has no doses to set levels for")
+    return [replace(space, regimen=replace(space.regimen, amounts=np.full(space.regimen.amounts.shape, float(x))),
+                    name=f"{space.name} dose {x:g}") for x in np.unique(a)]

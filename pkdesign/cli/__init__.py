@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--prior-draws", type=_count("--prior-draws"), default=16,
                    help="ED: draws from the prior (default 16)")
     o.add_argument("--total-n", type=_count("--total-n"),
-                   help="approximate designs: round to this many subjects (default: the starting design's N)")
+                   help="approximate designs: round to this many subjects (default: the starting design's N); exact "
+                        "designs: the group sizes become a decision, allocating this many subjects")
     o.add_argument("--refine", action="store_true", help="approximate designs: refine support times off the grid")
     o.add_argument("--cost-normalised", action="store_true",
                    help="approximate designs: information per unit cost (costs from the design file's [space])")

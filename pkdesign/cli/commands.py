@@ -119,18 +119,20 @@ def cmd_optimize(args) -> int:
         spaces = df.approximate_spaces(spec.output_names, flags)
         res = optimize_approximate(model, spaces, args.criterion, algorithm=args.algorithm, approximation=args.approx,
                                    fim=args.fim, prior=prior, prior_draws=args.prior_draws, seed=args.seed,
-                                   subset=subset, refine=args.refine, total_n=args.total_n, callback=progress,
+                                   subset=subset, refine=args.refine, total_n=args.total_n or df.total_n,
+                                   callback=progress,
                                    cost_normalised=args.cost_normalised, draws=args.draws)
     else:
         res = optimize_design(model, design, args.criterion, args.algorithm, approximation=args.approx, fim=args.fim,
                               space=df.exact_space(spec.output_names, flags) or None, starts=args.starts,
                               seed=args.seed, prior=prior, prior_draws=args.prior_draws, subset=subset,
-                              callback=progress, draws=args.draws)
+                              callback=progress, draws=args.draws, doses=df.dose_decisions() or None,
+                              total_n=args.total_n or df.total_n)
     if progress is not None:
         print(file=sys.stderr)
     rounded = None
     if approximate:  # the approximate design rounded to whole subjects, as it would be run
-        n_total = args.total_n or max(1, int(round(design.total_n)))
+        n_total = args.total_n or df.total_n or max(1, int(round(design.total_n)))
         if "rounded_fim" not in res.info:
             res.evaluate_rounded(model, n_total, args.approx, args.fim)
         rounded = (n_total, res.info["logdet_rounded"])
@@ -139,9 +141,12 @@ def cmd_optimize(args) -> int:
         print(strict_json(out))
     else:
         print(f"model {spec.name}: {res.message}")
+        doses_vary = len({tuple(g.regimen.amounts) for g in res.design.groups}) > 1 or df.dose_decisions()
         for g in res.design.groups:
+            dose = (f"dose {'/'.join(f'{a:.4g}' for a in np.unique(g.regimen.amounts))}  "
+                    if doses_vary and g.regimen.amounts.size else "")
             print(f"  {g.name:>20}  {'weight' if approximate and args.total_n is None else 'n'} = {g.n:<10.4g} "
-                  f"{times_text(g)}")
+                  f"{dose}{times_text(g)}")
         what = "per-subject (normalised) information" if approximate else "population FIM"
         crit = {"D": "ln det", "Ds": "Ds: ln det of the Schur complement", "A": "A: -trace(FIM^-1)",
                 "ED": "ED: ln of the mean det over the prior", "ELD": "ELD: mean ln det over the prior"}.get(res.criterion, res.criterion)

@@ -45,7 +45,9 @@ def polish(problem, x0, *, max_iter: int = 300, tol: float = 1e-10, callback=Non
             raise StopIteration
 
     x0 = problem.repair(x0)
-    res = minimize(fun, x0, jac=True, method="SLSQP", bounds=list(zip(problem.lower, problem.upper)),
+    bounds = problem.polish_bounds(x0) if hasattr(problem, "polish_bounds") else list(zip(problem.lower,
+                                                                                           problem.upper))
+    res = minimize(fun, x0, jac=True, method="SLSQP", bounds=bounds,
                    constraints=cons, options={"maxiter": max_iter, "ftol": tol}, callback=step)
     if stopped[0]:
         status = Status.STOPPED

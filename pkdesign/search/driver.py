@@ -21,6 +21,7 @@ from ..errors import SearchError
 from ..fim.api import evaluate_fim
 from .continuous import polish
 from ..space import exact_spaces
+from .allocation import allocate_sizes, check_total, set_sizes
 from .exact import ScheduleProblem
 from .exchange import exchange_from
 from .result import DesignResult, Status
@@ -31,8 +32,9 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
                     fim=None, space=None, window=None, windows=None, min_spacing=0.0, fixed=None, grid=None,
                     starts=4, seed=0,
                     prior=None, prior_draws=16, subset=None, a_weights=None, max_iter=300,
-                    callback=None, throw: bool = False, prior_fim=None, draws: int | None = None) -> DesignResult:
-    """Optimise the sampling times of ``design`` (default: the model's) for fixed group sizes and doses.
+                    callback=None, throw: bool = False, prior_fim=None, draws: int | None = None, doses=None,
+                    total_n=None) -> DesignResult:
+    """Optimise the sampling times of ``design`` (default: the model's), and optionally its doses and group sizes.
 
     Parameters
     ----------
@@ -58,6 +60,10 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         criterion is a smooth function of the times
     throw : raise ``SearchError`` when the search ends FAILED or at MAX_ITERATIONS (default: return the best
         design with that status; ``result.status.advice`` says what to do)
+    doses : dict group name -> (lo, hi) or [levels]: the amount of every dose of the group is a decision too,
+        continuous within the bounds or one of the levels (``search/doses.py``)
+    total_n : a whole number of subjects: the group sizes are a decision too (integer allocation by exchange,
+        each group at least one subject), alternated with the times and doses until the sizes settle
     """
     design = design if design is not None else model.spec.default_design
     check_options(criterion, subset, a_weights, prior)
@@ -77,7 +83,9 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         prior_values = prior.draws(prior_draws, seed)
     problem = ScheduleProblem(model, design, criterion, spaces=spaces, approximation=approximation, fim=fim,
                               prior_values=prior_values, subset=subset, a_weights=a_weights, prior_fim=prior_fim,
-                              draws=draws, seed=seed)
+                              draws=draws, seed=seed, doses=doses)
+    if total_n is not None:
+        check_total(total_n, len(design.groups))
     grid = problem.grid()
     rng = np.random.default_rng(seed)
     x_start = problem.repair(problem.x0())
@@ -103,12 +111,25 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     x = best_x
     if not np.isfinite(value):
         raise SearchError("the search found no design with a non-singular FIM: " + _diagnose(problem, x_start))
+    allocation = ""
+    if total_n is not None and status != Status.STOPPED:  # sizes, then times and doses again, until settled
+        for _ in range(4):
+            sizes, v, moves = allocate_sizes(problem, x, total_n)
+            changed = sizes != [int(b.group.n) for b in problem.blocks] or moves
+            set_sizes(problem, sizes)
+            value = v
+            if not changed:
+                break
+            if algorithm == "continuous":
+                x, value, nit, st, detail = polish(problem, x, max_iter=max_iter, callback=callback, iteration=iters)
+                iters += nit
+        allocation = f"; group sizes {sizes} (total {total_n})"
     best = problem.to_design(x)
     res_fim = evaluate_fim(model, best, approximation, fim, check=False, prior_fim=prior_fim, draws=draws, seed=seed)
     note = "" if np.isfinite(start_value) else f" (the starting design was singular: {_diagnose(problem, x_start)})"
     why = "" if status == Status.CONVERGED else f" ({detail}; {status.advice})"
     msg = (f"{algorithm}: {status.value}{why}{note}; criterion {crit_name} from {start_value:.6g} (start) to "
-           f"{value:.6g}; {problem.evaluations} schedule FIMs")
+           f"{value:.6g}{allocation}; {problem.evaluations} schedule FIMs")
     if throw and status in (Status.FAILED, Status.MAX_ITERATIONS):
         raise SearchError(msg)
     return DesignResult(best, res_fim, problem.criterion.name, float(value), status, msg, iters, problem.evaluations,

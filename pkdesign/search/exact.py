@@ -20,6 +20,7 @@ from ..design import Design, Group
 from ..errors import SearchError
 from ..fim.api import schedule_fims
 from ..fim.params import covariate_cases
+from .doses import DoseVariables, with_amount
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,12 @@ class ScheduleProblem:
     criterion : "D" | "Ds" | "A" | "ED" | "ELD" | "c:QUANTITY" | "L:..." or a ``Criterion``
     spaces : ``{(group, output): SamplingSpace}`` from ``space.exact_spaces`` (windows, spacing, fixed samples)
     prior_values : list of parameter-value dicts (ED) or None
+    doses : dict group name -> (lo, hi) or [levels]: dose amounts that the search moves too (``doses.py``);
+        the search vector is [free times of every group..., dose variables...]
     """
 
     def __init__(self, model, design, criterion="D", *, spaces, approximation="fo", fim=None, prior_values=None,
-                 subset=None, a_weights=None, prior_fim=None, draws=None, seed=0):
+                 subset=None, a_weights=None, prior_fim=None, draws=None, seed=0, doses=None):
         self.model, self.design = model, design
         # FOCE/FOCEI: the same η draws for every candidate of a group (common random numbers)
         self.draws = draws
@@ -78,9 +81,11 @@ class ScheduleProblem:
             cases = tuple(covariate_cases(model.spec, g, f"group {g.name!r}"))
             self.blocks.append(Block(g, t.copy(), idx, free, bounds[free], spacing[free], seeds[len(self.blocks)],
                                      cases))
-        self.lower = np.concatenate([b.bounds[:, 0] for b in self.blocks])
-        self.upper = np.concatenate([b.bounds[:, 1] for b in self.blocks])
+        self.doses = DoseVariables(design, doses)
+        self.lower = np.concatenate([b.bounds[:, 0] for b in self.blocks] + [self.doses.lower])
+        self.upper = np.concatenate([b.bounds[:, 1] for b in self.blocks] + [self.doses.upper])
         self.n_free = self.lower.size
+        self.n_times = self.n_free - self.doses.n
         if self.n_free == 0:
             raise SearchError("every sample is fixed: nothing to optimise")
         b0 = self.blocks[0]
@@ -114,7 +119,26 @@ class ScheduleProblem:
 
     # -- vector <-> design ---------------------------------------------------------------------
     def x0(self) -> np.ndarray:
-        return np.concatenate([b.times[b.free] for b in self.blocks])
+        return np.concatenate([b.times[b.free] for b in self.blocks] + [self.doses.x0(self.design)])
+
+    def amounts(self, x) -> list:
+        """Dose amount of each group in ``x`` (None: the group's own regimen)."""
+        out = [None] * len(self.blocks)
+        for j, gi in enumerate(self.doses.blocks):
+            out[gi] = float(x[self.n_times + j])
+        return out
+
+    def candidates(self, i, grid) -> np.ndarray:
+        """Exchange candidates of variable i: the time grid, or the levels of a dose variable."""
+        return grid if i < self.n_times else self.doses.candidates(i - self.n_times)
+
+    def polish_bounds(self, x) -> list:
+        """Bounds for the gradient phase: discrete dose variables stay at their level."""
+        lo, hi = self.lower.copy(), self.upper.copy()
+        for j in range(self.doses.n):
+            if self.doses.discrete(j):
+                lo[self.n_times + j] = hi[self.n_times + j] = x[self.n_times + j]
+        return list(zip(lo, hi))
 
     def split(self, x):
         """The full time vector of every group for the free times ``x``."""
@@ -129,10 +153,11 @@ class ScheduleProblem:
     def to_design(self, x) -> Design:
         groups = []
         names = self.model.spec.output_names
-        for b, t in zip(self.blocks, self.split(x)):
+        for b, t, amount in zip(self.blocks, self.split(x), self.amounts(x)):
             g = b.group
             times = {names[o]: np.sort(t[b.outputs == o]) for o in np.unique(b.outputs)}
-            groups.append(replace(g, times=times))
+            regimen = g.regimen if amount is None else with_amount(g.regimen, amount)
+            groups.append(replace(g, times=times, regimen=regimen))
         return Design(tuple(groups), self.design.window)
 
     def grid(self) -> np.ndarray:
@@ -143,12 +168,13 @@ class ScheduleProblem:
         return np.linspace(self.lower.min(), self.upper.max(), 121)
 
     # -- criterion -----------------------------------------------------------------------------
-    def _group_fims(self, blk, schedules, values):
+    def _group_fims(self, blk, schedules, values, amount=None):
         g = blk.group
+        regimen = g.regimen if amount is None else with_amount(g.regimen, amount)
         F = 0.0
         for share, cov in blk.cases:  # a covariate distribution: the proportion-weighted sum
             vals = {**(values or {}), **cov} or None
-            _, Fc = schedule_fims(self.model, schedules, blk.outputs, g.regimen, self.approximation, self.fim, vals,
+            _, Fc = schedule_fims(self.model, schedules, blk.outputs, regimen, self.approximation, self.fim, vals,
                                   where=f"group {g.name!r}", draws=self.draws, seed=blk.seed,
                                   occasions=g.occasion_starts())
             F = F + share * Fc if len(blk.cases) > 1 else Fc
@@ -157,11 +183,11 @@ class ScheduleProblem:
 
     def total_fims(self, x) -> np.ndarray:
         """Population FIM per prior draw: (K, p, p)."""
-        ts = self.split(x)
+        ts, am = self.split(x), self.amounts(x)
         out = []
         for vals in self.prior_values:
-            out.append(self.prior_fim + sum(blk.group.n * self._group_fims(blk, t[None], vals)[0]
-                                            for blk, t in zip(self.blocks, ts)))
+            out.append(self.prior_fim + sum(blk.group.n * self._group_fims(blk, t[None], vals, a)[0]
+                                            for blk, t, a in zip(self.blocks, ts, am)))
         return np.stack(out)
 
     def value(self, x) -> float:
@@ -169,22 +195,31 @@ class ScheduleProblem:
         return self.criterion.safe_value(self.criterion.of_stack(F))
 
     def value_and_gradient(self, x, rel_step=1e-6):
-        ts = self.split(x)
+        ts, am = self.split(x), self.amounts(x)
         K = len(self.prior_values)
         parts = []  # per draw, per group: FIM at t and its time derivatives (n_free, p, p)
+        dose_parts = []  # per draw: derivatives of the FIM in each dose variable (n_dose, p, p)
         for vals in self.prior_values:
             row = []
-            for blk, t in zip(self.blocks, ts):
+            for blk, t, a in zip(self.blocks, ts, am):
                 free = np.flatnonzero(blk.free)
                 h = rel_step * np.maximum(1.0, np.abs(t[free]))
                 hm = np.minimum(h, t[free])  # one-sided at t = 0
                 S = np.repeat(t[None], 2 * free.size + 1, axis=0)
                 S[1 + np.arange(free.size), free] += h
                 S[1 + free.size + np.arange(free.size), free] -= hm
-                F = self._group_fims(blk, S, vals)
+                F = self._group_fims(blk, S, vals, a)
                 dF = (F[1:1 + free.size] - F[1 + free.size:]) / (h + hm)[:, None, None]
                 row.append((blk.group.n * F[0], blk.group.n * dF))
             parts.append(row)
+            dd = []
+            for gi in self.doses.blocks:  # central differences in the amount
+                blk, a = self.blocks[gi], am[gi]
+                h = rel_step * 100 * a
+                Fp = self._group_fims(blk, ts[gi][None], vals, a + h)[0]
+                Fm = self._group_fims(blk, ts[gi][None], vals, a - h)[0]
+                dd.append(blk.group.n * (Fp - Fm) / (2 * h))
+            dose_parts.append(dd)
         Fk = np.stack([self.prior_fim + sum(r[0] for r in row) for row in parts])
         arg = self.criterion.of_stack(Fk)
         val = self.criterion.safe_value(arg)
@@ -194,14 +229,15 @@ class ScheduleProblem:
         G = G if G.ndim == 3 else G[None]
         grad = np.zeros_like(x)
         for k in range(K):
-            grad += np.concatenate([np.einsum("ab,nab->n", G[k], r[1]) for r in parts[k]])
+            grad[:self.n_times] += np.concatenate([np.einsum("ab,nab->n", G[k], r[1]) for r in parts[k]])
+            grad[self.n_times:] += [np.einsum("ab,ab->", G[k], d) for d in dose_parts[k]]
         return val, grad
 
     def values_varying(self, X, i) -> np.ndarray:
         """Criterion of designs X (B, n_free) that differ from each other only in free sample i."""
-        if self.criterion.stacked or len(self.prior_values) > 1:
+        if self.criterion.stacked or len(self.prior_values) > 1 or i >= self.n_times:
             return np.array([self.value(r) for r in X])
-        ts = self.split(X[0])
+        ts, am = self.split(X[0]), self.amounts(X[0])
         k = 0
         for gi, blk in enumerate(self.blocks):
             m = blk.n_free
@@ -215,8 +251,8 @@ class ScheduleProblem:
         rest = self.prior_fim
         for j, (b, t) in enumerate(zip(self.blocks, ts)):
             if j != gi:
-                rest = rest + b.group.n * self._group_fims(b, t[None], vals)[0]
-        return self.criterion.values(rest + blk.group.n * self._group_fims(blk, S, vals))
+                rest = rest + b.group.n * self._group_fims(b, t[None], vals, am[j])[0]
+        return self.criterion.values(rest + blk.group.n * self._group_fims(blk, S, vals, am[gi]))
 
     def feasible_start(self, rng) -> np.ndarray:
         """A random point inside the windows that meets the spacing (sorted per group and output)."""
@@ -231,11 +267,14 @@ class ScheduleProblem:
                 u = np.sort(rng.uniform(lo, hi - (sel.size - 1) * s, sel.size))
                 x[sel] = np.clip(u + s * np.arange(sel.size), self.lower[sel], self.upper[sel])
             k += b.n_free
+        x[self.n_times:] = self.doses.snap(x[self.n_times:])
         return x
 
     def repair(self, x) -> np.ndarray:
-        """Clip to the windows and push consecutive samples apart to the spacing where possible."""
+        """Clip to the windows (and dose bounds; discrete doses to their nearest level) and push consecutive
+        samples apart to the spacing where possible."""
         x = np.clip(np.asarray(x, dtype=float), self.lower, self.upper)
+        x[self.n_times:] = self.doses.snap(x[self.n_times:])
         for (a, b), s in zip(self.pairs, self.pair_spacing):
             if x[b] - x[a] < s:
                 x[b] = min(x[a] + s, self.upper[b])

@@ -14,9 +14,12 @@ from .result import Status
 
 
 def snap_to_grid(problem, grid, x):
-    """Nearest grid times (within windows), consecutive samples kept at least the spacing apart."""
-    x = np.asarray(x, dtype=float)
-    return problem.repair(grid[np.clip(np.searchsorted(grid, x), 0, grid.size - 1)])
+    """Nearest grid times (within windows), consecutive samples kept at least the spacing apart; dose
+    variables stay where they are."""
+    x = np.array(x, dtype=float)
+    n = getattr(problem, "n_times", x.size)
+    x[:n] = grid[np.clip(np.searchsorted(grid, x[:n]), 0, grid.size - 1)]
+    return problem.repair(x)
 
 
 class Exchange(IterativeSearch):
@@ -52,14 +55,15 @@ class Exchange(IterativeSearch):
         x, val = state["x"], state["value"]
         start_val = val
         for i in range(problem.n_free):
-            ok = (grid >= problem.lower[i]) & (grid <= problem.upper[i])
+            cand = problem.candidates(i, grid)
+            ok = (cand >= problem.lower[i]) & (cand <= problem.upper[i])
             if i in self.prev:
                 a, s = self.prev[i]
-                ok &= grid >= x[a] + s - 1e-12
+                ok &= cand >= x[a] + s - 1e-12
             if i in self.next:
                 b, s = self.next[i]
-                ok &= grid <= x[b] - s + 1e-12
-            cand = grid[ok]
+                ok &= cand <= x[b] - s + 1e-12
+            cand = cand[ok]
             if cand.size == 0:
                 continue
             X = np.repeat(x[None], cand.size, axis=0)
