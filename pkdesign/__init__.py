@@ -19,7 +19,7 @@ _EXPORTS = {
     **dict.fromkeys(('derived_table',), ".derived"),
     **dict.fromkeys(('bayesian_fim',), ".fim.bayesian"),
     **dict.fromkeys(('power_curve', 'sample_size', 'wald_power'), ".power"),
-    **dict.fromkeys(('WindowEfficiency', 'window_efficiency'), ".windows"),
+    **dict.fromkeys(('WindowEfficiency', 'window_efficiency', 'optimize_window_width'), ".windows"),
     **dict.fromkeys(('Design', 'Group'), ".design"),
     **dict.fromkeys(('Regimen', 'check_times'), ".regimen"),
     **dict.fromkeys(('DesignFile', 'read_design_file'), ".designfile"),

@@ -12,6 +12,8 @@ A design file stands on its own (no reference to a model file)::
 
     [space]                                # optional: the sampling space of searches
     window = [0, 120]                      # every free sample; or windows = [[lo, hi], ...] per sample
+    # clock-time windows: clock_start = "08:00" (the clock time of t = 0, e.g. the first dose) and
+    # windows = ["09:00-10:00", "14:00-16:00", "day 2 08:00-09:00"] (hours after t = 0)
     grid = { start = 0, stop = 120, num = 121 }   # or a list of times
     samples = 4                            # approximate designs: free samples per subject, or per output
                                            # for a joint protocol: samples = { conc = 2, effect = 3 }
@@ -53,7 +55,7 @@ from .files import write_atomic
 
 #: keys of a ``[space]`` table (and of each ``[space.groups.NAME]`` override)
 SPACE_KEYS = ("window", "windows", "grid", "samples", "min_spacing", "fixed", "cost_subject", "cost_sample",
-              "output", "dose", "dose_levels", "total_n")
+              "output", "dose", "dose_levels", "total_n", "clock_start")
 #: at most this many grid times
 MAX_GRID = 100_000
 #: default number of grid times across the window for approximate designs
@@ -152,6 +154,14 @@ def space_table(data, where: str = "space", label=None) -> dict:
                                   f"a protocol over several outputs), got {fmt(k)}")
     if "output" in out and not isinstance(out["output"], str):
         raise DesignError(f"{label('output')}: expected an output name, got {fmt(out['output'])}")
+    if "clock_start" in out:
+        out["clock_start"] = clock_hours(out["clock_start"], label("clock_start"))
+    if "windows" in out and any(isinstance(w, str) for w in out["windows"] or []):
+        if "clock_start" not in out:
+            raise DesignError(f"{label('windows')}: clock-time windows need clock_start (the clock time of t = 0, "
+                              "e.g. clock_start = \"08:00\")")
+        out["windows"] = [clock_window(w, out["clock_start"], f"{label('windows')}[{i}]") if isinstance(w, str) else w
+                          for i, w in enumerate(out["windows"])]
     if "dose" in out:
         d = out["dose"]
         ok = (isinstance(d, (list, tuple)) and len(d) == 2
@@ -178,6 +188,8 @@ def space_table(data, where: str = "space", label=None) -> dict:
     for name, sub in groups.items():
         if isinstance(sub, dict) and "groups" in sub:
             raise DesignError(f"{where}.groups.{name}: overrides cannot nest 'groups'")
+        if isinstance(sub, dict) and "clock_start" in out and "clock_start" not in sub:
+            sub = {**sub, "clock_start": out["clock_start"]}  # the design's clock applies to its groups' windows
         out["groups"][str(name)] = {k: v for k, v in space_table(sub, f"{where}.groups.{name}").items()
                                     if k != "groups"}
         if "total_n" in out["groups"][str(name)]:
@@ -185,6 +197,40 @@ def space_table(data, where: str = "space", label=None) -> dict:
     if not out["groups"]:
         del out["groups"]
     return out
+
+
+def clock_hours(text, where: str) -> float:
+    """Hours after midnight of a clock time "HH:MM" (24-hour); a number in [0, 24) is taken as hours already."""
+    import re
+
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and 0 <= text < 24:
+        return float(text)
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text) if isinstance(text, str) else None
+    if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise DesignError(f"{where}: expected a clock time \"HH:MM\" (24-hour), got {fmt(text)}")
+    return int(m.group(1)) + int(m.group(2)) / 60.0
+
+
+def clock_window(text, start: float, where: str) -> list:
+    """[lo, hi] in hours after t = 0 of a clock-time window "HH:MM-HH:MM" (optionally "day N HH:MM-HH:MM", day 1
+    being the day of t = 0) when t = 0 is at clock time ``start`` (hours after midnight).  The model's time unit
+    must be hours."""
+    import re
+
+    m = re.fullmatch(r"\s*(?:day\s+(\d+)\s+)?(\S+)\s*-\s*(\S+)\s*", text)
+    if m is None:
+        raise DesignError(f"{where}: expected \"HH:MM-HH:MM\" or \"day N HH:MM-HH:MM\", got {fmt(text)}")
+    day = int(m.group(1) or 1)
+    if day < 1:
+        raise DesignError(f"{where}: days count from 1 (the day of t = 0), got {fmt(text)}")
+    lo = clock_hours(m.group(2), where) + 24.0 * (day - 1) - start
+    hi = clock_hours(m.group(3), where) + 24.0 * (day - 1) - start
+    if hi < lo:  # a window across midnight
+        hi += 24.0
+    if lo < 0:
+        raise DesignError(f"{where}: the window {fmt(text)} starts before t = 0 (clock_start {start:g} h); give the day "
+                          "(\"day 2 ...\")")
+    return [lo, hi]
 
 
 def grid_times(spec, where: str = "grid") -> np.ndarray:
