@@ -7,7 +7,7 @@ importing the numerical modules.
 #: FIM approximations (``evaluate_fim(approximation=...)``)
 APPROXIMATIONS = ("fo", "foi", "foce", "focei", "mc", "exact-mc")
 #: approximations that evaluate many candidate schedules in one batch (design search)
-BATCHED_APPROXIMATIONS = ("fo", "foi", "foce", "focei")
+BATCHED_APPROXIMATIONS = ("fo", "foi", "foce", "focei", "mc")
 #: FIM types: full, or reduced (block-diagonal, ∂V/∂θ dropped)
 FIM_TYPES = ("full", "reduced")
 #: what `pkdesign evaluate --fim` also offers: per group, the individual FIM (fixed effects, random effects

@@ -72,7 +72,7 @@ def compare(model, designs: dict, approximation: str = "fo", fim: str | None = N
         else:
             fims[str(name)] = _fim_of(d)
     first = next(iter(fims.values()))
-    crit = (make_criterion(criterion, list(first.names), subset, a_weights, spec=model.spec)
+    crit = (make_criterion(criterion, list(first.names), subset, a_weights, spec=model)
             if isinstance(criterion, str) else criterion)
     cols = {}
     for name, f in fims.items():

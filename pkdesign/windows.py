@@ -74,7 +74,7 @@ class _Perturbed:
         _check_n(n)
         self.model, self.design, self.approximation, self.fim, self.outputs = model, design, approximation, fim, outputs
         self.nominal = evaluate_fim(model, design, approximation, fim)
-        self.crit = (make_criterion(criterion, list(self.nominal.names), spec=model.spec) if isinstance(criterion, str)
+        self.crit = (make_criterion(criterion, list(self.nominal.names), spec=model) if isinstance(criterion, str)
                      else criterion)  # built once, not per draw
         rng = np.random.default_rng(seed)
         self.draws = [[{o: rng.uniform(-1.0, 1.0, t.size) for o, t in g.times.items()} for g in design.groups]

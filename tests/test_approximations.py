@@ -49,13 +49,13 @@ def test_unknown_and_unbatched_approximations_are_refused(warfarin):
     spec, model = warfarin
     with pytest.raises(pk.PkdesignError, match="expected one of"):
         get_approximation("laplace")
-    with pytest.raises(pk.PkdesignError, match="batches the fo and foi and foce and focei"):
-        pk.schedule_fims(model, np.array([[1.0, 2.0]]), regimen=pk.Regimen.single(70.0), approximation="mc")
+    with pytest.raises(pk.PkdesignError, match="batches the fo and foi and foce and focei and mc"):
+        pk.schedule_fims(model, np.array([[1.0, 2.0]]), regimen=pk.Regimen.single(70.0), approximation="exact-mc")
     with pytest.raises(pk.PkdesignError, match="no reduced form"):
         pk.evaluate_fim(model, spec.default_design, "exact-mc", "reduced")
 
 
-@pytest.mark.parametrize("approx", ["foce", "focei"])
+@pytest.mark.parametrize("approx", ["foce", "focei", "mc"])
 @pytest.mark.parametrize("fim", ["full", "reduced"])
 def test_foce_schedules_batched_equal_subject_fims(approx, fim):
     # the batched FOCE/FOCEI path (searches) gives exactly evaluate_fim's per-subject FIM with the same draws
@@ -78,3 +78,12 @@ def test_exact_search_under_foce_uses_common_random_numbers():
     assert r.criterion_value == pytest.approx(pk.evaluate_fim(model, r.design, "foce", draws=10, seed=0).logdet,
                                               rel=1e-12)
     assert r.criterion_value >= r.info["start_value"] - 1e-9
+
+
+def test_exact_search_under_mc():
+    model = pk.compile_model(pk.load_model("warfarin"))
+    d = model.spec.default_design
+    res = pk.optimize_design(model, d, approximation="mc", draws=64, starts=1, seed=2, window=(0.1, 120))
+    start = pk.optimize_design(model, d, approximation="mc", draws=64, starts=1, seed=2, window=(0.1, 120),
+                               max_iter=1).info["start_value"]
+    assert res.criterion_value > start and res.fim.approximation == "mc"

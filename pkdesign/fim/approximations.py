@@ -23,7 +23,7 @@ from .draws import check_draws, draw_eta
 from .exact import exact_mc_scores
 from .linearized import fo_fims, linearized_fims
 from .montecarlo import mc_fim
-from .predict import predict
+from .predict import Predictions, predict
 from .structured import StructuredFIM
 
 #: observations per chunk when one subject has very many samples (FO/FOI: bounded memory)
@@ -139,9 +139,26 @@ class FOCEI(FOCE):
 
 
 class MC(Approximation):
-    """Marginal moments by (quasi-)Monte Carlo, Ω-derivatives by Price's theorem (Leonov & Aliev)."""
+    """Marginal moments by (quasi-)Monte Carlo, Ω-derivatives by Price's theorem (Leonov & Aliev).
 
-    name, default_draws, default_sampling = "mc", 2048, "qmc"
+    ``schedules`` evaluates B candidate schedules with the same draws (common random numbers), in chunks of
+    ``SCHEDULE_CHUNK`` schedules so that the per-draw second derivatives stay within bounded memory."""
+
+    name, default_draws, default_sampling, batched = "mc", 2048, "qmc", True
+    SCHEDULE_CHUNK = 16
+
+    def schedules(self, model, pp, times, idx, regimen, full, where="", *, draws=None, seed=0):
+        eta = draw_eta(pp.omega, self.draws(draws), seed, self.default_sampling)
+        B = times.shape[0]
+        out = np.empty((B, pp.p, pp.p))
+        for lo in range(0, B, self.SCHEDULE_CHUNK):
+            chunk = times[lo:lo + self.SCHEDULE_CHUNK]
+            parts = [predict(model, pp, e, chunk, idx, regimen, 2, where, eta2=True) for e in eta]
+            for b in range(chunk.shape[0]):
+                P = Predictions(f=np.stack([q.f[b] for q in parts]), fth=np.stack([q.fth[b] for q in parts]),
+                                L=np.stack([q.L[b] for q in parts]), Leta=np.stack([q.Leta[b] for q in parts]))
+                out[lo + b] = mc_fim(pp, idx, P, full=full, where=where)
+        return out
 
     def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
                 is_samples=DEFAULT_IS_SAMPLES, where=""):

@@ -255,7 +255,7 @@ class _Reader(SectionReaders):
         osyms[independent] = sp.Symbol("t")
         outputs = self.read_outputs(d.get("outputs"), osyms, taken)
 
-        derived = self.read_derived(d.get("derived", {}), params, assignments, syms, taken, state_syms)
+        derived = self.read_derived(d.get("derived", {}), params, assignments, syms, taken, state_syms, outputs)
         variability, occasion_variability = self.read_variability(d.get("variability", {}), psyms)
         covariances = self.read_covariances(d.get("covariance", []), variability)
 

@@ -16,6 +16,7 @@ from .spec import (
     CovarianceSpec,
     DosingSpec,
     ErrorTermSpec,
+    Extremum,
     ModelSpec,
     OdeSpec,
     OutputSpec,
@@ -147,9 +148,11 @@ class SectionReaders:
                                       str(val["expression"])))
         return outputs
 
-    def read_derived(self, section, params, assignments, syms, taken, state_syms) -> list:
+    def read_derived(self, section, params, assignments, syms, taken, state_syms, outputs=()) -> list:
         """``[derived]``: named functions of the parameters (AUC, tmax, Cmax, half-life, ...), each in the
-        parameters, the assignments and the derived quantities above it; stored in the parameters only."""
+        parameters, the assignments and the derived quantities above it; stored in the parameters only.  Or found
+        numerically: ``Cmax = { max_of = "conc", dose = 70, window = [0, 48] }`` (also ``min_of``, ``argmax_of``
+        for tmax, ``argmin_of``), for any model (ODE included)."""
         from .symbolic import expand_assignments
 
         section = self.table("derived", section)
@@ -158,12 +161,18 @@ class SectionReaders:
         allowed = dict(syms, t=sp.Symbol("t"), DOSE=sp.Symbol("DOSE"), TINF=sp.Symbol("TINF"), **state_syms)
         pnames = {p.name for p in params}
         out = []
+        onames = [o.name for o in outputs]
         for dname, text in section.items():
             key = f"derived.{dname}"
             self.check_name(key, dname, taken)
+            if isinstance(text, dict):
+                out.append((dname, self.read_extremum(key, text, onames)))
+                taken[dname] = "a derived quantity"
+                continue
             e = self.expr(key, text, allowed).xreplace(sub)
             for prev, pe in out:
-                e = e.xreplace({sp.Symbol(prev): pe})
+                if not isinstance(pe, Extremum):  # a numerical extremum cannot enter a symbolic expression
+                    e = e.xreplace({sp.Symbol(prev): pe})
             bad = sorted(s.name for s in e.free_symbols if s.name not in pnames)
             if bad:
                 self.err(key, f"a derived quantity is a function of the parameters only; it uses {bad} (time, doses "
@@ -173,6 +182,28 @@ class SectionReaders:
             allowed[dname] = sp.Symbol(dname)
             taken[dname] = "a derived quantity"
         return out
+
+    def read_extremum(self, key, val, onames) -> Extremum:
+        kinds = {"max_of": "max", "min_of": "min", "argmax_of": "argmax", "argmin_of": "argmin"}
+        self.table(key, val, set(kinds) | {"dose", "window"})
+        given = [k for k in kinds if k in val]
+        if len(given) != 1:
+            self.err(key, f"give exactly one of {sorted(kinds)} (the output whose peak, nadir or their time is "
+                          "meant), with dose and window")
+        output = val[given[0]]
+        if output not in onames:
+            self.err(f"{key}.{given[0]}", f"unknown output {output!r}; outputs: {onames}")
+        if "window" not in val:
+            self.err(key, "a numerical extremum needs window = [lo, hi] (and dose: one dose at t = 0, for models "
+                          "with doses)")
+        dose = self.number(f"{key}.dose", val.get("dose", 0.0), nonneg=True)
+        w = val["window"]
+        if not (isinstance(w, list) and len(w) == 2):
+            self.err(f"{key}.window", f"expected [lo, hi], got {w!r}")
+        lo, hi = self.number(f"{key}.window", w[0], nonneg=True), self.number(f"{key}.window", w[1])
+        if not hi > lo:
+            self.err(f"{key}.window", f"expected lo < hi, got {w!r}")
+        return Extremum(kinds[given[0]], output, dose, (lo, hi))
 
     def read_error(self, key, val):
         val = self.table(key, val, {"model", "add", "prop", "exp", "correlation"})

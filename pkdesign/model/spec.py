@@ -135,6 +135,18 @@ class OdeSpec:
 
 
 @dataclass(frozen=True)
+class Extremum:
+    """A derived quantity found numerically from the model's predictions: ``kind`` "max" | "min" (the peak or
+    nadir value, e.g. Cmax) or "argmax" | "argmin" (its time, e.g. tmax) of output ``output`` after one dose of
+    ``dose`` at t = 0, searched within ``window`` (model time units)."""
+
+    kind: str
+    output: str
+    dose: float
+    window: tuple
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A complete model.  Build one with :func:`pkdesign.load_model` or :func:`pkdesign.model_from_sympy`."""
 
@@ -155,7 +167,7 @@ class ModelSpec:
     default_design: object = None  # a pkdesign.Design or None
     origin: str = "<python>"       # file path or "<python>", for messages
     ode: OdeSpec | None = None     # an ODE-defined model (then ``responses`` is empty)
-    derived: tuple = ()            # ((name, sympy expr in the parameters only), ...): AUC, tmax, Cmax, ...
+    derived: tuple = ()            # ((name, sympy expr in the parameters only | Extremum), ...): AUC, tmax, Cmax
 
     # -- derived views -------------------------------------------------------------------
     @property

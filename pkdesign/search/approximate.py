@@ -135,7 +135,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         r += T.shape[0]
     mus = np.concatenate(mus)
     owner = np.array(owner)
-    crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model.spec, values=prior_values)
+    crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model, values=prior_values)
             if isinstance(criterion, str) else criterion)
 
     offset = None

@@ -91,7 +91,7 @@ class ScheduleProblem:
         b0 = self.blocks[0]
         self.names, _ = schedule_fims(model, b0.times[None], b0.outputs, b0.group.regimen, approximation, fim,
                                       dict(b0.cases[0][1]) or None, occasions=b0.group.occasion_starts())
-        self.criterion = (make_criterion(criterion, self.names, subset, a_weights, spec=model.spec,
+        self.criterion = (make_criterion(criterion, self.names, subset, a_weights, spec=model,
                                          values=prior_values) if isinstance(criterion, str)
                           else criterion)
         self.evaluations = 0
