@@ -211,6 +211,12 @@ def test_compiled_and_ode_models_pickle_and_run_in_a_process_pool():
     assert type(back).__name__ == "OdeModel" and back.spec.name == "warfarin_ode"
     d = model.spec.default_design
     d3 = pk.Design(d.groups * 3)
-    with ProcessPoolExecutor(2) as ex:
+    import multiprocessing
+
+    from pkdesign.executors import check_executor
+
+    with pytest.warns(RuntimeWarning, match="fork"):  # the check that guards against fork (it may hang)
+        check_executor(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")))
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
         par = pk.evaluate_fim(model, d3, "foce", draws=50, executor=ex).matrix
     assert np.array_equal(par, pk.evaluate_fim(model, d3, "foce", draws=50).matrix)  # identical, bit for bit

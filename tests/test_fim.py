@@ -258,8 +258,24 @@ def test_approximation_report_trusts_what_matches_exact_mc(linear_model):
     assert frame["trusted"].all(), frame[["logdet_z", "max_rse_deviation"]]
     # warfarin (proportional error): the full FO FIM overstates the information on KA
     spec, model = compiled("warfarin_prop")
-    frame = pk.approximation_report(model, spec.default_design, draws=1000, seed=2)
+    frame = pk.approximation_report(model, spec.default_design, "full", draws=1000, seed=2)
     assert not frame.loc["fo", "trusted"] and frame.loc["fo", "logdet_z"] > 2
+
+
+def test_exact_mc_blocks_are_the_same_whatever_the_executor():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    spec, model = compiled("warfarin")
+    d = spec.default_design
+    serial = pk.evaluate_fim(model, d, "exact-mc", draws=1200, seed=5)  # three blocks of simulated subjects
+    with ThreadPoolExecutor(2) as ex:
+        threaded = pk.evaluate_fim(model, d, "exact-mc", draws=1200, seed=5, executor=ex)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+        processes = pk.evaluate_fim(model, d, "exact-mc", draws=1200, seed=5, executor=ex)
+    np.testing.assert_array_equal(serial.matrix, threaded.matrix)
+    np.testing.assert_array_equal(serial.matrix, processes.matrix)
+    assert serial.info["logdet_mc_se"] == processes.info["logdet_mc_se"]
 
 
 def test_executor_gives_the_same_numbers():

@@ -22,6 +22,15 @@ from .commands import cmd_cache, cmd_compare, cmd_evaluate, cmd_models, cmd_opti
 from ..designfile import MAX_GRID
 from .common import LIMITS, _count, _nonneg_float, criterion_argument
 
+def _parallel_flags(p) -> None:
+    p.add_argument("--workers", type=_count("--workers"), default=None,
+                   help="run independent pieces (groups, exact-MC blocks, prior draws, starts) on N local worker "
+                        "processes")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help='run them on an existing Dask cluster (e.g. tcp://10.0.0.1:8786; pip install '
+                        '"pkdesign[distributed]")')
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pkdesign", description="Optimal design of PK/PD studies.")
     p.add_argument("--version", action="version", version=f"pkdesign {__version__}")
@@ -51,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--compare", action="store_true",
                    help="evaluate every approximation (reduced and full FIM) against exact-MC and advise which to use")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    _parallel_flags(e)
     e.set_defaults(func=cmd_evaluate)
     o = sub.add_parser("optimize", help="optimise the sampling times of a design")
     o.add_argument("model", help="model file (TOML) or name of a bundled model")
@@ -72,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per subject (approximate designs; default: as the design)")
     o.add_argument("--starts", type=_count("--starts"), default=4, help="starts of the exact search (default 4)")
     o.add_argument("--seed", type=_count("--seed"), default=0)
+    _parallel_flags(o)
     o.add_argument("--subset", help="Ds: comma-separated parameters of interest")
     o.add_argument("--prior", help="ED: NAME=normal|lognormal|uniform:a:b, separated by ';'")
     o.add_argument("--prior-draws", type=_count("--prior-draws"), default=16,

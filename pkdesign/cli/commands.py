@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from ..choices import APPROXIMATE_ALGORITHMS
+from ..executors import make_executor
 from ..errors import PkdesignError
 from ..library import models_dir
 from .common import (_notes, _progress, check_plot_path, design_lines, flag_prior, flag_space, model_and_design,
@@ -64,7 +65,9 @@ def cmd_evaluate(args) -> int:
 
     if args.fim in ("individual", "bayesian"):
         return _subject_fims(args, spec, model, design)
-    res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale)
+    with make_executor(args.workers, args.scheduler) as executor:
+        res = evaluate_fim(model, design, args.approx, args.fim, draws=args.draws, seed=args.seed, scale=args.scale,
+                           executor=executor)
     derived = _derived(model, res)
     if args.json:
         out = {"model": spec.name, "design": design.to_dict(), **res.to_dict()}
@@ -115,19 +118,21 @@ def cmd_optimize(args) -> int:
     approximate = args.algorithm in APPROXIMATE_ALGORITHMS
     if args.cost_normalised and not approximate:
         raise PkdesignError("--cost-normalised applies to the approximate algorithms (fedorov-wynn, multiplicative)")
-    if approximate:
-        spaces = df.approximate_spaces(spec.output_names, flags)
-        res = optimize_approximate(model, spaces, args.criterion, algorithm=args.algorithm, approximation=args.approx,
-                                   fim=args.fim, prior=prior, prior_draws=args.prior_draws, seed=args.seed,
-                                   subset=subset, refine=args.refine, total_n=args.total_n or df.total_n,
-                                   callback=progress,
-                                   cost_normalised=args.cost_normalised, draws=args.draws)
-    else:
-        res = optimize_design(model, design, args.criterion, args.algorithm, approximation=args.approx, fim=args.fim,
-                              space=df.exact_space(spec.output_names, flags) or None, starts=args.starts,
-                              seed=args.seed, prior=prior, prior_draws=args.prior_draws, subset=subset,
-                              callback=progress, draws=args.draws, doses=df.dose_decisions() or None,
-                              total_n=args.total_n or df.total_n)
+    with make_executor(args.workers, args.scheduler) as executor:
+        if approximate:
+            spaces = df.approximate_spaces(spec.output_names, flags)
+            res = optimize_approximate(model, spaces, args.criterion, algorithm=args.algorithm,
+                                       approximation=args.approx, fim=args.fim, prior=prior,
+                                       prior_draws=args.prior_draws, seed=args.seed, subset=subset, refine=args.refine,
+                                       total_n=args.total_n or df.total_n, callback=progress,
+                                       cost_normalised=args.cost_normalised, draws=args.draws, executor=executor)
+        else:
+            res = optimize_design(model, design, args.criterion, args.algorithm, approximation=args.approx,
+                                  fim=args.fim, space=df.exact_space(spec.output_names, flags) or None,
+                                  starts=args.starts, seed=args.seed, prior=prior, prior_draws=args.prior_draws,
+                                  subset=subset, callback=progress, draws=args.draws,
+                                  doses=df.dose_decisions() or None, total_n=args.total_n or df.total_n,
+                                  executor=executor)
     if progress is not None:
         print(file=sys.stderr)
     rounded = None

@@ -15,6 +15,7 @@ import numpy as np
 from ..display import parameter_units
 from ..choices import DEFAULT_FIM, BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
+from ..executors import check_executor, gather
 from ..model.runtime import output_index
 from .approximations import CHUNK, DEFAULT_IS_SAMPLES, SubjectFIM, get_approximation
 from .params import covariate_cases, population_parameters
@@ -49,7 +50,11 @@ def _parameters(model, values):
     """Population parameters of ``model`` (its own values cached per spec, or ``values`` applied)."""
     spec = model.spec
     if values:
-        return population_parameters(spec, values)
+        try:  # prior draws and covariate values recur: one structure per distinct set of values
+            key = tuple(sorted((str(k), float(v)) for k, v in values.items()))
+        except (TypeError, ValueError):
+            return population_parameters(spec, values)
+        return _per_spec("parameters", spec, key, lambda: population_parameters(spec, values))
     return _per_spec("parameters", spec, None, lambda: population_parameters(spec))
 
 
@@ -134,12 +139,14 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
         Raise ``NonIdentifiableError`` if the FIM is singular (else the result flags it:
         ``result.identifiable``, ``result.null_directions()``).
     executor : concurrent.futures.Executor, optional
-        Evaluate the groups as independent tasks (e.g. a process pool or a Dask client's executor);
-        results are identical to the serial evaluation (each group has its own seed stream).
+        Evaluate the groups as independent tasks (e.g. a process pool or a Dask client's executor), and for exact-MC
+        the blocks of simulated subjects of each group; results are identical to the serial evaluation (each group,
+        and each block, has its own seed stream).
     prior_fim : FIMResult or ndarray (p, p), optional
         Information from a previous study (same parameters, variance scale), added to this design's.
     """
     approx, fim = _check_choice(approximation, fim)
+    check_executor(executor)
     spec = model.spec
     pp = _parameters(model, values)
     if sampling is None:
@@ -171,10 +178,16 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
                 raise DesignError(f"{where}: no sampling times (or none that carries information)")
             args = (model, pp_c, t, idx, g.regimen, fim == "full")
             kw = dict(draws=draws, seed=case_seed, sampling=sampling, is_samples=is_samples, where=where)
-            tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
+            if executor is not None and approx.parallel_draws:  # its simulated subjects, in blocks, go there
+                kw["executor"] = executor
+                tasks.append((args, kw))
+            else:
+                tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
             weights.append((g.n * share, pp_c))
+    submitted = [t for t in tasks if not isinstance(t, tuple)]
+    finished = iter(gather(submitted, "evaluate_fim groups")) if submitted else iter(())
     for (n, pp_c), task in zip(weights, tasks):
-        out = _collapsed(task.result() if executor is not None else approx.subject(*task[0], **task[1]), pp_c)
+        out = _collapsed(approx.subject(*task[0], **task[1]) if isinstance(task, tuple) else next(finished), pp_c)
         total += n * out.matrix
         if out.mc_se is not None:
             var += (n * out.mc_se) ** 2

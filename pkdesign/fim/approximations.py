@@ -19,6 +19,7 @@ import numpy as np
 
 from ..choices import APPROXIMATIONS, BATCHED_APPROXIMATIONS
 from ..errors import DesignError, PkdesignError
+from ..executors import gather
 from .draws import check_draws, draw_eta
 from .exact import exact_mc_scores
 from .linearized import fo_fims, linearized_fims
@@ -47,10 +48,12 @@ class SubjectFIM:
 
 class Approximation:
     """Base class: ``name``, ``batched`` (has ``schedules``), ``default_draws`` (None: deterministic),
-    ``reduced`` (has a reduced, block-diagonal form)."""
+    ``reduced`` (has a reduced, block-diagonal form), ``parallel_draws`` (``subject`` takes ``executor=`` and runs
+    its simulated subjects there)."""
 
     name = ""
     batched = False
+    parallel_draws = False
     default_draws: int | None = None
     reduced = True
     default_sampling = "mc"
@@ -168,22 +171,43 @@ class MC(Approximation):
 
 
 class ExactMC(Approximation):
-    """E[score scoreᵀ] of the marginal likelihood from simulated subjects (the reference)."""
+    """E[score scoreᵀ] of the marginal likelihood from simulated subjects (the reference).
 
-    name, default_draws, reduced = "exact-mc", 2000, False
+    Subjects are simulated in blocks of ``BLOCK``: block b draws from child b of the seed's ``SeedSequence``, so
+    the numbers do not depend on how blocks are scheduled, and memory is bounded by one block per worker.
+    ``subject(..., executor=...)`` runs the blocks as tasks of any ``concurrent.futures.Executor`` (a process
+    pool, a Dask client's executor): the same result as serially, bit for bit."""
+
+    name, default_draws, reduced, parallel_draws = "exact-mc", 2000, False, True
+    BLOCK = 500
 
     def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
-                is_samples=DEFAULT_IS_SAMPLES, where=""):
+                is_samples=DEFAULT_IS_SAMPLES, where="", executor=None):
         K = self.draws(draws)
         if K <= pp.p:
             raise DesignError(f"{where}: exact-mc estimates the {pp.p} x {pp.p} FIM as a mean of outer products of "
                               f"simulated scores; {K} simulated subjects give a rank of at most {K}. Use draws > "
                               f"{pp.p} (a few thousand for RSE% to a few per cent; default {self.default_draws})")
         S = check_draws(is_samples, "is_samples")
-        halves, ess = exact_mc_scores(model, pp, times, idx, regimen, K, S, np.random.default_rng(seed), where)
-        outer = halves[:, 0, :, None] * halves[:, 1, None, :]
-        outer = 0.5 * (outer + np.swapaxes(outer, 1, 2))
+        ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        ss = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key)  # never advance the caller's object
+        sizes = [min(self.BLOCK, K - lo) for lo in range(0, K, self.BLOCK)]
+        args = [(model, pp, times, idx, regimen, m, S, child, where) for m, child in zip(sizes, ss.spawn(len(sizes)))]
+        if executor is not None and len(args) > 1:
+            parts = gather([executor.submit(_exact_block, *a) for a in args], f"{where}: exact-MC blocks")
+        else:
+            parts = [_exact_block(*a) for a in args]
+        outer = np.concatenate([o for o, _ in parts])
+        ess = np.concatenate([e for _, e in parts])
         return SubjectFIM(outer.mean(axis=0), outer.std(axis=0, ddof=1) / np.sqrt(K), ess, outer)
+
+
+def _exact_block(model, pp, times, idx, regimen, n_subjects, n_is, seed, where):
+    """Symmetrised outer products of the two half-sample score estimates (m, p, p) and the effective sample sizes
+    (m,) of one block of simulated subjects."""
+    halves, ess = exact_mc_scores(model, pp, times, idx, regimen, n_subjects, n_is, np.random.default_rng(seed), where)
+    outer = halves[:, 0, :, None] * halves[:, 1, None, :]
+    return 0.5 * (outer + np.swapaxes(outer, 1, 2)), ess
 
 
 APPROXIMATION_OBJECTS = {a.name: a for a in (FO(), FOI(), FOCE(), FOCEI(), MC(), ExactMC())}

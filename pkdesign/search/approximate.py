@@ -20,6 +20,7 @@ from ..criteria import check_options, make_criterion
 from ..design import Design, Group
 from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
+from ..executors import check_executor, gather
 from ..fim.api import schedule_fims
 from ..display import parameter_units
 from ..fim.params import covariate_cases, population_parameters
@@ -33,11 +34,21 @@ from .rounding import apportion
 ALGORITHMS = dict(zip(APPROXIMATE_ALGORITHMS, (fedorov_wynn, multiplicative)))
 
 
+#: tasks per evaluation of candidate schedules when an executor takes the prior draws
+TASKS_PER_CALL = 8
+
+
+def _schedule_fims_many(args_list, kw):
+    """``schedule_fims`` for several argument tuples (one executor task)."""
+    return [schedule_fims(*a, **kw) for a in args_list]
+
+
 class InformationModel:
     """Elementary information of schedules: (B, K, p, p) for B schedules of one space, K prior draws."""
 
     def __init__(self, model, approximation="fo", fim=None, random_effects=True, parameters=None,
                  prior_values=None, executor=None, draws=None, seed=0):
+        check_executor(executor)
         self.executor = executor
         self.model = model
         self.approximation, self.fim = approximation, fim
@@ -57,8 +68,13 @@ class InformationModel:
         cases = covariate_cases(spec, space, f"sampling space {space.name!r}")
         args = [(self.model, times, idx, space.regimen, self.approximation, self.fim, {**(vals or {}), **cov} or None)
                 for vals in self.prior_values for _, cov in cases]
-        if self.executor is not None and len(args) > 1:  # prior draws (and covariate cases) as independent tasks
-            results = [f.result() for f in [self.executor.submit(schedule_fims, *a, **kw) for a in args]]
+        if self.executor is not None and len(args) > 1:  # prior draws (and covariate cases) as tasks, a few per
+            n = min(len(args), TASKS_PER_CALL)           # call (one task per draw costs more than it computes)
+            chunks = [args[i::n] for i in range(n)]
+            done = gather([self.executor.submit(_schedule_fims_many, c, kw) for c in chunks], "prior draws")
+            results = [None] * len(args)
+            for i, part in enumerate(done):
+                results[i::n] = part
         else:
             results = [schedule_fims(*a, **kw) for a in args]
         if len(cases) > 1:  # a covariate distribution: the proportion-weighted sum per prior draw

@@ -18,6 +18,7 @@ import numpy as np
 from ..choices import EXACT_ALGORITHMS
 from ..criteria import check_options
 from ..errors import SearchError
+from ..executors import check_executor, gather
 from ..fim.api import evaluate_fim
 from .continuous import polish
 from ..space import exact_spaces
@@ -33,7 +34,7 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
                     starts=4, seed=0,
                     prior=None, prior_draws=16, subset=None, a_weights=None, max_iter=300,
                     callback=None, throw: bool = False, prior_fim=None, draws: int | None = None, doses=None,
-                    total_n=None) -> DesignResult:
+                    total_n=None, executor=None) -> DesignResult:
     """Optimise the sampling times of ``design`` (default: the model's), and optionally its doses and group sizes.
 
     Parameters
@@ -64,6 +65,9 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
         continuous within the bounds or one of the levels (``search/doses.py``)
     total_n : a whole number of subjects: the group sizes are a decision too (integer allocation by exchange,
         each group at least one subject), alternated with the times and doses until the sizes settle
+    executor : a ``concurrent.futures.Executor`` (process pool with spawn, a Dask client's executor): the starts
+        run there as independent tasks, with the same starting points and results as serially (the callback is
+        not called from workers)
     """
     design = design if design is not None else model.spec.default_design
     check_options(criterion, subset, a_weights, prior)
@@ -92,22 +96,29 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     start_value = problem.value(x_start)
     best_x, value, iters, history = None, -np.inf, 0, []
     status, detail = Status.CONVERGED, ""
-    for k in range(max(1, starts)):
-        x0 = x_start if k == 0 else problem.feasible_start(rng)
-        # exchange on the grid (the global phase), then, for "continuous", gradient polish off the grid;
-        # the status of the result is that of the start that found the best design
-        x, v, sweeps, st = exchange_from(problem, grid, x0, callback=callback, iteration=iters)
-        iters += sweeps
-        why = f"exchange: {sweeps} sweeps"
-        if algorithm == "continuous" and st != Status.STOPPED and np.isfinite(v):
-            x, v, nit, st, why = polish(problem, x, max_iter=max_iter, callback=callback, iteration=iters)
-            iters += nit
+    starts = max(1, starts)
+    if executor is not None and starts > 1:  # the starts as independent tasks (same starting points as serially)
+        check_executor(executor)
+        x0s = [x_start] + [problem.feasible_start(rng) for _ in range(starts - 1)]
+        runs = gather([executor.submit(_one_start, problem, grid, x0, algorithm, max_iter) for x0 in x0s],
+                      "search starts")
+    else:
+        runs = []
+        for k in range(starts):
+            x0 = x_start if k == 0 else problem.feasible_start(rng)
+            runs.append(_one_start(problem, grid, x0, algorithm, max_iter, callback, iters))
+            iters = sum(r[2] for r in runs)
+            if runs[-1][3] == Status.STOPPED:
+                break
+    for x, v, nit, st, why, evaluations in runs:
         history.append(v)
         if v > value or best_x is None:
             best_x, value, status, detail = x, v, st, why
         if st == Status.STOPPED:
             status = Status.STOPPED
-            break
+    iters = sum(r[2] for r in runs)
+    if executor is not None and starts > 1:
+        problem.evaluations += sum(r[5] for r in runs)
     x = best_x
     if not np.isfinite(value):
         raise SearchError("the search found no design with a non-singular FIM: " + _diagnose(problem, x_start))
@@ -135,6 +146,18 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     return DesignResult(best, res_fim, problem.criterion.name, float(value), status, msg, iters, problem.evaluations,
                         history=history, info={"start_value": float(start_value), "algorithm": algorithm,
                                                "min_spacing": float(max((sp.min_spacing for sp in spaces.values()), default=0.0))})
+
+
+def _one_start(problem, grid, x0, algorithm, max_iter, callback=None, iteration=0):
+    """One start: exchange on the grid (the global phase), then, for "continuous", the gradient polish off the
+    grid.  Returns (x, value, iterations, status, message, schedule FIMs evaluated)."""
+    before = problem.evaluations
+    x, v, sweeps, st = exchange_from(problem, grid, x0, callback=callback, iteration=iteration)
+    nit, why = sweeps, f"exchange: {sweeps} sweeps"
+    if algorithm == "continuous" and st != Status.STOPPED and np.isfinite(v):
+        x, v, n2, st, why = polish(problem, x, max_iter=max_iter, callback=callback, iteration=iteration + sweeps)
+        nit += n2
+    return x, v, nit, st, why, problem.evaluations - before
 
 
 def _diagnose(problem, x) -> str:

@@ -234,8 +234,9 @@ class ScheduleProblem:
         return val, grad
 
     def values_varying(self, X, i) -> np.ndarray:
-        """Criterion of designs X (B, n_free) that differ from each other only in free sample i."""
-        if self.criterion.stacked or len(self.prior_values) > 1 or i >= self.n_times:
+        """Criterion of designs X (B, n_free) that differ from each other only in free sample i: one batched FIM
+        call per prior draw for the varying group (B, K, p, p), the other groups once per draw."""
+        if i >= self.n_times:
             return np.array([self.value(r) for r in X])
         ts, am = self.split(X[0]), self.amounts(X[0])
         k = 0
@@ -247,12 +248,15 @@ class ScheduleProblem:
         free = np.flatnonzero(blk.free)
         S = np.repeat(ts[gi][None], X.shape[0], axis=0)
         S[:, free[i - k]] = X[:, i]
-        vals = self.prior_values[0]
-        rest = self.prior_fim
-        for j, (b, t) in enumerate(zip(self.blocks, ts)):
-            if j != gi:
-                rest = rest + b.group.n * self._group_fims(b, t[None], vals, am[j])[0]
-        return self.criterion.values(rest + blk.group.n * self._group_fims(blk, S, vals, am[gi]))
+        stack = []
+        for vals in self.prior_values:
+            rest = self.prior_fim
+            for j, (b, t) in enumerate(zip(self.blocks, ts)):
+                if j != gi:
+                    rest = rest + b.group.n * self._group_fims(b, t[None], vals, am[j])[0]
+            stack.append(rest + blk.group.n * self._group_fims(blk, S, vals, am[gi]))
+        F = np.stack(stack, axis=1)  # (B, K, p, p)
+        return self.criterion.values(F if self.criterion.stacked else F[:, 0])
 
     def feasible_start(self, rng) -> np.ndarray:
         """A random point inside the windows that meets the spacing (sorted per group and output)."""

@@ -1,0 +1,80 @@
+"""Benchmark: scale-out and bounded memory (issue 14).
+
+- exact-MC on warfarin (README design), 20,000 simulated subjects: serial vs a pool of 2 worker processes
+  (spawn; blocks of subjects as tasks), speed-up; the baseline is the serial run in the same process;
+- peak resident memory of exact-MC at 20,000 and 200,000 subjects, each in a fresh process;
+- an ED approximate design over 64 prior draws: serial vs 2 worker processes (prior draws as tasks);
+- the ED exchange (8 prior draws) against the D exchange on the same design (time ratio).
+Prints one JSON object on its last line (times in seconds, memory in MB).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pkdesign as pk  # noqa: E402
+from common import report, timed  # noqa: E402  (bench/common.py)
+
+RSS = """
+import resource, sys
+sys.path.insert(0, {root!r})
+import pkdesign as pk
+m = pk.compile_model(pk.load_model("warfarin"))
+r = pk.evaluate_fim(m, m.spec.default_design, "exact-mc", draws={draws}, seed=1)
+print(r.logdet, r.info["logdet_mc_se"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _warm(_):
+    m = pk.compile_model(pk.load_model("warfarin"))
+    return pk.evaluate_fim(m, m.spec.default_design).logdet
+
+
+def main():
+    model = pk.compile_model(pk.load_model("warfarin"))
+    design = model.spec.default_design
+    out = {}
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    list(pool.map(_warm, range(2)))  # workers import pkdesign and load the kernels before timing
+    pk.evaluate_fim(model, design, "exact-mc", draws=600, seed=0)
+    t1, r1 = timed(lambda: pk.evaluate_fim(model, design, "exact-mc", draws=20_000, seed=1))
+    t2, r2 = timed(lambda: pk.evaluate_fim(model, design, "exact-mc", draws=20_000, seed=1, executor=pool))
+    assert np.array_equal(r1.matrix, r2.matrix)
+    out |= {"exact_mc_20k_serial_s": t1, "exact_mc_20k_2proc_s": t2, "exact_mc_speedup": t1 / t2,
+            "exact_mc_20k_logdet": r1.logdet, "exact_mc_20k_logdet_se": r1.info["logdet_mc_se"]}
+
+    grid = np.array([0.5, 1, 2, 4, 6, 8, 12, 24, 36, 48, 72, 96, 120.0])
+    space = pk.SamplingSpace(3, (0, 120), grid=grid, regimen=pk.Regimen.single(70.0))
+    prior = pk.Prior({"CL": ("lognormal", 0.15, 0.2), "V": ("lognormal", 8, 0.1), "KA": ("lognormal", 1.0, 0.3)})
+    kw = dict(criterion="ED", prior=prior, prior_draws=64, seed=0, fim="reduced")
+    t1, a1 = timed(lambda: pk.optimize_approximate(model, space, **kw))
+    t2, a2 = timed(lambda: pk.optimize_approximate(model, space, executor=pool, **kw))
+    assert abs(a1.criterion_value - a2.criterion_value) < 1e-9
+    out |= {"ed_approx_64_serial_s": t1, "ed_approx_64_2proc_s": t2, "ed_approx_speedup": t1 / t2}
+    pool.shutdown()
+
+    pk.optimize_design(model, design, "D", "exchange", starts=1)
+    tD, _ = timed(lambda: pk.optimize_design(model, design, "D", "exchange", starts=1))
+    tE, _ = timed(lambda: pk.optimize_design(model, design, "ED", "exchange", starts=1, prior=prior, prior_draws=8))
+    out |= {"d_exchange_s": tD, "ed8_exchange_s": tE, "ed8_over_d": tE / tD}
+
+    for draws in (20_000, 200_000):
+        run = subprocess.run([sys.executable, "-c", RSS.format(root=str(ROOT), draws=draws)], capture_output=True,
+                             text=True, check=True)
+        logdet, se, rss = (float(v) for v in run.stdout.split()[-3:])
+        out |= {f"exact_mc_{draws // 1000}k_peak_rss_mb": rss, f"exact_mc_{draws // 1000}k_logdet": logdet,
+                f"exact_mc_{draws // 1000}k_logdet_se": se}
+    report(out)
+
+
+if __name__ == "__main__":
+    main()

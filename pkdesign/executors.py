@@ -1,0 +1,92 @@
+"""The ``executor=`` seam: any ``concurrent.futures.Executor`` (thread or process pool, loky, a Dask client's
+executor) runs independent pieces of work (groups, blocks of simulated subjects, prior draws).
+
+Process pools must not use the "fork" start method: numba's worker threads (parallel kernels) are not
+fork-safe, and a forked child can wait forever on a lock that a thread of the parent held.  Use
+``ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))`` (or "forkserver"); models travel
+to the workers by their spec and load their kernels from the disk cache there.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+
+def check_executor(executor) -> None:
+    """Warn (once per call site) when ``executor`` is a process pool started by fork."""
+    if executor is None:
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    if isinstance(executor, ProcessPoolExecutor):
+        ctx = getattr(executor, "_mp_context", None)
+        method = ctx.get_start_method() if ctx is not None else None
+        if method == "fork":
+            warnings.warn("a process pool started by fork can hang with numba's threads: create it with "
+                          "mp_context=multiprocessing.get_context('spawn') (or 'forkserver')", RuntimeWarning,
+                          stacklevel=3)
+
+
+class _Managed:
+    """An executor and what closes it (a pool, or a Dask client)."""
+
+    def __init__(self, executor, close):
+        self.executor, self._close = executor, close
+
+    def __enter__(self):
+        return self.executor
+
+    def __exit__(self, *exc):
+        if self._close is not None:
+            self._close()
+        return False
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None):
+    """A context manager giving the executor of the CLI's ``--workers N`` (local worker processes, spawned) or
+    ``--scheduler ADDRESS`` (an existing Dask cluster; needs ``pip install "pkdesign[distributed]"``); None when
+    neither is given."""
+    from .errors import PkdesignError
+
+    if workers is not None and scheduler is not None:
+        raise PkdesignError("give --workers (local processes) or --scheduler (a Dask cluster), not both")
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise PkdesignError('--scheduler needs Dask: pip install "pkdesign[distributed]"') from None
+        try:
+            client = Client(scheduler, timeout=30)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise PkdesignError(f"--scheduler {scheduler}: cannot connect to the Dask scheduler ({exc})") from None
+        return _Managed(client.get_executor(), client.close)
+    if workers is not None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return _Managed(pool, pool.shutdown)
+    return _Managed(None, None)
+
+
+def gather(futures, what: str) -> list:
+    """The results of ``futures`` in order; a worker that died (process pool broken, Dask worker killed, task
+    cancelled) raises ``PkdesignError`` naming ``what`` instead of a partial result or a hang."""
+    from concurrent.futures import BrokenExecutor, CancelledError
+
+    from .errors import PkdesignError
+
+    try:
+        return [f.result() for f in futures]
+    except (BrokenExecutor, CancelledError) as exc:
+        for f in futures:
+            f.cancel()
+        raise PkdesignError(f"{what}: a worker stopped before finishing its task ({type(exc).__name__}: {exc}); "
+                            "nothing was returned. Rerun, with fewer or larger workers if they ran out of memory") from None
+    except Exception as exc:
+        if type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):  # Dask's
+            for f in futures:
+                f.cancel()
+            raise PkdesignError(f"{what}: a Dask worker was lost ({type(exc).__name__}: {exc}); nothing was "
+                                "returned") from None
+        raise
