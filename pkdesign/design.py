@@ -204,6 +204,12 @@ class Design:
         spec = getattr(model, "spec", model)
         return read_design_file(path, spec.output_names if spec is not None else None).design
 
+    def to_dataset(self, model, *, simulate: bool = False, replicates: int = 1, seed=0):
+        """This design as a NONMEM-format DataFrame (``pkdesign.dataset.to_dataset``)."""
+        from .dataset import to_dataset
+
+        return to_dataset(model, self, simulate=simulate, replicates=replicates, seed=seed)
+
     def save(self, path):
         """Write this design to ``path`` (TOML, or JSON by suffix), atomically; ``Design.load`` reads it back
         exactly.  Returns the path."""

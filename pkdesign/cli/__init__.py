@@ -18,7 +18,8 @@ from .._version import __version__
 from ..choices import (SUBJECT_FIM_TYPES, DEFAULT_FIM, APPROXIMATE_ALGORITHMS, APPROXIMATIONS, BATCHED_APPROXIMATIONS, EXACT_ALGORITHMS,
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
-from .commands import cmd_cache, cmd_compare, cmd_evaluate, cmd_models, cmd_optimize, cmd_power, cmd_report
+from .commands import (cmd_cache, cmd_compare, cmd_dataset, cmd_evaluate, cmd_models, cmd_optimize, cmd_power,
+                       cmd_report)
 from ..designfile import MAX_GRID
 from .common import LIMITS, _count, _nonneg_float, criterion_argument
 
@@ -130,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"default {DEFAULT_FIM}")
     w.add_argument("--json", action="store_true", help="print one JSON object")
     w.set_defaults(func=cmd_power)
+    t = sub.add_parser("dataset", help="write a design as a NONMEM-format dataset (CSV), optionally simulated")
+    t.add_argument("model", help="model file (TOML) or name of a bundled model")
+    t.add_argument("--design", help="design file; default: the model's design")
+    t.add_argument("--simulate", action="store_true", help="simulate DV from the model (else DV = 0)")
+    t.add_argument("--replicates", type=_count("--replicates"), default=1,
+                   help="simulated copies, numbered by a REP column (default 1)")
+    t.add_argument("--seed", type=_count("--seed"), default=0)
+    t.add_argument("-o", "--output", required=True, help="the CSV file to write")
+    t.set_defaults(func=cmd_dataset)
     return p
 
 

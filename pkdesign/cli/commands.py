@@ -307,6 +307,19 @@ def cmd_power(args) -> int:
     return 0
 
 
+def cmd_dataset(args) -> int:
+    from ..dataset import to_dataset, write_dataset
+
+    spec, model, df = model_and_design(args)
+    frame = to_dataset(model, df.design, simulate=args.simulate, replicates=args.replicates, seed=args.seed)
+    path = write_dataset(frame, args.output)
+    what = f"simulated (seed {args.seed})" if args.simulate else "design only (DV = 0)"
+    print(f"model {spec.name}: {len(frame)} rows, {frame['ID'].nunique()} subjects"
+          f"{f' x {args.replicates} replicates' if args.replicates > 1 else ''}, {what}: {path}")
+    print("$INPUT " + " ".join(frame.columns))
+    return 0
+
+
 def _subject_fims(args, spec, model, design) -> int:
     """``evaluate --fim individual|bayesian``: one subject's FIM per group (and shrinkage for bayesian)."""
     from ..design import Design

@@ -16,7 +16,7 @@ from ..library import resolve_model
 
 #: limits of count arguments (a typo must not allocate gigabytes); stated in the messages
 LIMITS = {"--samples": (1, 1000), "--starts": (1, 1000), "--prior-draws": (1, 100_000), "--draws": (2, 1_000_000),
-          "--total-n": (1, 10**9), "--seed": (0, 2**63 - 1), "--workers": (1, 1024)}
+          "--total-n": (1, 10**9), "--seed": (0, 2**63 - 1), "--workers": (1, 1024), "--replicates": (1, 100_000)}
 
 
 def criterion_argument(text):
