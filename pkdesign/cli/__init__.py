@@ -19,7 +19,7 @@ from ..choices import (SUBJECT_FIM_TYPES, DEFAULT_FIM, APPROXIMATE_ALGORITHMS, A
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
 from .commands import (cmd_cache, cmd_compare, cmd_dataset, cmd_evaluate, cmd_models, cmd_optimize, cmd_power,
-                       cmd_report)
+                       cmd_report, cmd_sse)
 from ..designfile import MAX_GRID
 from .common import LIMITS, _count, _nonneg_float, criterion_argument
 
@@ -140,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=_count("--seed"), default=0)
     t.add_argument("-o", "--output", required=True, help="the CSV file to write")
     t.set_defaults(func=cmd_dataset)
+    x = sub.add_parser("sse", help="simulate and re-estimate the design (FO ML): empirical RSE%% beside the FIM's")
+    x.add_argument("model", help="model file (TOML) or name of a bundled model")
+    x.add_argument("--design", help="design file; default: the model's design")
+    x.add_argument("--replicates", type=_count("--replicates"), default=200, help="simulated studies (default 200)")
+    x.add_argument("--seed", type=_count("--seed"), default=0)
+    x.add_argument("--fim", choices=list(FIM_TYPES), default=None, help=f"the FIM compared (default {DEFAULT_FIM})")
+    x.add_argument("--json", action="store_true", help="print one JSON object")
+    _parallel_flags(x)
+    x.set_defaults(func=cmd_sse)
     return p
 
 

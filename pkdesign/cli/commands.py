@@ -320,6 +320,24 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+def cmd_sse(args) -> int:
+    from ..sse import sse
+
+    spec, model, df = model_and_design(args)
+    with make_executor(args.workers, args.scheduler) as executor:
+        res = sse(model, df.design, args.replicates, args.seed, fim=args.fim, executor=executor)
+    frame = res.to_frame()
+    if args.json:
+        print(strict_json({"model": spec.name, "replicates": args.replicates, "seed": args.seed,
+                           "converged": int(res.converged.sum()), "fim": res.fim_type,
+                           "parameters": json.loads(frame.to_json(orient="index"))}))
+        return 0
+    print(f"model {spec.name}: {res.converged.sum()}/{args.replicates} simulated studies re-estimated (FO maximum "
+          f"likelihood, seed {args.seed}); FIM: {res.approximation} {res.fim_type}")
+    print(frame.to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
 def _subject_fims(args, spec, model, design) -> int:
     """``evaluate --fim individual|bayesian``: one subject's FIM per group (and shrinkage for bayesian)."""
     from ..design import Design
