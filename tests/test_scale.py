@@ -23,7 +23,7 @@ def pool():
 
 
 def _same_search(a, b, rtol=0.0):
-    """Equal results; ``rtol`` where the workers' BLAS sums in another order (Dask's nanny sets one BLAS thread)."""
+    """Equal results; ``rtol`` where another process sums in another order (Dask's nanny sets one BLAS thread)."""
     assert a.criterion_value == pytest.approx(b.criterion_value, rel=rtol, abs=0)
     for ga, gb in zip(a.design.groups, b.design.groups):
         for k in ga.times:
@@ -34,7 +34,9 @@ def test_multistart_search_in_a_process_pool_equals_serial(pool):
     spec, model = compiled("warfarin")
     d = spec.default_design
     serial = pk.optimize_design(model, d, starts=3, seed=4)
-    _same_search(serial, pk.optimize_design(model, d, starts=3, seed=4, executor=pool))
+    # the same starts and the same path; the last bits may differ between processes (measured 6e-15 on a fresh
+    # machine: BLAS/LAPACK kernels chosen per process), within the issue's 1e-12
+    _same_search(serial, pk.optimize_design(model, d, starts=3, seed=4, executor=pool), rtol=1e-12)
 
 
 def test_a_dead_worker_is_a_clear_error():
