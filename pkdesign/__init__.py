@@ -21,6 +21,7 @@ _EXPORTS = {
     **dict.fromkeys(('power_curve', 'sample_size', 'wald_power'), ".power"),
     **dict.fromkeys(('to_dataset', 'write_dataset'), ".dataset"),
     **dict.fromkeys(('sse', 'SSEResult'), ".sse"),
+    **dict.fromkeys(('from_nonmem', 'nonmem_to_toml'), ".io.nonmem"),
     **dict.fromkeys(('WindowEfficiency', 'window_efficiency', 'optimize_window_width'), ".windows"),
     **dict.fromkeys(('Design', 'Group'), ".design"),
     **dict.fromkeys(('Regimen', 'check_times'), ".regimen"),

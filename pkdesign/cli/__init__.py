@@ -19,7 +19,7 @@ from ..choices import (SUBJECT_FIM_TYPES, DEFAULT_FIM, APPROXIMATE_ALGORITHMS, A
                        FIM_TYPES, SCALES)
 from ..errors import PkdesignError
 from .commands import (cmd_cache, cmd_compare, cmd_dataset, cmd_evaluate, cmd_models, cmd_optimize, cmd_power,
-                       cmd_report, cmd_sse)
+                       cmd_import, cmd_report, cmd_sse)
 from ..designfile import MAX_GRID
 from .common import LIMITS, _count, _nonneg_float, criterion_argument
 
@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--json", action="store_true", help="print one JSON object")
     _parallel_flags(x)
     x.set_defaults(func=cmd_sse)
+    i = sub.add_parser("import", help="a NONMEM control stream as a pkdesign model file (needs pkdesign[nonmem])")
+    i.add_argument("control_stream", help="the NONMEM control stream (.ctl / .mod)")
+    i.add_argument("-o", "--output", help="the model file to write (default: print it)")
+    i.set_defaults(func=cmd_import)
     return p
 
 

@@ -320,6 +320,22 @@ def cmd_dataset(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from ..files import write_atomic
+    from ..io.nonmem import nonmem_to_toml
+    from ..model.parse import parse_model_text
+
+    text = nonmem_to_toml(args.control_stream)
+    spec = parse_model_text(text, args.control_stream)  # the text is checked before anything is written
+    if args.output is None:
+        print(text, end="")
+        return 0
+    path = write_atomic(args.output, text, "import", PkdesignError)
+    print(f"imported {args.control_stream} as model {spec.name!r} ({len(spec.parameters)} parameters, "
+          f"{len(spec.variability)} random effects, outputs {spec.output_names}): {path}")
+    return 0
+
+
 def cmd_sse(args) -> int:
     from ..sse import sse
 

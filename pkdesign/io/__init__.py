@@ -1,0 +1,1 @@
+"""Interoperability: NONMEM control streams in (``nonmem``, optional pharmpy), datasets out (``pkdesign.dataset``)."""
