@@ -186,3 +186,27 @@ def test_import_command(tmp_path, capsys):
     spec = pk.load_model(out)
     assert spec.parameter_names[:3] == ["THETA_1", "THETA_2", "THETA_3"]
     assert re.search(r'route = "bolus"', out.read_text())
+
+
+def test_exported_dataset_is_read_by_pharmpy_with_the_imported_model(tmp_path):
+    """Export -> NONMEM dataset -> pharmpy reads it with the control stream -> the imported example design is the
+    README design again (32 subjects, one group each): the same FO FIM."""
+    warfarin = pk.compile_model(pk.load_model("warfarin"))
+    frame = warfarin.spec.default_design.to_dataset(warfarin, simulate=True, seed=3)
+    data = pk.write_dataset(frame, tmp_path / "warfarin.csv")
+    text = ADVAN2.replace("$INPUT ID TIME AMT DV", "$INPUT " + " ".join(frame.columns)).replace(
+        "$DATA data.csv", f"$DATA {data}")
+    ctl = _write(tmp_path, text)
+    from pharmpy.modeling import read_model
+
+    model = read_model(str(ctl))
+    assert len(model.dataset) == len(frame) == 288
+    np.testing.assert_allclose(model.dataset["DV"].to_numpy(), frame["DV"].to_numpy(), rtol=1e-9)
+    spec = from_nonmem(ctl)
+    design = spec.default_design
+    assert len(design.groups) == 32 and all(g.n == 1 for g in design.groups)
+    imported = pk.evaluate_fim(pk.compile_model(spec), design, fim="full")
+    ref = pk.evaluate_fim(warfarin, warfarin.spec.default_design, fim="full")
+    mapping = {"THETA_1": "CL", "THETA_2": "V", "THETA_3": "KA"} | _eta_names(3, ["CL", "V", "KA"])
+    np.testing.assert_allclose(_matched(imported, ref, mapping), ref.matrix, rtol=1e-6,
+                               atol=1e-6 * np.abs(ref.matrix).max())
