@@ -47,6 +47,8 @@ def predictions(model, design, *, interval: float | None = 0.9, n_sim: int = 100
     n_sim : simulated subjects per group; seed : their seed (same seed, same band)
     outputs : output names to plot (default: all)
     """
+    from .fim.params import population_parameters
+    from .search.rounding import apportion
     from .simulate import simulate
 
     spec = model.spec
@@ -64,16 +66,21 @@ def predictions(model, design, *, interval: float | None = 0.9, n_sim: int = 100
     for a, out in zip(axes, names):
         oi = spec.output_names.index(out)
         for g, ss in zip(design.groups, seeds):
-            f = model.evaluate(spec.theta, grid, g.regimen, np.full(grid.size, oi), order=0)["f"]
+            cases = g.covariate_cases()
+            theta = population_parameters(spec, cases[0][1] or None).theta  # the typical curve: the first case
+            f = model.evaluate(theta, grid, g.regimen, np.full(grid.size, oi), order=0)["f"]
             line = a.plot(grid, f, label=f"{g.name} (n={g.n:g})")[0]
-            if interval is not None:
-                y = simulate(model, g.regimen, grid, out, n_sim, ss, common_epsilon=True)
+            if interval is not None:  # subjects of each covariate case in proportion, with IOV per occasion
+                counts = apportion(np.array([w for w, _ in cases]), n_sim)
+                y = np.concatenate([simulate(model, g.regimen, grid, out, int(k), cs, common_epsilon=True,
+                                             covariates=cov, occasions=g.occasion_starts())
+                                    for (k, (_, cov)), cs in zip(zip(counts, cases), ss.spawn(len(cases))) if k > 0])
                 lo, hi = np.quantile(y, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
                 a.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0,
                                label=f"{100 * interval:g}% prediction interval")
             if out in g.times and g.times[out].size:
                 ts = g.times[out]
-                fs = model.evaluate(spec.theta, ts, g.regimen, np.full(ts.size, oi), order=0)["f"]
+                fs = model.evaluate(theta, ts, g.regimen, np.full(ts.size, oi), order=0)["f"]
                 a.plot(ts, fs, "o", color=line.get_color(), markersize=5)
         a.set_xlabel(_label("time", spec.time_unit))
         a.set_ylabel(_label(out, units.get(out, "")))

@@ -15,7 +15,8 @@ from .errors import DesignError
 
 
 def simulate(model, regimen, times, output=None, n: int = 500, seed=0, *, residual: bool = True,
-             values: dict | None = None, common_epsilon: bool = False) -> np.ndarray:
+             values: dict | None = None, common_epsilon: bool = False, covariates: dict | None = None,
+             occasions=None) -> np.ndarray:
     """Simulated observations (or predictions) of ``n`` subjects: ndarray (n, len(times)).
 
     Parameters
@@ -30,6 +31,8 @@ def simulate(model, regimen, times, output=None, n: int = 500, seed=0, *, residu
     values : parameter values to use instead of the model's (names as in the FIM)
     common_epsilon : one standard-normal ε per subject for all its times (each time's distribution is the
         same; the quantiles over subjects then vary smoothly in time: prediction bands)
+    covariates : values of the model's covariates for these subjects (name -> number)
+    occasions : occasion start times (inter-occasion variability: a κ per occasion; None or empty: one occasion)
     """
     from .regimen import check_times
     from .fim.draws import draw_eta
@@ -41,12 +44,20 @@ def simulate(model, regimen, times, output=None, n: int = 500, seed=0, *, residu
     spec = model.spec
     t = check_times(times, "simulate: times")
     idx = output_index(output, t.size, spec.output_names)
-    pp = population_parameters(spec, values)
+    pp = population_parameters(spec, {**(values or {}), **(covariates or {})} or None)
+    pp = pp.for_occasions(occasions)  # with IOV: one κ per occasion (and one occasion when none are given)
     rng_eta, rng_eps = np.random.SeedSequence(seed).spawn(2) if not isinstance(seed, np.random.SeedSequence) \
         else seed.spawn(2)
     eta = draw_eta(pp.omega, n, rng_eta) if pp.omega.shape[0] else np.zeros((n, 0))
-    psi = pp.psi(eta)
-    f = np.asarray(model.evaluate(psi, t, regimen, idx, order=0)["f"], dtype=float).reshape(n, t.size)
+    if pp.eta_occ is None:
+        f = np.asarray(model.evaluate(pp.psi(eta), t, regimen, idx, order=0)["f"], dtype=float).reshape(n, t.size)
+    else:  # each occasion's samples see the between-subject η's and that occasion's κ's
+        occ = pp.occasion_of(t)
+        f = np.empty((n, t.size))
+        for o in np.unique(occ):
+            sel = occ == o
+            psi = pp.psi(eta, (pp.eta_occ < 0) | (pp.eta_occ == o))
+            f[:, sel] = np.asarray(model.evaluate(psi, t[sel], regimen, idx[sel], order=0)["f"]).reshape(n, -1)
     if not residual:
         return f
     res = pp.residual

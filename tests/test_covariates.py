@@ -191,3 +191,11 @@ def test_poped_prior_fim_and_power_example():
     curve = pk.power_curve(m, children, "PEDCL", null=1.0, n=[6], prior_fim=prior)
     assert 100 * curve["power"].iloc[0] == pytest.approx(51.01851, abs=1e-4)
     assert pk.sample_size(m, children, "PEDCL", power=0.8, null=1.0, prior_fim=prior)["n"] == 14
+
+
+def test_prediction_plot_uses_the_group_covariates(cov_model):
+    fig = pk.plot.predictions(cov_model, pk.load_model("warfarin_covariate").default_design, n_sim=100)
+    lines = fig.axes[0].lines
+    assert all(np.all(np.isfinite(line.get_ydata())) for line in lines)
+    light, heavy = lines[0].get_ydata(), lines[2].get_ydata()  # curve, sample markers, curve, markers
+    assert light.max() > heavy.max()  # the lighter group clears the drug more slowly: higher concentrations

@@ -180,3 +180,17 @@ def test_bad_occasions(occasions, message):
 def test_occasions_without_doses():
     with pytest.raises(DesignError, match="no doses"):
         pk.Group(20, {"conc": [1, 240]}, pk.Regimen(), "g", occasions="doses")
+
+
+def test_simulation_and_prediction_band_see_the_occasions(iov_model):
+    from pkdesign.simulate import simulate
+
+    reg = _regimen(20)
+    t = [100.0, 120.0, 200.0]  # occasion 1, occasion 1, occasion 2
+    a = np.log(simulate(iov_model, reg, t, n=20000, residual=False, occasions=[0, 144], seed=1))
+    c = np.corrcoef(a.T)
+    assert c[0, 2] < c[0, 1] - 0.3  # a new κ on CL from the 7th dose: samples across occasions decorrelate
+    one = np.log(simulate(iov_model, reg, t, n=20000, residual=False, seed=1))
+    assert np.corrcoef(one.T)[0, 2] > 0.9  # one occasion: the same κ throughout
+    fig = pk.plot.predictions(iov_model, iov_model.spec.default_design, n_sim=100)
+    assert len(fig.axes[0].collections) == 2  # a band per group
