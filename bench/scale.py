@@ -10,10 +10,8 @@ Prints one JSON object on its last line (times in seconds, memory in MB).
 
 from __future__ import annotations
 
-import multiprocessing
 import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
+from pkdesign.executors import process_pool  # noqa: E402
 from common import report, timed  # noqa: E402  (bench/common.py)
 
 RSS = """
@@ -43,7 +42,7 @@ def main():
     model = pk.compile_model(pk.load_model("warfarin"))
     design = model.spec.default_design
     out = {}
-    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    pool = process_pool(2)
     list(pool.map(_warm, range(2)))  # workers import pkdesign and load the kernels before timing
     pk.evaluate_fim(model, design, "exact-mc", draws=600, seed=0)
     t1, r1 = timed(lambda: pk.evaluate_fim(model, design, "exact-mc", draws=20_000, seed=1))

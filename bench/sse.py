@@ -7,15 +7,14 @@ one FO FIM evaluation of the design (what the FIM-based answer costs).  One JSON
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
+from pkdesign.executors import process_pool  # noqa: E402
 from common import best, report, timed  # noqa: E402  (bench/common.py)
 
 
@@ -29,7 +28,7 @@ def main():
     design = model.spec.default_design
     fim_s = best(lambda: pk.evaluate_fim(model, design))
     t1, r1 = timed(lambda: pk.sse(model, design, replicates=200, seed=1))
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with process_pool(2) as pool:
         list(pool.map(_warm, range(2)))
         t2, r2 = timed(lambda: pk.sse(model, design, replicates=200, seed=1, executor=pool))
     frame = r1.to_frame()

@@ -159,12 +159,20 @@ def _estimate(model, design, names, true, rep_seed, max_iter):
     return back(out.x), bool(out.success) and bool(np.isfinite(out.fun))
 
 
+#: executor tasks per SSE run
+TASKS = 8
+
+
+def _estimate_many(args_list):
+    return [_estimate(*a) for a in args_list]
+
+
 def sse(model, design, replicates: int = 200, seed=0, *, approximation: str = "fo", fim=None,
         max_iter: int = 500, executor=None) -> SSEResult:
     """Simulate ``replicates`` studies of ``design`` and re-estimate each (FO maximum likelihood); returns an
     ``SSEResult`` with the empirical RSE% beside the FIM's (``approximation``, ``fim``).  ``executor``: the
     replicates as tasks (each has its own seed stream: the same result as serially)."""
-    from .executors import check_executor, gather
+    from .executors import check_executor, gather, submit
     from .fim.api import evaluate_fim
 
     if isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or not 2 <= replicates <= 100_000:
@@ -176,9 +184,13 @@ def sse(model, design, replicates: int = 200, seed=0, *, approximation: str = "f
     names, true = tuple(res.names), np.asarray(res.values, dtype=float)
     seeds = np.random.SeedSequence(seed).spawn(replicates)
     args = [(model, design, names, true, s, max_iter) for s in seeds]
-    if executor is not None:
+    if executor is not None:  # a few tasks of several replicates each (a model travels once per task)
         check_executor(executor)
-        runs = gather([executor.submit(_estimate, *a) for a in args], "sse replicates")
+        n = min(len(args), TASKS)
+        chunks = gather([submit(executor, _estimate_many, args[i::n]) for i in range(n)], "sse replicates")
+        runs = [None] * len(args)
+        for i, part in enumerate(chunks):
+            runs[i::n] = part
     else:
         runs = [_estimate(*a) for a in args]
     est = np.array([e for e, _ in runs])

@@ -11,14 +11,14 @@ import pytest
 
 import pkdesign as pk
 from pkdesign.errors import PkdesignError
-from pkdesign.executors import gather, make_executor
+from pkdesign.executors import gather, make_executor, process_pool
 
 from .conftest import compiled
 
 
 @pytest.fixture(scope="module")
 def pool():
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+    with process_pool(2) as ex:  # spawned, one BLAS thread per worker
         yield ex
 
 
@@ -37,6 +37,10 @@ def test_multistart_search_in_a_process_pool_equals_serial(pool):
     # the same starts and the same path; the last bits may differ between processes (measured 6e-15 on a fresh
     # machine: BLAS/LAPACK kernels chosen per process), within the 1e-12
     _same_search(serial, pk.optimize_design(model, d, starts=3, seed=4, executor=pool), rtol=1e-12)
+
+
+def test_process_pool_workers_have_one_blas_thread(pool):
+    assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "1"
 
 
 def test_a_dead_worker_is_a_clear_error():

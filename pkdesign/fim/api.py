@@ -15,7 +15,7 @@ import numpy as np
 from ..display import parameter_units
 from ..choices import DEFAULT_FIM, BATCHED_APPROXIMATIONS, FIM_TYPES
 from ..errors import DesignError, NonIdentifiableError, PkdesignError
-from ..executors import check_executor, gather
+from ..executors import check_executor, gather, submit
 from ..model.runtime import output_index
 from .approximations import CHUNK, DEFAULT_IS_SAMPLES, SubjectFIM, get_approximation
 from .params import covariate_cases, population_parameters
@@ -182,7 +182,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
                 kw["executor"] = executor
                 tasks.append((args, kw))
             else:
-                tasks.append(executor.submit(approx.subject, *args, **kw) if executor is not None else (args, kw))
+                tasks.append(submit(executor, approx.subject, *args, **kw) if executor is not None else (args, kw))
             weights.append((g.n * share, pp_c))
     submitted = [t for t in tasks if not isinstance(t, tuple)]
     finished = iter(gather(submitted, "evaluate_fim groups")) if submitted else iter(())

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..choices import APPROXIMATIONS, BATCHED_APPROXIMATIONS
 from ..errors import DesignError, PkdesignError
-from ..executors import gather
+from ..executors import gather, submit
 from .draws import check_draws, draw_eta
 from .exact import exact_mc_scores
 from .linearized import fo_fims, linearized_fims
@@ -194,7 +194,7 @@ class ExactMC(Approximation):
         sizes = [min(self.BLOCK, K - lo) for lo in range(0, K, self.BLOCK)]
         args = [(model, pp, times, idx, regimen, m, S, child, where) for m, child in zip(sizes, ss.spawn(len(sizes)))]
         if executor is not None and len(args) > 1:
-            parts = gather([executor.submit(_exact_block, *a) for a in args], f"{where}: exact-MC blocks")
+            parts = gather([submit(executor, _exact_block, *a) for a in args], f"{where}: exact-MC blocks")
         else:
             parts = [_exact_block(*a) for a in args]
         outer = np.concatenate([o for o, _ in parts])

@@ -20,7 +20,7 @@ from ..criteria import check_options, make_criterion
 from ..design import Design, Group
 from ..equivalence import certificate, criterion_value, information, sensitivity
 from ..errors import DesignError, SearchError
-from ..executors import check_executor, gather
+from ..executors import check_executor, gather, submit
 from ..fim.api import schedule_fims
 from ..display import parameter_units
 from ..fim.params import covariate_cases, population_parameters
@@ -71,7 +71,7 @@ class InformationModel:
         if self.executor is not None and len(args) > 1:  # prior draws (and covariate cases) as tasks, a few per
             n = min(len(args), TASKS_PER_CALL)           # call (one task per draw costs more than it computes)
             chunks = [args[i::n] for i in range(n)]
-            done = gather([self.executor.submit(_schedule_fims_many, c, kw) for c in chunks], "prior draws")
+            done = gather([submit(self.executor, _schedule_fims_many, c, kw) for c in chunks], "prior draws")
             results = [None] * len(args)
             for i, part in enumerate(done):
                 results[i::n] = part

@@ -18,7 +18,7 @@ import numpy as np
 from ..choices import EXACT_ALGORITHMS
 from ..criteria import check_options
 from ..errors import SearchError
-from ..executors import check_executor, gather
+from ..executors import check_executor, gather, submit
 from ..fim.api import evaluate_fim
 from .continuous import polish
 from ..space import exact_spaces
@@ -100,7 +100,7 @@ def optimize_design(model, design=None, criterion="D", algorithm: str = "continu
     if executor is not None and starts > 1:  # the starts as independent tasks (same starting points as serially)
         check_executor(executor)
         x0s = [x_start] + [problem.feasible_start(rng) for _ in range(starts - 1)]
-        runs = gather([executor.submit(_one_start, problem, grid, x0, algorithm, max_iter) for x0 in x0s],
+        runs = gather([submit(executor, _one_start, problem, grid, x0, algorithm, max_iter) for x0 in x0s],
                       "search starts")
     else:
         runs = []
