@@ -4,7 +4,8 @@
   (spawn; blocks of subjects as tasks), speed-up; the baseline is the serial run in the same process;
 - peak resident memory of exact-MC at 20,000 and 200,000 subjects, each in a fresh process;
 - an ED approximate design over 64 prior draws: serial vs 2 worker processes (prior draws as tasks);
-- the ED exchange (8 prior draws) against the D exchange on the same design (time ratio).
+- the ED exchange (8 prior draws) against the D exchange on the same design (time ratio);
+- an approximate design over all 658,008 schedules of 5 samples from 40 grid times (time, certificate, peak RSS).
 Prints one JSON object on its last line (times in seconds, memory in MB).
 """
 
@@ -22,6 +23,17 @@ sys.path.insert(0, str(ROOT))
 import pkdesign as pk  # noqa: E402
 from pkdesign.executors import process_pool  # noqa: E402
 from common import report, timed  # noqa: E402  (bench/common.py)
+
+BIG = """
+import resource, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np, pkdesign as pk
+m = pk.compile_model(pk.load_model("warfarin"))
+space = pk.SamplingSpace(5, (0, 120), grid=np.linspace(0.5, 120, 40), regimen=pk.Regimen.single(70.0))
+t = time.perf_counter()
+r = pk.optimize_approximate(m, space, fim="reduced")
+print(time.perf_counter() - t, r.certificate.efficiency_lower_bound, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
 
 RSS = """
 import resource, sys
@@ -72,6 +84,10 @@ def main():
         logdet, se, rss = (float(v) for v in run.stdout.split()[-3:])
         out |= {f"exact_mc_{draws // 1000}k_peak_rss_mb": rss, f"exact_mc_{draws // 1000}k_logdet": logdet,
                 f"exact_mc_{draws // 1000}k_logdet_se": se}
+    run = subprocess.run([sys.executable, "-c", BIG.format(root=str(ROOT))], capture_output=True, text=True, check=True)
+    t, eff, rss = (float(v) for v in run.stdout.split()[-3:])
+    out |= {"approx_658008_candidates_s": t, "approx_658008_efficiency_bound": eff,
+            "approx_658008_peak_rss_mb": rss}
     report(out)
 
 

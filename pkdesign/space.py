@@ -251,7 +251,9 @@ def candidate_schedules(space: SamplingSpace) -> np.ndarray:
     if comb(g.size, k) > MAX_CANDIDATES:
         raise DesignError(f"{where}: {comb(g.size, k)} candidate schedules ({k} of {g.size} grid times) is too many; "
                           f"use a coarser grid or fewer samples (limit {MAX_CANDIDATES})")
-    combos = np.array(list(itertools.combinations(range(g.size), k)), dtype=np.int64).reshape(-1, k)
+    n_comb = comb(g.size, k)  # generated straight into an array (no list of tuples: bounded memory)
+    combos = np.fromiter(itertools.chain.from_iterable(itertools.combinations(range(g.size), k)), dtype=np.int64,
+                         count=n_comb * k).reshape(-1, k)
     T = g[combos]
     ok = np.ones(T.shape[0], dtype=bool)
     for i, (lo, hi) in enumerate(space.windows):

@@ -36,6 +36,8 @@ ALGORITHMS = dict(zip(APPROXIMATE_ALGORITHMS, (fedorov_wynn, multiplicative)))
 
 #: tasks per evaluation of candidate schedules when an executor takes the prior draws
 TASKS_PER_CALL = 8
+#: candidate schedules evaluated per batch of kernel calls
+CANDIDATE_CHUNK = 32_768
 
 
 def _schedule_fims_many(args_list, kw):
@@ -59,6 +61,19 @@ class InformationModel:
         self.draws, self.seed = draws, seed  # FOCE/FOCEI: one set of draws for every candidate
 
     def __call__(self, space: SamplingSpace, times: np.ndarray) -> np.ndarray:
+        """Elementary FIMs (B, K, p, p) of the schedules ``times`` (B, n), in chunks of ``CANDIDATE_CHUNK``
+        schedules (the kernels' intermediate arrays stay bounded; only the result grows with B)."""
+        if times.shape[0] <= CANDIDATE_CHUNK:
+            return self._chunk(space, times)
+        first = self._chunk(space, times[:CANDIDATE_CHUNK])
+        out = np.empty((times.shape[0],) + first.shape[1:])  # filled in place: no second copy of the result
+        out[:CANDIDATE_CHUNK] = first
+        del first
+        for lo in range(CANDIDATE_CHUNK, times.shape[0], CANDIDATE_CHUNK):
+            out[lo:lo + CANDIDATE_CHUNK] = self._chunk(space, times[lo:lo + CANDIDATE_CHUNK])
+        return out
+
+    def _chunk(self, space: SamplingSpace, times: np.ndarray) -> np.ndarray:
         spec = self.model.spec
         idx = space.output_index(spec.output_names)
         if idx.size != times.shape[1]:  # a one-output space's schedules may carry fixed samples too
@@ -149,7 +164,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     for T in cands:
         T_all[r:r + T.shape[0], :T.shape[1]] = T
         r += T.shape[0]
-    mus = np.concatenate(mus)
+    mus = mus[0] if len(mus) == 1 else np.concatenate(mus)  # one space: no copy
     owner = np.array(owner)
     crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model, values=prior_values)
             if isinstance(criterion, str) else criterion)

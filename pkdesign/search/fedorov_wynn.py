@@ -77,7 +77,8 @@ class FedorovWynn(WeightSearch):
         w /= w.sum()
         if self.corrective:
             supp = np.flatnonzero(w > 0)
-            w[supp] = _reweight(self.criterion, self.mus[supp], w[supp], self.corrective, self.offset)
+            sub = self.mus if supp.size == w.size else self.mus[supp]  # the whole set: a view, not a copy
+            w[supp] = _reweight(self.criterion, sub, w[supp], self.corrective, self.offset)
             w[w < self.drop] = 0.0
             w /= w.sum()
         return self.evaluate(w)
