@@ -84,6 +84,27 @@ class Regimen:
     amounts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     durations: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    def __post_init__(self):
+        """Built directly (``Regimen(times, amounts[, durations])``): the same checks as ``from_dict``; a single
+        amount or duration applies to every dose, no durations means bolus doses."""
+        where = "Regimen"
+        t = check_times(self.times, f"{where}: times")
+        a = _as_float_array(self.amounts, f"{where}: amounts")
+        d = _as_float_array(self.durations, f"{where}: durations")
+        if a.size == 1 and t.size > 1:
+            a = np.full(t.size, a[0])
+        if d.size == 0 or (d.size == 1 and t.size > 1):
+            d = np.full(t.size, d[0] if d.size else 0.0)
+        if not (a.size == t.size == d.size):
+            raise DesignError(f"{where}: {t.size} dose times, {a.size} amounts and {d.size} durations")
+        if np.any(~(a > 0) | ~np.isfinite(a)):
+            raise DesignError(f"{where}: amounts must be finite and > 0, got {fmt(a.tolist())}")
+        if np.any(~(d >= 0) | ~np.isfinite(d)):
+            raise DesignError(f"{where}: durations must be finite and >= 0, got {fmt(d.tolist())}")
+        object.__setattr__(self, "times", t)
+        object.__setattr__(self, "amounts", a)
+        object.__setattr__(self, "durations", d)
+
     @classmethod
     def single(cls, amount: float, time: float = 0.0, duration: float = 0.0) -> "Regimen":
         return cls.from_dict({"amount": amount, "times": [time], "duration": duration}, "dose")

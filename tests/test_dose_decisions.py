@@ -167,3 +167,17 @@ def test_bad_decisions_in_design_files(tmp_path, edit, message):
     with pytest.raises(DesignError) as exc:
         read_design_file(path, ["conc"])
     assert message in str(exc.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (([0.0, 24.0], [-5.0]), "amounts must be finite and > 0"),
+    (([24.0, 0.0], [5.0]), "sorted"),
+    (([0.0], [1.0, 2.0]), "1 dose times, 2 amounts"),
+    (([0.0], [1.0], [-1.0]), "durations must be finite and >= 0"),
+])
+def test_a_regimen_built_directly_is_checked(args, message):
+    with pytest.raises(DesignError) as exc:
+        pk.Regimen(*args)
+    assert message in str(exc.value)
+    ok = pk.Regimen([0.0, 24.0], [70.0])  # one amount for every dose, bolus by default
+    assert ok.amounts.tolist() == [70.0, 70.0] and ok.durations.tolist() == [0.0, 0.0]
