@@ -29,6 +29,7 @@ _EXPORTS = {
     **dict.fromkeys(('Certificate', 'certificate', 'sensitivity'), ".equivalence"),
     **dict.fromkeys(('DesignError', 'ExpressionError', 'ModelSpecError', 'NonIdentifiableError', 'PkdesignError', 'SearchError'), ".errors"),
     **dict.fromkeys(('APPROXIMATIONS', 'FIMResult', 'evaluate_fim', 'individual_fim', 'schedule_fims'), ".fim"),
+    **dict.fromkeys(('fim_evaluator', 'FIMEvaluator'), ".fim.evaluator"),
     **dict.fromkeys(('load_design', 'load_model', 'models_dir'), ".library"),
     **dict.fromkeys(('CallableModel', 'CompiledModel', 'ModelSpec', 'OdeModel', 'PredictionModel', 'compile_model', 'model_from_sympy', 'parse_expression', 'parse_model_text'), ".model"),
     **dict.fromkeys(('Prior',), ".prior"),
