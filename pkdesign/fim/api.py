@@ -82,6 +82,23 @@ def _check_choice(approximation, fim):
     return approx, fim
 
 
+def group_cases(model, design, pp, values, seed, stochastic: bool):
+    """Per design group and covariate case: ``(index, group, where, times, outputs, share, covariate values, seed,
+    pp)``;
+    ``pp`` with the case's covariates (and ``values``) and one κ per occasion; the seeds are evaluate_fim's
+    streams (one per group, split per case when there are several)."""
+    spec = model.spec
+    seeds = np.random.SeedSequence(seed).spawn(len(design.groups)) if stochastic else [None] * len(design.groups)
+    for gi, g in enumerate(design.groups):
+        where = f"design group {g.name or gi + 1!r}"
+        t, idx = g.observations(spec.output_names)
+        cases = covariate_cases(spec, g, where)
+        case_seeds = seeds[gi].spawn(len(cases)) if stochastic and len(cases) > 1 else [seeds[gi]] * len(cases)
+        for (share, cov), case_seed in zip(cases, case_seeds):
+            pp_c = (_parameters(model, {**(values or {}), **cov}) if cov else pp).for_occasions(g.occasion_starts())
+            yield gi, g, where, t, idx, share, cov, case_seed, pp_c
+
+
 def _collapsed(out, pp):
     """A subject FIM of an occasion-expanded structure (``pp.for_occasions``) in the reported parameters."""
     if pp.collapse is None:
@@ -152,38 +169,32 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
     if sampling is None:
         sampling = approx.default_sampling
     stochastic = approx.default_draws is not None
-    seeds = (np.random.SeedSequence(seed).spawn(len(design.groups)) if stochastic else [None] * len(design.groups))
     total = np.zeros((pp.p, pp.p))
     var = np.zeros((pp.p, pp.p))
     ess_all, samples = [], []
     tasks = []
     notes = []
     weights = []
-    for gi, g in enumerate(design.groups):
-        where = f"design group {g.name or gi + 1!r}"
-        t0, idx0 = g.observations(spec.output_names)
-        cases = covariate_cases(spec, g, where)
-        case_seeds = seeds[gi].spawn(len(cases)) if stochastic and len(cases) > 1 else [seeds[gi]] * len(cases)
-        for (share, cov), case_seed in zip(cases, case_seeds):
-            pp_c = (_parameters(model, {**(values or {}), **cov}) if cov else pp).for_occasions(g.occasion_starts())
-            t, idx = t0, idx0
-            silent = silent_samples(model, pp_c, t, idx, g.regimen, where)
-            if silent.size:
-                notes.append(f"{where}: {silent.size} sample(s) at time(s) {', '.join(f'{v:.6g}' for v in t[silent])} "
-                             "carry no information (prediction and sensitivities 0, no additive error) and were "
-                             "ignored")
-                keep = np.setdiff1d(np.arange(t.size), silent)
-                t, idx = t[keep], idx[keep]
-            if t.size == 0:
-                raise DesignError(f"{where}: no sampling times (or none that carries information)")
-            args = (model, pp_c, t, idx, g.regimen, fim == "full")
-            kw = dict(draws=draws, seed=case_seed, sampling=sampling, is_samples=is_samples, where=where)
-            if executor is not None and approx.parallel_draws:  # its simulated subjects, in blocks, go there
-                kw["executor"] = executor
-                tasks.append((args, kw))
-            else:
-                tasks.append(submit(executor, approx.subject, *args, **kw) if executor is not None else (args, kw))
-            weights.append((g.n * share, pp_c))
+    for _, g, where, t0, idx0, share, cov, case_seed, pp_c in group_cases(model, design, pp, values, seed,
+                                                                          stochastic):
+        t, idx = t0, idx0
+        silent = silent_samples(model, pp_c, t, idx, g.regimen, where)
+        if silent.size:
+            notes.append(f"{where}: {silent.size} sample(s) at time(s) {', '.join(f'{v:.6g}' for v in t[silent])} "
+                         "carry no information (prediction and sensitivities 0, no additive error) and were "
+                         "ignored")
+            keep = np.setdiff1d(np.arange(t.size), silent)
+            t, idx = t[keep], idx[keep]
+        if t.size == 0:
+            raise DesignError(f"{where}: no sampling times (or none that carries information)")
+        args = (model, pp_c, t, idx, g.regimen, fim == "full")
+        kw = dict(draws=draws, seed=case_seed, sampling=sampling, is_samples=is_samples, where=where)
+        if executor is not None and approx.parallel_draws:  # its simulated subjects, in blocks, go there
+            kw["executor"] = executor
+            tasks.append((args, kw))
+        else:
+            tasks.append(submit(executor, approx.subject, *args, **kw) if executor is not None else (args, kw))
+        weights.append((g.n * share, pp_c))
     submitted = [t for t in tasks if not isinstance(t, tuple)]
     finished = iter(gather(submitted, "evaluate_fim groups")) if submitted else iter(())
     for (n, pp_c), task in zip(weights, tasks):

@@ -12,8 +12,7 @@ import numpy as np
 
 from ..errors import DesignError
 from ..regimen import check_times
-from .api import _check_choice, _collapsed, _parameters, silent_samples
-from .params import covariate_cases
+from .api import _check_choice, _collapsed, _parameters, group_cases, silent_samples
 
 
 class FIMEvaluator:
@@ -24,24 +23,16 @@ class FIMEvaluator:
         self.model, self.design = model, design
         self.approx, self.fim = _check_choice(approximation, fim)
         self.draws = draws
-        spec = model.spec
         pp = _parameters(model, None)
         self.names = tuple(pp.names)
         self.groups = [g.name for g in design.groups]
         stochastic = self.approx.default_draws is not None
-        seeds = np.random.SeedSequence(seed).spawn(len(design.groups)) if stochastic else [None] * len(design.groups)
         self._parts = []  # (group index, weight, covariate values, occasion starts, seed, times, outputs, regimen)
-        for gi, g in enumerate(design.groups):
-            where = f"design group {g.name or gi + 1!r}"
-            t, idx = g.observations(spec.output_names)
-            cases = covariate_cases(spec, g, where)
-            case_seeds = seeds[gi].spawn(len(cases)) if stochastic and len(cases) > 1 else [seeds[gi]] * len(cases)
-            for (share, cov), s in zip(cases, case_seeds):
-                pp_c = (_parameters(model, cov) if cov else pp).for_occasions(g.occasion_starts())
-                if silent_samples(model, pp_c, t, idx, g.regimen, where).size:
-                    raise DesignError(f"{where}: samples that carry no information (pre-dose, proportional error); "
-                                      "evaluate_fim leaves them out with a note, the evaluator needs them removed")
-                self._parts.append((gi, g.n * share, cov, g.occasion_starts(), s, t, idx, g.regimen))
+        for gi, g, where, t, idx, share, cov, s, pp_c in group_cases(model, design, pp, None, seed, stochastic):
+            if silent_samples(model, pp_c, t, idx, g.regimen, where).size:
+                raise DesignError(f"{where}: samples that carry no information (pre-dose, proportional error); "
+                                  "evaluate_fim leaves them out with a note, the evaluator needs them removed")
+            self._parts.append((gi, g.n * share, cov, g.occasion_starts(), s, t, idx, g.regimen))
 
     def _times(self, times, gi, t, idx):
         if times is None:
