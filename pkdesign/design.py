@@ -14,7 +14,7 @@ import numpy as np
 
 from .covariates import check_covariates, covariate_combinations
 from .errors import DesignError, fmt
-from .regimen import Regimen, _as_float_array, check_times  # noqa: F401  (Regimen, check_times re-exported)
+from .regimen import Regimen, _as_float_array, check_occasions, check_times, occasion_starts  # noqa: F401  (re-exported)
 
 
 #: upper limits that keep a typo from allocating gigabytes (stated in the messages)
@@ -76,9 +76,7 @@ class Group:
 
     def occasion_starts(self) -> np.ndarray:
         """Start times of the occasions (empty: one occasion)."""
-        if self.occasions == "doses":
-            return np.unique(self.regimen.times)
-        return np.asarray(self.occasions, dtype=float)
+        return occasion_starts(self.occasions, self.regimen)
 
     def observations(self, output_names) -> tuple:
         """Flatten the sampling times: (times (n_obs,), output index (n_obs,) int64), outputs in model order."""
@@ -95,26 +93,6 @@ class Group:
         if not ts:
             return np.zeros(0), np.zeros(0, dtype=np.int64)
         return np.concatenate(ts), np.concatenate(idx)
-
-
-def check_occasions(occasions, regimen, where: str):
-    """Occasion start times: "doses" (kept as such) or a sorted list of distinct times >= 0, each occasion
-    holding at least one dose (returned as a tuple of floats)."""
-    if isinstance(occasions, str):
-        if occasions != "doses":
-            raise DesignError(f'{where}: occasions must be a list of start times or "doses", got {occasions!r}')
-        if regimen.times.size == 0:
-            raise DesignError(f'{where}: occasions = "doses" but the group has no doses')
-        return occasions
-    starts = check_times(list(occasions) if isinstance(occasions, tuple) else occasions, f"{where}: occasions")
-    if starts.size and np.any(np.diff(starts) <= 0):
-        raise DesignError(f"{where}: occasions: start times must be distinct, got {fmt(list(starts))}")
-    bounds = np.append(starts, np.inf)
-    for k in range(starts.size):
-        if not np.any((regimen.times >= bounds[k]) & (regimen.times < bounds[k + 1])):
-            raise DesignError(f"{where}: occasion {k + 1} (from t = {starts[k]:g} to {bounds[k + 1]:g}) has no dose; "
-                              "each occasion opens with a dose")
-    return tuple(float(x) for x in starts)
 
 
 def check_window(window, where: str = "window") -> tuple:

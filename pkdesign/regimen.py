@@ -184,3 +184,37 @@ class Regimen:
 
     def to_dict(self) -> dict:
         return {"times": self.times.tolist(), "amount": self.amounts.tolist(), "duration": self.durations.tolist()}
+
+
+def check_occasions(occasions, regimen, where: str):
+    """Occasion start times: "doses" (kept as such) or a sorted list of distinct times >= 0, each occasion
+    holding at least one dose (returned as a tuple of floats)."""
+    if isinstance(occasions, str):
+        if occasions != "doses":
+            raise DesignError(f'{where}: occasions must be a list of start times or "doses", got {occasions!r}')
+        if regimen.times.size == 0:
+            raise DesignError(f'{where}: occasions = "doses" but the group has no doses')
+        return occasions
+    starts = check_times(list(occasions) if isinstance(occasions, tuple) else occasions, f"{where}: occasions")
+    if starts.size and np.any(np.diff(starts) <= 0):
+        raise DesignError(f"{where}: occasions: start times must be distinct, got {fmt(list(starts))}")
+    bounds = np.append(starts, np.inf)
+    for k in range(starts.size):
+        if not np.any((regimen.times >= bounds[k]) & (regimen.times < bounds[k + 1])):
+            raise DesignError(f"{where}: occasion {k + 1} (from t = {starts[k]:g} to {bounds[k + 1]:g}) has no dose; "
+                              "each occasion opens with a dose")
+    return tuple(float(x) for x in starts)
+
+
+def occasion_starts(occasions, regimen) -> np.ndarray:
+    """Start times of the occasions of checked ``occasions`` ("doses": every dose time; empty: one occasion)."""
+    if occasions == "doses":
+        return np.unique(regimen.times)
+    return np.asarray(occasions, dtype=float)
+
+
+def occasion_index(starts, times, doses: bool = False) -> np.ndarray:
+    """0-based occasion of each time for occasion ``starts``: a sample at an occasion's start (its trough) belongs
+    to the occasion before, a dose at it to the occasion it opens; times before the first start to the first."""
+    side = "right" if doses else "left"
+    return np.maximum(np.searchsorted(starts, times, side=side) - 1, 0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .covariates import check_covariates, covariate_combinations
-from .regimen import Regimen, check_times
+from .regimen import Regimen, check_occasions, check_times, occasion_starts
 from .errors import DesignError, fmt
 
 #: refuse to enumerate more candidate schedules than this (use a coarser grid or fewer samples)
@@ -62,9 +62,7 @@ class SamplingSpace:
 
     def occasion_starts(self) -> np.ndarray:
         """Start times of the occasions (see ``Group.occasions``; empty: one occasion)."""
-        if self.occasions == "doses":
-            return np.unique(self.regimen.times)
-        return np.asarray(self.occasions, dtype=float)
+        return occasion_starts(self.occasions, self.regimen)
 
     def covariate_cases(self) -> list:
         """``[(proportion, {covariate: value}), ...]`` of this space's subjects (``pkdesign.covariates``)."""
@@ -73,6 +71,7 @@ class SamplingSpace:
     def __post_init__(self):
         where = f"sampling space {self.name!r}"
         object.__setattr__(self, "covariates", check_covariates(self.covariates, where))
+        object.__setattr__(self, "occasions", check_occasions(self.occasions, self.regimen, where))
         if self.samples_per_output is not None:
             self._check_protocol(where)
         k = self.n_samples

@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import DesignError, ModelSpecError
+from ..regimen import occasion_index
 from .residual import ResidualError
 
 
@@ -146,7 +147,7 @@ class PopulationParameters:
     def occasion_of(self, times) -> np.ndarray:
         """Occasion index of each sampling time (a sample at an occasion's start, its trough, belongs to the
         occasion before)."""
-        return np.maximum(np.searchsorted(self.occasion_starts, times, side="left") - 1, 0)
+        return occasion_index(self.occasion_starts, times)
 
     def collapse_fim(self, F):
         """The reported FIM from the expanded one (``for_occasions``): Aᵀ F A over the last two axes."""
