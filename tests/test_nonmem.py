@@ -210,3 +210,13 @@ def test_exported_dataset_is_read_by_pharmpy_with_the_imported_model(tmp_path):
     mapping = {"THETA_1": "CL", "THETA_2": "V", "THETA_3": "KA"} | _eta_names(3, ["CL", "V", "KA"])
     np.testing.assert_allclose(_matched(imported, ref, mapping), ref.matrix, rtol=1e-6,
                                atol=1e-6 * np.abs(ref.matrix).max())
+
+
+def test_a_name_assigned_three_times_gets_one_name_per_assignment(tmp_path):
+    """IF blocks reassigning TV_V (a name with an underscore) twice: TV_V, TV_V_2, TV_V_3."""
+    text = ADVAN2.replace("V = THETA(2)*EXP(ETA(2))", "TV_V = THETA(2)\nIF (AMT.GT.100) TV_V = TV_V*2\n"
+                          "IF (AMT.GT.200) TV_V = TV_V*3\nV = TV_V*EXP(ETA(2))")
+    toml = nonmem_to_toml(_write(tmp_path, text))
+    assert 'TV_V = "THETA_2"' in toml and "TV_V_2 = " in toml and "TV_V_3 = " in toml
+    assert 'V = "TV_V_3*exp(ETA_2)"' in toml
+    assert from_nonmem(_write(tmp_path, text)).parameter_names[:3] == ["THETA_1", "THETA_2", "THETA_3"]

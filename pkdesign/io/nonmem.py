@@ -129,22 +129,26 @@ class _Translator:
                                  "and an ADVAN (1-4, 11-13)")
         t = sp.Symbol("t")
         amounts = [self.s(a) for a in ode.amounts]
-        states = {a: sp.Symbol(str(a.func) if hasattr(a, "func") and a.args else str(a)) for a in amounts}
-        states = {a: sp.Symbol(s.name[2:] if s.name.startswith("A_") else s.name) for a, s in states.items()}
-        rename_amounts = {a: states[a] for a in amounts}
-        # $PK (and $DES assignments, which may use the amounts) with SSA renaming of reassigned names
-        current, assignments = {}, []
+        # the amount A_X(t) becomes the state X
+        states = {a: sp.Symbol((str(a.func) if a.args else str(a)).removeprefix("A_")) for a in amounts}
+        # $PK (and $DES assignments, which may use the amounts) with SSA renaming of reassigned names: the k-th
+        # assignment of NAME (k >= 2) is NAME_k
+        current, assignments, count = {}, [], {}
         for stmt in st.before_odes:
             name = str(stmt.symbol)
-            expr = self.s(stmt.expression).xreplace(current).xreplace(rename_amounts)
-            new = name if name not in {n for n, _ in assignments} else f"{name}_{sum(n.split('_')[0] == name for n, _ in assignments) + 1}"
+            expr = self.s(stmt.expression).xreplace(current).xreplace(states)
+            count[name] = count.get(name, 0) + 1
+            new = name if count[name] == 1 else f"{name}_{count[name]}"
+            if new != name and any(n == new for n, _ in assignments):
+                raise ModelSpecError(f"{self.origin}: $PK: {name} is assigned again, and {new} (the name its "
+                                     "reassignment takes) is already used; rename one of them")
             assignments.append((new, expr))
             current[sp.Symbol(name)] = sp.Symbol(new)
         ders = {}
         for eq in ode.eqs:
             lhs = self.s(eq.lhs)
             amount = lhs.args[0] if isinstance(lhs, sp.Derivative) else lhs
-            ders[states[amount]] = self.s(eq.rhs).xreplace(rename_amounts).xreplace(current)
+            ders[states[amount]] = self.s(eq.rhs).xreplace(states).xreplace(current)
         dosing = list(ode.dosing_compartments)
         if len(dosing) != 1:
             raise ModelSpecError(f"{self.origin}: {len(dosing)} dosing compartments; pkdesign models dose one compartment")
@@ -152,8 +156,7 @@ class _Translator:
         doses = list(comp.doses)
         kind = type(doses[0]).__name__ if doses else "Bolus"
         route = "infusion" if kind == "Infusion" else "bolus"
-        dose_state = states[[a for a in amounts if states[a].name == comp.name or str(a) == f"A_{comp.name}"][0]] \
-            if any(states[a].name == comp.name or str(a) == f"A_{comp.name}" for a in amounts) else None
+        dose_state = next((x for x in states.values() if x.name == comp.name), None)
         if dose_state is None:
             raise ModelSpecError(f"{self.origin}: cannot find the amount of dosing compartment {comp.name}")
         lag = self.s(comp.lag_time).xreplace(current)
@@ -163,7 +166,7 @@ class _Translator:
         y_expr = None
         dv = list(self.model.dependent_variables)[0] if self.model.dependent_variables else sp.Symbol("Y")
         for stmt in st.after_odes:
-            e = self.s(stmt.expression).xreplace(after).xreplace(current).xreplace(rename_amounts)
+            e = self.s(stmt.expression).xreplace(after).xreplace(current).xreplace(states)
             after[sp.Symbol(str(stmt.symbol))] = e
             if str(stmt.symbol) == str(dv):
                 y_expr = e
