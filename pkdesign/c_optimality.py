@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .criteria import Criterion
+from .criteria import VarianceCriterion
 from .errors import SearchError
 from .numerics import SINGULAR_RTOL
 
 
-class LCriterion(Criterion):
+class LCriterion(VarianceCriterion):
     """−Σ_k w_k c_kᵀ M⁻ c_k (L-optimality over the rows of C); with one row, c-optimality.
 
     C (k, p) rows c_k, weights (k,) > 0; ``labels`` name the rows (derived quantities or parameters).
@@ -84,14 +84,6 @@ class LCriterion(Criterion):
         not estimable)."""
         P, ok = self._pinv(M)
         return np.einsum("kp,pq,kq->k", self.C, P, self.C) if ok else np.full(self.C.shape[0], np.inf)
-
-    def efficiency(self, value_a, value_b, p):
-        """Σ w c_bᵀM_b⁻c_b / Σ w c_aᵀM_a⁻c_a: the ratio of the (weighted) variances."""
-        return float(value_b / value_a)
-
-    def efficiency_lower_bound(self, sens_max, M):
-        b = self.bound(M)
-        return float(min(1.0, b / sens_max)) if sens_max > 0 else None
 
 
 class CCriterion(LCriterion):

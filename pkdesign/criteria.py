@@ -159,7 +159,20 @@ class DsCriterion(Criterion):
         return float(min(1.0, k / sens_max)) if sens_max > 0 else None
 
 
-class ACriterion(Criterion):
+class VarianceCriterion(Criterion):
+    """A criterion that is minus a (weighted) variance (A, c, L): the efficiency of design a against b is the
+    variance ratio value_b / value_a, and the equivalence theorem bounds it from below by tr(∇Φ M) over the
+    largest sensitivity (e.g. A: tr(W M⁻¹) / max_x tr(M⁻¹ W M⁻¹ μ(x)))."""
+
+    def efficiency(self, value_a, value_b, p):
+        return float(value_b / value_a)
+
+    def efficiency_lower_bound(self, sens_max, M):
+        b = self.bound(M)
+        return float(min(1.0, b / sens_max)) if sens_max > 0 else None
+
+
+class ACriterion(VarianceCriterion):
     """−tr(W M⁻¹), W = diag(weights) (default: identity)."""
 
     name = "A"
@@ -183,14 +196,6 @@ class ACriterion(Criterion):
         Mi = np.linalg.inv(M)
         return (Mi * self._W(M.shape[0])) @ Mi
 
-    def efficiency(self, value_a, value_b, p):
-        """tr(W M_b⁻¹) / tr(W M_a⁻¹) (the values are −tr(W M⁻¹))."""
-        return float(value_b / value_a)
-
-    def efficiency_lower_bound(self, sens_max, M):
-        # A-efficiency ≥ tr(W M⁻¹)/max_x tr(M⁻¹ W M⁻¹ μ(x)) -> bound / sens_max
-        b = self.bound(M)
-        return float(min(1.0, b / sens_max)) if sens_max > 0 else None
 
 
 class ELDCriterion(Criterion):
