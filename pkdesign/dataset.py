@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DesignError
+from .regimen import occasion_index
 
 #: largest dataset written (rows)
 MAX_ROWS = 50_000_000
@@ -53,8 +54,10 @@ def _subject_covariates(group, n: int) -> list:
     return out
 
 
-def _group_rows(model, g, gi, n, subjects0, simulate, rng, covariate_names):
-    """Rows (dict of column arrays) of the ``n`` subjects of group ``g``."""
+def simulate_group(model, g, n: int, rng, simulate: bool = True) -> tuple:
+    """The ``n`` subjects of group ``g``: (sample times (m,), output indices (m,) in time order, each subject's
+    covariate values, DV (n, m): simulated from the model with η, κ per occasion and ε from ``rng`` (a
+    SeedSequence), or 0 with ``simulate=False``)."""
     from .fim.draws import draw_eta
     from .fim.params import covariate_cases, population_parameters
     from .fim.predict import predict
@@ -64,8 +67,6 @@ def _group_rows(model, g, gi, n, subjects0, simulate, rng, covariate_names):
     t_obs, idx = g.observations(spec.output_names)
     order = np.lexsort((idx, t_obs))
     t_obs, idx = t_obs[order], idx[order]
-    reg = g.regimen
-    starts = g.occasion_starts()
     subj_cov = _subject_covariates(g, n)
     dv = np.zeros((n, t_obs.size))
     if simulate and t_obs.size:
@@ -73,14 +74,23 @@ def _group_rows(model, g, gi, n, subjects0, simulate, rng, covariate_names):
         for cov, case_seed in zip(keys, rng.spawn(len(keys))):  # η and ε of each covariate case: own streams
             rows = [i for i, c in enumerate(subj_cov) if tuple(sorted(c.items())) == cov]
             eta_seed, eps_seed = case_seed.spawn(2)
-            pp = population_parameters(spec, dict(cov) or None).for_occasions(starts)
+            pp = population_parameters(spec, dict(cov) or None).for_occasions(g.occasion_starts())
             eta = draw_eta(pp.omega, len(rows), eta_seed) if pp.n_eta else np.zeros((len(rows), 0))
-            f = predict(model, pp, eta, t_obs, idx, reg, 0, f"dataset: group {g.name!r}").f
+            f = predict(model, pp, eta, t_obs, idx, g.regimen, 0, f"dataset: group {g.name!r}").f
             sd = np.sqrt(np.maximum(pp.residual.variance(idx, f * f, f), 0.0))
             y = f + sd * np.random.default_rng(eps_seed).standard_normal(f.shape)
             logf = pp.residual.log_scale()[idx] if pp.n_outputs else np.zeros(idx.size, dtype=bool)
             y[:, logf] = np.exp(y[:, logf])
             dv[rows] = y
+    return t_obs, idx, subj_cov, dv
+
+
+def _group_rows(model, g, gi, n, subjects0, simulate, rng, covariate_names):
+    """Rows (dict of column arrays) of the ``n`` subjects of group ``g``."""
+    spec = model.spec
+    t_obs, idx, subj_cov, dv = simulate_group(model, g, n, rng, simulate)
+    reg = g.regimen
+    starts = g.occasion_starts()
     rate = np.where(reg.durations > 0, reg.amounts / np.where(reg.durations > 0, reg.durations, 1.0), 0.0)
     # one subject's rows (the same for every subject of the group), then tiled
     times = np.concatenate([t_obs, reg.times])
@@ -97,8 +107,7 @@ def _group_rows(model, g, gi, n, subjects0, simulate, rng, covariate_names):
     occ = np.zeros(order.size, dtype=np.int64)
     if starts.size:
         t = times[order]
-        occ = np.where(is_dose, np.searchsorted(starts, t, side="right"), np.searchsorted(starts, t, side="left")) - 1
-        occ = np.maximum(occ, 0)
+        occ = np.where(is_dose, occasion_index(starts, t, doses=True), occasion_index(starts, t))
     R = order.size
     dv_rows = np.zeros((n, R))
     dv_rows[:, ~is_dose] = dv[:, order[~is_dose]]

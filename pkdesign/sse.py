@@ -94,18 +94,13 @@ class SSEResult:
 
 
 def _simulate(model, design, rng_seed):
-    """Per group: (group, times, outputs, Y (n, m)) of one simulated study."""
-    from .dataset import _group_rows
+    """Per group: (group, times, outputs, Y (n, m)) of one simulated study (the dataset export's simulation)."""
+    from .dataset import simulate_group
 
     out = []
-    for gi, (g, gs) in enumerate(zip(design.groups, rng_seed.spawn(len(design.groups)))):
-        rows = _group_rows(model, g, gi, int(g.n), 0, True, gs, [])
-        obs = rows["EVID"] == 0
-        n = int(g.n)
-        m = int(obs.sum()) // n
-        t, idx = g.observations(model.spec.output_names)
-        order = np.lexsort((idx, t))
-        out.append((g, t[order], idx[order], rows["DV"][obs].reshape(n, m)))
+    for g, gs in zip(design.groups, rng_seed.spawn(len(design.groups))):
+        t, idx, _, y = simulate_group(model, g, int(g.n), gs)
+        out.append((g, t, idx, y))
     return out
 
 

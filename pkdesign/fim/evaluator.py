@@ -27,12 +27,13 @@ class FIMEvaluator:
         self.names = tuple(pp.names)
         self.groups = [g.name for g in design.groups]
         stochastic = self.approx.default_draws is not None
-        self._parts = []  # (group index, weight, covariate values, occasion starts, seed, times, outputs, regimen)
+        self._parts = []  # (group index, weight, covariate values, occasion starts, seed, times, outputs, regimen,
+        #                   the parameter structure at the model's values)
         for gi, g, where, t, idx, share, cov, s, pp_c in group_cases(model, design, pp, None, seed, stochastic):
             if silent_samples(model, pp_c, t, idx, g.regimen, where).size:
                 raise DesignError(f"{where}: samples that carry no information (pre-dose, proportional error); "
                                   "evaluate_fim leaves them out with a note, the evaluator needs them removed")
-            self._parts.append((gi, g.n * share, cov, g.occasion_starts(), s, t, idx, g.regimen))
+            self._parts.append((gi, g.n * share, cov, g.occasion_starts(), s, t, idx, g.regimen, pp_c))
 
     def _times(self, times, gi, t, idx):
         if times is None:
@@ -60,10 +61,9 @@ class FIMEvaluator:
         values (FIM names) instead of the model's."""
         full = self.fim == "full"
         total = np.zeros((len(self.names), len(self.names)))
-        for gi, w, cov, starts, seed, t, idx, regimen in self._parts:
+        for gi, w, cov, starts, seed, t, idx, regimen, pp0 in self._parts:
             tt, ii = self._times(times, gi, t, idx)
-            pp = (_parameters(self.model, {**(values or {}), **cov}) if (values or cov)
-                  else _parameters(self.model, None)).for_occasions(starts)
+            pp = _parameters(self.model, {**values, **cov}).for_occasions(starts) if values else pp0
             out = self.approx.subject(self.model, pp, tt, ii, regimen, full, draws=self.draws, seed=seed)
             total += w * _collapsed(out, pp).matrix
         return 0.5 * (total + total.T)

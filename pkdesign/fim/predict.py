@@ -55,6 +55,19 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
     if pp.eta_occ is None:
         return _predict(model, pp, eta, times, idx, regimen, order, where, eta2)
     occ = pp.occasion_of(times)
+    if not np.any(np.atleast_2d(eta)[:, pp.eta_occ >= 0]):
+        # every κ is 0 (FO, FOI, the linearisation point of FOCE): ψ is the same in every occasion, so one
+        # evaluation serves all; a sample's derivatives in the κ's of other occasions are 0
+        out = _predict(model, pp, eta, times, idx, regimen, order, where, eta2)
+        seen = (pp.eta_occ < 0) | (pp.eta_occ == occ[..., None])  # (n, n_eta) or (B, n, n_eta)
+        if times.ndim == 1:
+            seen = seen[None]
+        out.L = out.L * seen if out.L is not None else None
+        if out.Lth is not None:
+            out.Lth = out.Lth * seen[..., None]
+        if out.Leta is not None:
+            out.Leta = out.Leta * (seen[..., :, None] & seen[..., None, :])
+        return out
     out = None
     for o in np.unique(occ):
         active = (pp.eta_occ < 0) | (pp.eta_occ == o)
