@@ -64,7 +64,7 @@ def test_dask_local_cluster_equals_serial():
     distributed = pytest.importorskip("distributed")
     spec, model = compiled("warfarin")
     d = spec.default_design
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cl, \
             distributed.Client(cl) as client:
         ex = client.get_executor()
         a = pk.evaluate_fim(model, d, "exact-mc", draws=1200, seed=5)
