@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path, text: str, what: str, error) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; a missing folder or a failed write raises ``error`` naming
+def write_atomic(path, text: str | bytes, what: str, error) -> Path:
+    """Write ``text`` (str: as UTF-8; bytes: as they are) to ``path`` atomically; a missing folder or a failed write raises ``error`` naming
     ``what`` and leaves no partial or temporary file."""
     p = Path(path)
     folder = p.parent if str(p.parent) else Path(".")
@@ -17,8 +17,8 @@ def write_atomic(path, text: str, what: str, error) -> Path:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, p)
     except OSError as exc:
         if tmp is not None and os.path.exists(tmp):

@@ -69,6 +69,6 @@ def load_design(path, spec) -> Design:
 
 def load_model(name_or_path):
     """A ``ModelSpec`` from a model file path or the name of a model in the library (``"warfarin"``)."""
-    from .model.parse import load_model as load_file
+    from .model.records import load_model as load_file
 
     return load_file(resolve_model(name_or_path))

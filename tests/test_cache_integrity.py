@@ -2,7 +2,7 @@
 traceback (see pkdesign.kernels.jit).
 
 Each row copies a populated cache, damages one artefact (generated source, numba index, numba
-data, the manifest, the directory itself), and runs ``pkdesign evaluate warfarin --fim reduced``
+data, the parsed-model record, the manifest, the directory itself), and runs ``pkdesign evaluate warfarin --fim reduced``
 in a fresh process: the ln det must be PopED's (../shared/reference/warfarin_fo.json), with one
 ``pkdesign: warning: kernel cache ...`` line where something was rebuilt.
 """
@@ -75,6 +75,16 @@ def _flip_digit(p):
     p.write_bytes(bytes(data))
 
 
+def _record(cache: Path) -> Path:
+    return next((cache / "kernels" / "specs").glob("*.pkl"))
+
+
+def _flip_byte(p):
+    data = bytearray(p.read_bytes())
+    data[-10] ^= 0x01
+    p.write_bytes(bytes(data))
+
+
 CORRUPTIONS = {
     "source-truncated-at-the-end": (_source, _truncate_end),
     "source-truncated-in-the-middle": (_source, _truncate_middle),
@@ -85,6 +95,11 @@ CORRUPTIONS = {
     "numba-data-truncated": (lambda c: _numba(c, ".nbc"), _truncate_middle),
     "numba-data-one-byte-changed": (lambda c: _numba(c, ".nbc"),
                                     lambda p: p.write_bytes(p.read_bytes()[:-10] + b"\x00" + p.read_bytes()[-9:])),
+    # the parsed model (pkdesign.model.records)
+    "model-record-truncated": (_record, _truncate_middle),
+    "model-record-one-bit-changed": (_record, _flip_byte),
+    "model-record-garbage": (_record, lambda p: p.write_bytes(os.urandom(3000))),
+    "model-record-empty": (_record, lambda p: p.write_bytes(b"")),
 }
 
 

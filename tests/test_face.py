@@ -264,11 +264,14 @@ def test_cache_commands(tmp_path, capsys, monkeypatch):
     (tmp_path / "kernels" / "__pycache__").mkdir(parents=True)
     (tmp_path / "kernels" / "pkd_x.py").write_text("x")
     (tmp_path / "kernels" / "__pycache__" / "pkd_x.f-1.py311.nbi").write_text("x")
+    pk.load_model("warfarin")  # writes its record
     assert cli.main(["cache", "info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["models"] == 1 and info["numba_files"] == 1 and info["files"] == 2
+    assert info["models"] == 1 and info["numba_files"] == 1 and info["model_records"] == 1 and info["files"] == 3
+    assert cli.main(["cache", "info"]) == 0
+    assert "1 parsed model file(s)" in capsys.readouterr().out
     assert cli.main(["cache", "clear"]) == 0
-    assert "removed 2 file(s)" in capsys.readouterr().out
+    assert "removed 3 file(s)" in capsys.readouterr().out
     assert not [p for p in (tmp_path / "kernels").rglob("*") if p.is_file()]
 
 

@@ -202,7 +202,8 @@ def cmd_cache(args) -> int:
         return 0
     print(f"kernel cache: {info['directory']}")
     print(f"  {info['models']} closed-form and {info['ode_models']} ODE model(s), {info['numba_files']} numba "
-          f"file(s); {info['files']} files, {info['bytes'] / 2**20:.1f} MiB")
+          f"file(s), {info['model_records']} parsed model file(s); {info['files']} files, "
+          f"{info['bytes'] / 2**20:.1f} MiB")
     print("  set PKDESIGN_CACHE_DIR to move it; `pkdesign cache clear` empties it (the next run recompiles)")
     return 0
 

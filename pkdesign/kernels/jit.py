@@ -296,6 +296,43 @@ def record_numba_cache(directory: Path, stem: str) -> None:
         pass  # unverifiable files are removed at the next start: a recompile, never a wrong number
 
 
+def _light_refresh(ctx) -> None:
+    """What loading cached machine code needs of numba's CPU target: its runtime (NRT), whose symbols the code
+    links against.  numba's own ``refresh`` also imports and registers the implementations of every Python and
+    NumPy operation (~0.4 s), which only compiling needs."""
+    from numba.core.runtime import rtsys
+
+    rtsys.initialize(ctx)
+
+
+def fast_cache_loads(disp) -> None:
+    """Make ``disp`` load its cached overloads without initialising numba's whole compiler first.
+
+    numba's ``load_overload`` starts with ``target_context.refresh()`` (the typing and lowering registries of
+    all of numba: ~0.4 s, the largest part of a warm command's start-up).  Loading needs only the runtime, so
+    while (and only while) one of this dispatcher's overloads is read from the cache, the context's ``refresh``
+    is the light one.  numba holds its global compiler lock around the load, so no compilation can run
+    meanwhile; any compilation later in the process calls the full ``refresh`` itself.  If a light load fails
+    for any reason, it is repeated after the full refresh (a failed load is never a result).  A numba without
+    these internals is left as it is."""
+    cache = getattr(disp, "_cache", None)
+    load = getattr(cache, "load_overload", None)
+    if load is None or not hasattr(getattr(disp, "targetctx", None), "refresh"):
+        return  # pragma: no cover - numba internals changed
+
+    def load_overload(sig, target_context):
+        target_context.refresh = types.MethodType(_light_refresh, target_context)
+        try:
+            return load(sig, target_context)
+        except Exception:
+            del target_context.refresh
+            return load(sig, target_context)
+        finally:
+            target_context.__dict__.pop("refresh", None)
+
+    cache.load_overload = load_overload
+
+
 class CachedJit:
     """Integrity guard for the numba cache of one module's jitted functions.
 
@@ -318,6 +355,7 @@ class CachedJit:
                 warn_cache(getattr(py_func, "__module__", "?"), f"numba cannot cache ({exc}); compiling in memory")
                 self.enabled = False
             else:
+                fast_cache_loads(disp)
                 loc = _cache_location(disp)
                 if loc is None:  # pragma: no cover - numba internals changed
                     self.enabled = False
@@ -384,11 +422,25 @@ class GuardedKernel:
         if self._n == len(self.disp.overloads):
             return self.disp(*args)
         with self.guard.locked():
+            self._load(args)
             out = self.disp(*args)
             if self._n != len(self.disp.overloads):
                 self.guard.record()
                 self._n = len(self.disp.overloads)
         return out
+
+
+    def _load(self, args) -> None:
+        """Load (or compile) the overload for ``args`` through ``Dispatcher.compile``: a cache hit then skips
+        numba's lazy-typing entry point, which first scans every installed package's entry points for numba
+        extensions (~0.04 s; a compilation still does it, in numba's full refresh).  Any failure here is left to
+        the ordinary call, which gives numba's own message."""
+        try:
+            sig = tuple(self.disp.typeof_pyval(a) for a in args)
+            if sig not in self.disp.overloads:
+                self.disp.compile(sig)
+        except Exception:
+            pass
 
 
 def rebind(py_func, name: str, namespace: dict | None = None, filename: str | None = None):

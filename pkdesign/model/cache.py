@@ -16,11 +16,13 @@ import os
 import threading
 from pathlib import Path
 
-import numba
+from typing import TYPE_CHECKING
 
 from .._version import __version__
-from ..kernels.jit import GeneratedModule, load_module
-from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ..kernels.jit import GeneratedModule
+    from .spec import ModelSpec
 
 _LOCK = threading.Lock()
 _MODULES: dict = {}
@@ -37,7 +39,8 @@ def cache_dir() -> Path:
 
 
 def cache_info() -> dict:
-    """What the kernel cache holds: directory, generated modules (closed form, ODE), numba files, bytes."""
+    """What the kernel cache holds: directory, generated modules (closed form, ODE), numba files, parsed model
+    records, bytes."""
     d = cache_dir()
     files = [f for f in d.rglob("*") if f.is_file()] if d.is_dir() else []
     sources = [f for f in files if f.suffix == ".py"]
@@ -45,6 +48,7 @@ def cache_info() -> dict:
             "models": sum(1 for f in sources if f.name.startswith("pkd_")),
             "ode_models": sum(1 for f in sources if f.name.startswith("pkdode_")),
             "numba_files": sum(1 for f in files if f.suffix in (".nbi", ".nbc")),
+            "model_records": sum(1 for f in files if f.suffix == ".pkl"),
             "files": len(files), "bytes": sum(f.stat().st_size for f in files)}
 
 
@@ -81,6 +85,8 @@ def generator_fingerprint(*names: str) -> str:
 
 def spec_hash(spec: ModelSpec, tag: str, fingerprint: str) -> str:
     """Hash of everything generated kernels depend on: model structure, generator, pkdesign and numba versions."""
+    import numba
+
     text = f"{tag} {__version__} {fingerprint}\nnumba {numba.__version__}\n{spec.structure_key()}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -89,6 +95,8 @@ def load_generated_module(key: str, prefix: str, make_source) -> GeneratedModule
     """The verified generated module ``{prefix}_{key}`` (see :mod:`pkdesign.kernels.jit`): read from the
     cache directory, or written there with ``make_source()`` when absent or corrupted, or executed in
     memory when the cache cannot be written.  One module per key per process."""
+    from ..kernels.jit import GeneratedModule, load_module
+
     with _LOCK:
         gm = _MODULES.get(key)
         if gm is None:

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 from .._version import __version__
 from ..kernels.jit import CachedJit
 from .cache import generator_fingerprint, load_generated_module, spec_hash
-from .codegen import generate_source
 from .runtime import dose_arrays, output_buffers, prepare_inputs
 from .spec import ModelSpec
 from .protocol import ModelDisplay, PicklesBySpec
@@ -57,7 +56,13 @@ def _signature(order: int):
 def _load_module(spec: ModelSpec):
     key = model_hash(spec)
     header = f"# model hash {key}; pkdesign {__version__}; numba {numba.__version__}"
-    return load_generated_module(key, "pkd", lambda: generate_source(spec, header=header))
+
+    def make_source():  # sympy is imported only here, when the kernels are not in the cache
+        from .codegen import generate_source
+
+        return generate_source(spec, header=header)
+
+    return load_generated_module(key, "pkd", make_source)
 
 
 #: batches with at least this many (vector x time) points are split across threads (the kernels

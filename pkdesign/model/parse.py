@@ -26,30 +26,6 @@ _SECTIONS = {"model", "parameters", "covariates", "variability", "covariance", "
              "ode", "derived"}
 
 
-def load_model(path) -> ModelSpec:
-    """Read and validate a model file.
-
-    Parameters
-    ----------
-    path : str or Path
-        A TOML model file (see the README for the format).
-
-    Raises
-    ------
-    ModelSpecError
-        If the file is missing, is not valid TOML, or is inconsistent; the message names the
-        file and the key.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelSpecError(f"{path}: no such model file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelSpecError(f"{path}: cannot read model file: {exc}") from None
-    return parse_model_text(text, origin=str(path))
-
-
 def parse_model_text(text: str, origin: str = "<string>") -> ModelSpec:
     """Parse the text of a model file (TOML); ``origin`` names it in error messages."""
     if text.startswith("\ufeff"):

@@ -2,7 +2,9 @@
 
 Second step of the model pipeline: a model file (``parse.py``) or Python code (``hooks.py``)
 produces a ``ModelSpec``; ``symbolic.py`` differentiates it and ``compile.py`` turns it into
-numba kernels.  Everything here is plain data (sympy expressions for the formulas).
+numba kernels.  Everything here is plain data (sympy expressions for the formulas, in
+:class:`~pkdesign.model.deferred.SympyField` fields: a spec read from the model record cache loads them,
+and imports sympy, only when they are read).
 
 Conventions
 -----------
@@ -19,9 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy as sp
+
+from .deferred import SympyField
+
+if TYPE_CHECKING:
+    import sympy as sp
 
 VARIABILITY_MODELS = ("exponential", "additive", "proportional")
 ERROR_MODELS = {
@@ -98,7 +105,7 @@ class OutputSpec:
     """An observed output: expression (sympy) and its residual error model."""
 
     name: str
-    expression: sp.Expr
+    expression: sp.Expr = SympyField()
     error_model: str
     error_terms: tuple = ()
     unit: str = ""
@@ -110,8 +117,8 @@ class DosingSpec:
     """How doses enter: route, bioavailability F and lag time (expressions of parameters)."""
 
     route: str = "none"
-    bioavailability: sp.Expr = sp.Integer(1)
-    lag: sp.Expr = sp.Integer(0)
+    bioavailability: sp.Expr = SympyField(1)
+    lag: sp.Expr = SympyField(0)
     duration: float | None = None  # default infusion duration (time units)
     compartment: str | None = None  # ODE models: the state that receives the doses
 
@@ -126,8 +133,8 @@ class OdeSpec:
     and its relative and absolute tolerances."""
 
     states: tuple
-    derivatives: tuple
-    initial: tuple
+    derivatives: tuple = SympyField()
+    initial: tuple = SympyField()
     solver: str = "dopri5"
     rtol: float = 1e-8
     atol: float = 1e-10
@@ -153,13 +160,13 @@ class ModelSpec:
     name: str
     parameters: tuple
     outputs: tuple
-    assignments: tuple = ()        # ((name, sympy expr), ...) in evaluation order
-    responses: tuple = ()          # ((name, sympy expr), ...), superposed over doses
+    assignments: tuple = SympyField(())  # ((name, sympy expr), ...) in evaluation order
+    responses: tuple = SympyField(())    # ((name, sympy expr), ...), superposed over doses
     variability: tuple = ()
     occasion_variability: tuple = ()  # VariabilitySpec per parameter with inter-occasion variability (κ ~ N(0, Π))
     covariances: tuple = ()
     dosing: DosingSpec = field(default_factory=DosingSpec)
-    singularities: tuple = ()      # ((sympy expr a, sympy expr b), ...): removable where a == b
+    singularities: tuple = SympyField(())  # ((sympy expr a, sympy expr b), ...): removable where a == b
     description: str = ""
     source: str = ""
     time_unit: str = "h"
@@ -167,7 +174,7 @@ class ModelSpec:
     default_design: object = None  # a pkdesign.Design or None
     origin: str = "<python>"       # file path or "<python>", for messages
     ode: OdeSpec | None = None     # an ODE-defined model (then ``responses`` is empty)
-    derived: tuple = ()            # ((name, sympy expr in the parameters only | Extremum), ...): AUC, tmax, Cmax
+    derived: tuple = SympyField(())  # ((name, sympy expr in the parameters only | Extremum), ...): AUC, tmax, Cmax
 
     # -- derived views -------------------------------------------------------------------
     @property
@@ -185,10 +192,14 @@ class ModelSpec:
         return np.array([p.value for p in self.parameters], dtype=float)
 
     def symbol(self, name: str) -> sp.Symbol:
+        import sympy as sp
+
         return sp.Symbol(name)
 
     @property
     def psi_symbols(self) -> list:
+        import sympy as sp
+
         return [sp.Symbol(n) for n in self.parameter_names]
 
     def used_parameters(self) -> set:
@@ -225,6 +236,8 @@ class ModelSpec:
 
     @cached_property
     def _derivative_info(self) -> tuple:
+        import sympy as sp
+
         exprs = [e for _, e in self.assignments] + [e for _, e in self.responses]
         exprs += [o.expression for o in self.outputs] + [self.dosing.bioavailability, self.dosing.lag]
         exprs += [x for pair in self.singularities for x in pair]
@@ -255,6 +268,10 @@ class ModelSpec:
         return om
 
     def uses_doses(self) -> bool:
+        return self._uses_doses
+
+    @cached_property
+    def _uses_doses(self) -> bool:
         return bool(self.responses) or (self.ode is not None and self.dosing.route != "none")
 
     # -- how it reads ------------------------------------------------------------------------
@@ -319,6 +336,28 @@ class ModelSpec:
 
     def structure_key(self) -> str:
         """A canonical text of everything the compiled kernels depend on (not parameter values)."""
+        return self._structure_key
+
+    @cached_property
+    def lag_depends_on_parameters(self) -> bool:
+        """Whether the lag time (after expanding assignments) depends on any parameter."""
+        import sympy as sp
+
+        from .symbolic import expand_assignments
+
+        return bool(sp.sympify(self.dosing.lag).xreplace(expand_assignments(self)).free_symbols)
+
+    def precompute(self) -> "ModelSpec":
+        """Compute (and keep) every derived view that needs sympy, so that a pickle of this spec answers them
+        without it (the model record cache stores specs this way); returns ``self``."""
+        for name in ("_derivative_info", "_not_computed", "_structure_key", "_uses_doses", "lag_depends_on_parameters"):
+            getattr(self, name)
+        return self
+
+    @cached_property
+    def _structure_key(self) -> str:
+        import sympy as sp
+
         parts = [
             "params:" + ",".join(self.parameter_names),
             "differentiated:" + ",".join(map(str, self.derivative_indices())),
