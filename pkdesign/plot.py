@@ -49,7 +49,7 @@ def predictions(model, design, *, interval: float | None = 0.9, n_sim: int = 100
     """
     from .fim.params import population_parameters
     from .search.rounding import apportion
-    from .simulate import simulate
+    from .simulation import simulate
 
     spec = model.spec
     names = list(outputs) if outputs is not None else list(spec.output_names)

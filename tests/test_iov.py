@@ -183,7 +183,7 @@ def test_occasions_without_doses():
 
 
 def test_simulation_and_prediction_band_see_the_occasions(iov_model):
-    from pkdesign.simulate import simulate
+    from pkdesign.simulation import simulate
 
     reg = _regimen(20)
     t = [100.0, 120.0, 200.0]  # occasion 1, occasion 1, occasion 2

@@ -127,3 +127,13 @@ def test_warm_process_imports_no_sympy_and_agrees():
     assert abs(warm["warfarin"] - 57.08275522) < 1e-7
     got, expected = warm["compiled"]
     assert abs(got - expected) < 1e-12 * abs(expected)
+
+
+def test_no_public_function_is_shadowed_by_its_module():
+    """``pk.simulate`` must stay the function: a submodule named like a lazily exported name would replace it on
+    the package as soon as anything imports that submodule (Python sets the attribute after every import)."""
+    clashes = [n for n, mod in pk._EXPORTS.items() if mod.rsplit(".", 1)[-1] == n]
+    assert clashes == []
+    import pkdesign.plot  # noqa: F401  (imports the simulation module)
+
+    assert callable(pk.simulate) and callable(pk.sse)

@@ -338,7 +338,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_sse(args) -> int:
-    from ..sse import sse
+    from ..reestimation import sse
 
     spec, model, df = model_and_design(args)
     with make_executor(args.workers, args.scheduler) as executor:
