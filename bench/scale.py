@@ -1,7 +1,10 @@
 """Benchmark: scale-out and bounded memory (issue 14).
 
-- exact-MC on warfarin (README design), 20,000 simulated subjects: serial vs a pool of 2 worker processes
-  (spawn; blocks of subjects as tasks), speed-up; the baseline is the serial run in the same process;
+- exact-MC on warfarin (README design) at its default settings on one core (a fresh process with one numba and
+  BLAS thread), three seeds: time, ln det and its Monte-Carlo SE, against the independent value 55.300 ± 0.009;
+- exact-MC, 20,000 simulated subjects requested (rounded up to 16 quasi-random replicates of 2,048): serial vs a
+  pool of 2 worker processes (spawn; chunks of subjects as tasks), speed-up; the baseline is the serial run in
+  the same process;
 - peak resident memory of exact-MC at 20,000 and 200,000 subjects, each in a fresh process;
 - an ED approximate design over 64 prior draws: serial vs 2 worker processes (prior draws as tasks);
 - the ED exchange (8 prior draws) against the D exchange on the same design (time ratio);
@@ -11,6 +14,7 @@ Prints one JSON object on its last line (times in seconds, memory in MB).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +48,19 @@ r = pk.evaluate_fim(m, m.spec.default_design, "exact-mc", draws={draws}, seed=1)
 print(r.logdet, r.info["logdet_mc_se"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
+ONE_CORE = """
+import sys, time
+sys.path.insert(0, {root!r})
+import pkdesign as pk
+m = pk.compile_model(pk.load_model("warfarin"))
+pk.evaluate_fim(m, m.spec.default_design, "exact-mc", draws=256, seed=99)  # kernels loaded
+for seed in range(3):
+    t = time.perf_counter()
+    r = pk.evaluate_fim(m, m.spec.default_design, "exact-mc", seed=seed)
+    print(time.perf_counter() - t, r.logdet, r.info["logdet_mc_se"], r.info["draws"])
+"""
+REFERENCE_LOGDET, REFERENCE_SE = 55.300, 0.009  # adaptive Gauss-Hermite quadrature + MC (issue 14)
+
 
 def _warm(_):
     m = pk.compile_model(pk.load_model("warfarin"))
@@ -54,6 +71,16 @@ def main():
     model = pk.compile_model(pk.load_model("warfarin"))
     design = model.spec.default_design
     out = {}
+    one = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-c", ONE_CORE.format(root=str(ROOT))], capture_output=True, text=True,
+                         check=True, env=one)
+    rows = [[float(v) for v in line.split()] for line in run.stdout.strip().splitlines()[-3:]]
+    out |= {"exact_mc_default_draws": int(rows[0][3]),
+            "exact_mc_default_1core_s_max": max(r[0] for r in rows),
+            "exact_mc_default_logdet_se_max": max(r[2] for r in rows),
+            "exact_mc_default_logdets": [r[1] for r in rows],
+            "exact_mc_default_max_z_vs_reference": max(abs(r[1] - REFERENCE_LOGDET) / np.hypot(r[2], REFERENCE_SE)
+                                                       for r in rows)}
     pool = process_pool(2)
     list(pool.map(_warm, range(2)))  # workers import pkdesign and load the kernels before timing
     pk.evaluate_fim(model, design, "exact-mc", draws=600, seed=0)
@@ -61,6 +88,7 @@ def main():
     t2, r2 = timed(lambda: pk.evaluate_fim(model, design, "exact-mc", draws=20_000, seed=1, executor=pool))
     assert np.array_equal(r1.matrix, r2.matrix)
     out |= {"exact_mc_20k_serial_s": t1, "exact_mc_20k_2proc_s": t2, "exact_mc_speedup": t1 / t2,
+            "exact_mc_20k_draws_used": r1.info["draws"],
             "exact_mc_20k_logdet": r1.logdet, "exact_mc_20k_logdet_se": r1.info["logdet_mc_se"]}
 
     grid = np.array([0.5, 1, 2, 4, 6, 8, 12, 24, 36, 48, 72, 96, 120.0])

@@ -209,7 +209,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
         notes.append(f"RSE% of {list(logs)} (declared on the log scale) is 100*SE: the approximate CV% of the "
                      "parameter each is the log of")
     info = {"notes": notes} if notes else {}
-    info |= {"draws": draws if draws is not None else approx.default_draws,
+    info |= {"draws": approx.draws(draws) if stochastic else draws,
              "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
              "sampling": sampling if stochastic else None}
     if ess_all:
