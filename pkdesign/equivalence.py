@@ -17,12 +17,15 @@ import numpy as np
 
 
 def information(weights: np.ndarray, mus: np.ndarray, offset=None) -> np.ndarray:
-    """M = Σ_i w_i μ_i (+ offset): weights (C,), mus (C, K, p, p) -> (K, p, p).
+    """M = Σ_i w_i μ_i (+ offset): weights (C,), mus (C, K, p, p) or their ``PackedFIMs`` -> (K, p, p).
 
     ``offset`` (K, p, p) or (p, p) is information the design does not choose (a prior study's FIM divided by
     the number of subjects)."""
-    C = mus.shape[0]
-    M = (weights @ mus.reshape(C, -1)).reshape(mus.shape[1:])
+    if hasattr(mus, "combine"):  # pkdesign.search.packed.PackedFIMs
+        M = mus.combine(weights)
+    else:
+        C = mus.shape[0]
+        M = (weights @ mus.reshape(C, -1)).reshape(mus.shape[1:])
     return M if offset is None else M + offset
 
 
@@ -36,7 +39,8 @@ def sensitivity(criterion, M: np.ndarray, mus: np.ndarray, offset=None) -> tuple
     G = criterion.gradient(criterion.of_stack(M))
     if G.ndim == 2:
         G = G[None]
-    d = mus.reshape(mus.shape[0], -1) @ G.ravel()
+    packed = hasattr(mus, "combine")  # pkdesign.search.packed.PackedFIMs
+    d = mus.dot(G) if packed else mus.reshape(mus.shape[0], -1) @ G.ravel()
     return d, float(np.sum(G * (M if offset is None else M - offset)))
 
 

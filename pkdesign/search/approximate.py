@@ -28,6 +28,7 @@ from ..fim.result import FIMResult
 from ..space import SamplingSpace, candidate_schedules
 from .fedorov_wynn import fedorov_wynn
 from .multiplicative import multiplicative
+from .packed import PackedFIMs
 from .result import DesignResult, Status
 from .rounding import apportion
 
@@ -59,6 +60,17 @@ class InformationModel:
         self.evaluations = 0
         self.names = None
         self.draws, self.seed = draws, seed  # FOCE/FOCEI: one set of draws for every candidate
+
+    def packed(self, space: SamplingSpace, times: np.ndarray) -> PackedFIMs:
+        """The same as a call, stored as packed upper triangles and filled chunk by chunk: the full (B, K, p, p)
+        array of all candidates never exists."""
+        out = None
+        for lo in range(0, times.shape[0], CANDIDATE_CHUNK):
+            part = self._chunk(space, times[lo:lo + CANDIDATE_CHUNK])
+            if out is None:
+                out = PackedFIMs.empty(times.shape[0], part.shape[1], part.shape[-1])
+            out.fill(lo, part)
+        return out
 
     def __call__(self, space: SamplingSpace, times: np.ndarray) -> np.ndarray:
         """Elementary FIMs (B, K, p, p) of the schedules ``times`` (B, n), in chunks of ``CANDIDATE_CHUNK``
@@ -149,12 +161,12 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     cands, mus, owner = [], [], []
     for si, sp_ in enumerate(spaces):
         T = candidate_schedules(sp_)
-        mu = info(sp_, T)
+        mu = info.packed(sp_, T)
         if cost_normalised:
             if sp_.cost <= 0:
                 raise DesignError(f"sampling space {sp_.name!r}: total cost per subject is 0; cost normalisation "
                                   "needs a positive cost")
-            mu = mu / sp_.cost
+            mu = mu.scaled(1.0 / sp_.cost)
         cands.append(T)
         mus.append(mu)
         owner += [si] * T.shape[0]
@@ -164,7 +176,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     for T in cands:
         T_all[r:r + T.shape[0], :T.shape[1]] = T
         r += T.shape[0]
-    mus = mus[0] if len(mus) == 1 else np.concatenate(mus)  # one space: no copy
+    mus = PackedFIMs.concat(mus)  # one space: no copy
     owner = np.array(owner)
     crit = (make_criterion(criterion, info.names, subset, a_weights, spec=model, values=prior_values)
             if isinstance(criterion, str) else criterion)
@@ -193,7 +205,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
     if refine and isinstance(crit, LCriterion):  # possibly singular optimum: zooming grids, then Elfving
         times, ws, s_owner, M, mus_local = _refine_singular(info, spaces, s_owner, times, ws, crit, algorithm, tol,
                                                             cost_normalised)
-        mus_cert = np.concatenate([mus, mus_local])
+        mus_cert = PackedFIMs.concat([mus, mus_local])
     elif refine:
         times, ws, s_owner = _merge(spaces, s_owner, times, ws)
         times, ws, M = _refine(info, spaces, s_owner, times, ws, crit, cost_normalised)
@@ -201,7 +213,7 @@ def optimize_approximate(model, spaces, criterion="D", *, algorithm: str = "fedo
         if not keep.all():  # points the refinement emptied: drop them and refine once more
             times, ws, s_owner = times[keep], ws[keep] / ws[keep].sum(), s_owner[keep]
             times, ws, M = _refine(info, spaces, s_owner, times, ws, crit, cost_normalised)
-        mus_cert = np.concatenate([mus, _infos(info, spaces, s_owner, times, cost_normalised)])
+        mus_cert = PackedFIMs.concat([mus, _infos(info, spaces, s_owner, times, cost_normalised)])
     else:
         mus_cert = mus
     cert = certificate(crit, M, mus_cert, tol=max(tol, 1e-9) * 10, offset=offset)
@@ -378,10 +390,13 @@ def _elfving_certificate(crit, M, mus, mus_cert, tol):
     rank one (then exact even where M is singular); None otherwise."""
     from . import elfving
 
-    if not (elfving.rank_one(mus_cert) and mus_cert.shape[0] <= 200_000):
+    if mus_cert.shape[0] > 200_000:
+        return None
+    full = mus_cert.full()
+    if not elfving.rank_one(full):
         return None
     variance = float(crit.variances(M[0] if M.ndim == 3 else M)[0])
-    got = elfving.certificate(crit.C[0], elfving.rank_one_vectors(mus_cert), variance, tol)
+    got = elfving.certificate(crit.C[0], elfving.rank_one_vectors(full), variance, tol)
     if got is None:
         return None
     cert, d = got
