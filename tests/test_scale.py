@@ -87,3 +87,18 @@ def test_scheduler_flag_needs_a_reachable_cluster():
     with pytest.raises(PkdesignError, match="cannot connect"):
         with make_executor(None, "tcp://127.0.0.1:9"):
             pass
+
+
+@pytest.mark.parametrize("approx", ["foce", "focei", "mc"])
+def test_draw_chunks_on_a_process_pool_equal_serial(approx):
+    """FOCE, FOCEI and MC split their η draws in chunks of DRAW_CHUNK; on an executor the chunks are tasks, and
+    the result is the serial one bit for bit."""
+    from pkdesign.executors import process_pool
+    from pkdesign.fim.approximations import DRAW_CHUNK
+
+    spec, model = compiled("warfarin")
+    draws = 2 * DRAW_CHUNK + 100  # three chunks, the last one short
+    serial = pk.evaluate_fim(model, spec.default_design, approx, fim="full", draws=draws, seed=3)
+    with process_pool(2) as pool:
+        pooled = pk.evaluate_fim(model, spec.default_design, approx, fim="full", draws=draws, seed=3, executor=pool)
+    np.testing.assert_array_equal(pooled.matrix, serial.matrix)

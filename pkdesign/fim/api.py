@@ -189,7 +189,7 @@ def evaluate_fim(model, design, approximation: str = "fo", fim: str | None = Non
             raise DesignError(f"{where}: no sampling times (or none that carries information)")
         args = (model, pp_c, t, idx, g.regimen, fim == "full")
         kw = dict(draws=draws, seed=case_seed, sampling=sampling, is_samples=is_samples, where=where)
-        if executor is not None and approx.parallel_draws:  # its simulated subjects, in blocks, go there
+        if executor is not None and approx.parallel_draws:  # its draws or simulated subjects, in chunks, go there
             kw["executor"] = executor
             tasks.append((args, kw))
         else:

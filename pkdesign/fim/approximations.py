@@ -23,7 +23,7 @@ from ..executors import gather, submit
 from .draws import check_draws, draw_eta
 from .exact import exact_mc_scores
 from .linearized import fo_fims, linearized_fims
-from .montecarlo import mc_fim
+from .montecarlo import add_moments, mc_fim, mc_fim_from_moments, mc_moments
 from .predict import Predictions, predict
 from .structured import StructuredFIM
 
@@ -51,7 +51,7 @@ class SubjectFIM:
 class Approximation:
     """Base class: ``name``, ``batched`` (has ``schedules``), ``default_draws`` (None: deterministic),
     ``reduced`` (has a reduced, block-diagonal form), ``parallel_draws`` (``subject`` takes ``executor=`` and runs
-    its simulated subjects there)."""
+    its chunks of draws or simulated subjects there)."""
 
     name = ""
     batched = False
@@ -112,7 +112,7 @@ class FOCE(Approximation):
     ``schedules`` evaluates B candidate schedules with the same draws (common random numbers: a search sees
     a criterion that is smooth in the times), one batched kernel call per draw."""
 
-    name, interaction, default_draws, batched = "foce", False, 1000, True
+    name, interaction, default_draws, batched, parallel_draws = "foce", False, 1000, True, True
 
     def schedules(self, model, pp, times, idx, regimen, full, where="", *, draws=None, seed=0):
         if pp.n_eta == 0:  # no random effects: the linearisation point is η = 0 (FO)
@@ -128,13 +128,11 @@ class FOCE(Approximation):
         return total / eta.shape[0]
 
     def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
-                is_samples=DEFAULT_IS_SAMPLES, where=""):
+                is_samples=DEFAULT_IS_SAMPLES, where="", executor=None):
         eta = draw_eta(pp.omega, self.draws(draws), seed, sampling or self.default_sampling)
-        Ps = predict(model, pp, eta, times, idx, regimen, 2, where)
-        P0 = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2, where)
-        F = linearized_fims(pp, idx, P0, Ps, eta, interaction=self.interaction, resid_at_star=self.interaction,
-                            full=full, where=where, times=times)
-        return SubjectFIM(F.mean(axis=0))
+        parts = over_draw_chunks(_foce_chunk, eta, (self, model, pp, times, idx, regimen, full, where), executor,
+                                 where)
+        return SubjectFIM(sum(parts) / eta.shape[0])
 
 
 class FOCEI(FOCE):
@@ -149,7 +147,7 @@ class MC(Approximation):
     ``schedules`` evaluates B candidate schedules with the same draws (common random numbers), in chunks of
     ``SCHEDULE_CHUNK`` schedules so that the per-draw second derivatives stay within bounded memory."""
 
-    name, default_draws, default_sampling, batched = "mc", 2048, "qmc", True
+    name, default_draws, default_sampling, batched, parallel_draws = "mc", 2048, "qmc", True, True
     SCHEDULE_CHUNK = 16
 
     def schedules(self, model, pp, times, idx, regimen, full, where="", *, draws=None, seed=0):
@@ -166,10 +164,39 @@ class MC(Approximation):
         return out
 
     def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,
-                is_samples=DEFAULT_IS_SAMPLES, where=""):
+                is_samples=DEFAULT_IS_SAMPLES, where="", executor=None):
         eta = draw_eta(pp.omega, self.draws(draws), seed, sampling or self.default_sampling)
-        P = predict(model, pp, eta, times, idx, regimen, 2, where, eta2=True)
-        return SubjectFIM(mc_fim(pp, idx, P, full=full, where=where))
+        parts = over_draw_chunks(_mc_chunk, eta, (model, pp, times, idx, regimen, full, where), executor, where)
+        total = parts[0]
+        for part in parts[1:]:
+            total = add_moments(total, part)
+        return SubjectFIM(mc_fim_from_moments(pp, idx, total, full=full, where=where))
+
+
+#: η draws per chunk (FOCE, FOCEI, MC subjects): bounded memory, and the unit of work given to an executor
+DRAW_CHUNK = 2048
+
+
+def over_draw_chunks(fn, eta, args, executor, where: str) -> list:
+    """``[fn(*args, chunk) for each chunk of DRAW_CHUNK draws of eta]``, as executor tasks when one is given:
+    the chunks are the same either way, so the result is too, bit for bit."""
+    chunks = [eta[lo:lo + DRAW_CHUNK] for lo in range(0, eta.shape[0], DRAW_CHUNK)]
+    if executor is not None and len(chunks) > 1:
+        return gather([submit(executor, fn, *args, c) for c in chunks], f"{where}: draw chunks")
+    return [fn(*args, c) for c in chunks]
+
+
+def _foce_chunk(approx, model, pp, times, idx, regimen, full, where, eta):
+    """Sum over the draws ``eta`` (k, n_eta) of the linearised FIMs (p, p)."""
+    Ps = predict(model, pp, eta, times, idx, regimen, 2, where)
+    P0 = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2, where)
+    return linearized_fims(pp, idx, P0, Ps, eta, interaction=approx.interaction, resid_at_star=approx.interaction,
+                           full=full, where=where, times=times).sum(axis=0)
+
+
+def _mc_chunk(model, pp, times, idx, regimen, full, where, eta):
+    """The summed moments (``montecarlo.mc_moments``) of the draws ``eta``."""
+    return mc_moments(pp, predict(model, pp, eta, times, idx, regimen, 2, where, eta2=True), full=full)
 
 
 class ExactMC(Approximation):

@@ -19,13 +19,38 @@ import numpy as np
 from .normal import normal_fim
 
 
+def mc_moments(pp, P, *, full: bool) -> dict:
+    """Sums over the draws of predictions ``P`` (batch axis = draws) of everything :func:`mc_fim` averages: the
+    moments of one chunk of draws; chunks combine by adding them (:func:`add_moments`)."""
+    f, fth, L, Le = P.f, P.fth, P.L, P.Leta
+    out = {"S": f.shape[0], "f": f.sum(0), "ff": f.T @ f, "fth": fth.sum(0)}
+    if full:
+        out["fth_f"] = np.einsum("snm,si->mni", fth, f)  # Σ f_i ∂f_n/∂θ_m -> (m, n, i)
+    pairs = list(pp.omega_free)
+    out["le"] = np.stack([Le[:, :, i, j].sum(0) for i, j in pairs]) if pairs else np.zeros((0, f.shape[1]))
+    # Σ ∂²f_a/∂η_i∂η_j f_b + ∂f_a/∂η_i ∂f_b/∂η_j, per estimated Ω entry (i, j)
+    out["le_f"] = (np.stack([Le[:, :, i, j].T @ f + L[:, :, i].T @ L[:, :, j] for i, j in pairs]) if pairs
+                   else np.zeros((0, f.shape[1], f.shape[1])))
+    return out
+
+
+def add_moments(a: dict, b: dict) -> dict:
+    """The moments of two chunks of draws together."""
+    return {k: a[k] + b[k] for k in a}
+
+
 def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
     """Per-subject FIM (p, p) from predictions ``P`` at S draws (batch axis = draws)."""
-    S, n = P.f.shape
+    return mc_fim_from_moments(pp, idx, mc_moments(pp, P, full=full), full=full, where=where)
+
+
+def mc_fim_from_moments(pp, idx, mom: dict, *, full: bool, where: str = "") -> np.ndarray:
+    """Per-subject FIM (p, p) from the summed moments of all draws (:func:`mc_moments`)."""
+    S = mom["S"]
+    n = mom["f"].size
     pt = pp.p_theta
-    f, fth, L, Le = P.f, P.fth, P.L, P.Leta
-    m = f.mean(0)
-    Eff = f.T @ f / S
+    m = mom["f"] / S
+    Eff = mom["ff"] / S
     V = Eff - np.outer(m, m)
     res = pp.residual
     prop = res.prop_weight(idx)  # E[r] = additive + σ²_prop E[f²] (+ 2ab E[f]): derivatives follow E[f²]'s
@@ -37,18 +62,18 @@ def mc_fim(pp, idx, P, *, full: bool, where: str = "") -> np.ndarray:
     n_om = len(pp.omega_free)
     dmu = np.zeros((n, pt + n_om))
     dV = np.zeros((pp.p, n, n))
-    dmu[:, :pt] = fth.mean(0)
+    dmu[:, :pt] = mom["fth"] / S
     if full:
-        Efth = np.einsum("snm,si->mni", fth, f) / S  # E[f_i ∂f_n/∂θ_m] -> (m, n, i)
+        Efth = mom["fth_f"] / S  # E[f_i ∂f_n/∂θ_m] -> (m, n, i)
         dEff = Efth + np.swapaxes(Efth, 1, 2)
         mth = dmu[:, :pt].T
         dV[:pt] = dEff - mth[:, :, None] * m[None, None, :] - m[None, :, None] * mth[:, None, :]
         dV[:pt, diag, diag] += prop * np.diagonal(dEff, axis1=1, axis2=2) + cross * mth
     for k, (i, j) in enumerate(pp.omega_free):
         w = 0.5 if i == j else 1.0
-        dm = w * Le[:, :, i, j].mean(0)
+        dm = w * mom["le"][k] / S
         # ∂²(f_a f_b)/∂η_i∂η_j = Le_a f_b + L_ai L_bj + L_aj L_bi + f_a Le_b
-        T = Le[:, :, i, j].T @ f / S + L[:, :, i].T @ L[:, :, j] / S
+        T = mom["le_f"][k] / S
         dEff = w * (T + T.T)
         dC = dEff - np.outer(dm, m) - np.outer(m, dm)
         dC[diag, diag] += prop * np.diag(dEff) + cross * dm
