@@ -1,10 +1,13 @@
 """Benchmark: FO FIM (full) of the warfarin design with the ODE twin of the warfarin model.
 
 Compared in the same run with (a) the closed form (models/warfarin.toml), the same ODE model on
-the stiff path (scipy LSODA with the compiled right-hand side and Jacobian), and (b) scipy solve_ivp
+the stiff paths (scipy LSODA with the compiled right-hand side and Jacobian; the compiled Rosenbrock
+solver), and (b) scipy solve_ivp
 (RK45, same tolerances rtol 1e-8 / atol 1e-10) with a plain Python right-hand side and every
 derivative by central finite differences, assembled into the same FO FIM (PopED-style).  Also
-the batched evaluation of 1,000 parameter vectors with second-order sensitivities.
+the batched evaluation of 1,000 parameter vectors with second-order sensitivities; the stiff exchange system
+(tests/test_ode.py, 64 parameter vectors, first-order sensitivities) and the full TMDD model (models/
+tmdd_full.toml, FO reduced FIM of its design) on LSODA vs the compiled Rosenbrock solver.
 Prints one JSON object on its last line (times in milliseconds).
 """
 
@@ -63,6 +66,29 @@ def main():
     res["baseline_agreement_max_rel"] = float(np.max(np.abs(F_base - F_ode)) / np.max(np.abs(F_ode)))
     res["baseline_scipy_python_fd_ms"] = 1e3 * best(lambda: _baseline(alpha), repeat=2)
     res["speedup_vs_baseline"] = res["baseline_scipy_python_fd_ms"] / res["ode_fo_full_ms"]
+    # the compiled Rosenbrock solver (stiff systems) against the LSODA path and Dormand-Prince
+    sr = replace(so, ode=replace(so.ode, solver="rosenbrock"), name="warfarin_ode_rosenbrock")
+    mr = pk.compile_model(sr)
+    res["ode_rosenbrock_fo_full_ms"] = 1e3 * best(lambda: pk.evaluate_fim(mr, d, "fo", "full"))
+    res["nonstiff_stiff_over_dopri5"] = res["ode_rosenbrock_fo_full_ms"] / res["ode_fo_full_ms"]
+    stiff_text = (ROOT / "tests" / "test_ode.py").read_text().split('STIFF = """')[1].split('"""')[0]
+    psi64 = None
+    times = np.array([0.01, 0.1, 1.0, 5.0, 20.0])
+    for solver in ("lsoda", "rosenbrock"):
+        ms = pk.parse_model_text(stiff_text.replace("SOLVER", solver), "stiff.toml")
+        mm = pk.compile_model(ms)
+        psi64 = ms.theta * np.exp(np.random.default_rng(1).normal(0, 0.2, (64, 3)))
+        res[f"stiff_exchange_64_vectors_{solver}_ms"] = 1e3 * best(lambda: mm.evaluate(psi64, times, order=1),
+                                                                  repeat=3)
+    res["stiff_speedup_vs_lsoda"] = res["stiff_exchange_64_vectors_lsoda_ms"] / res[
+        "stiff_exchange_64_vectors_rosenbrock_ms"]
+    tm = pk.load_model(ROOT / "models" / "tmdd_full.toml")
+    for solver in ("lsoda", "rosenbrock"):
+        st = replace(tm, ode=replace(tm.ode, solver=solver), name=f"tmdd_full_{solver}")
+        mt = pk.compile_model(st)
+        res[f"tmdd_fo_reduced_{solver}_ms"] = 1e3 * best(lambda: pk.evaluate_fim(mt, tm.default_design, "fo"),
+                                                        repeat=3)
+    res["tmdd_speedup_vs_lsoda"] = res["tmdd_fo_reduced_lsoda_ms"] / res["tmdd_fo_reduced_rosenbrock_ms"]
     rng = np.random.default_rng(0)
     psi = so.theta * np.exp(rng.normal(0, 0.3, (1000, 3)))
     reg = d.groups[0].regimen

@@ -331,13 +331,20 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
 def bind(module, guard, **options) -> None:
     """Compile this integrator for the generated ODE ``module`` (whose model kernels are already jitted):
     sets ``advanceK``, ``solveK`` and ``solveK_parallel`` (K = 0, 1, 2) on it, the solvers wrapped as
-    :class:`~pkdesign.kernels.jit.GuardedKernel` entry points of ``guard`` (a ``CachedJit``)."""
+    :class:`~pkdesign.kernels.jit.GuardedKernel` entry points of ``guard`` (a ``CachedJit``); where the module has
+    the Jacobian ``jacK``, also ``solveK_stiff`` and ``solveK_stiff_parallel``, the same solver around the
+    Rosenbrock integrator of :mod:`pkdesign.kernels.rosenbrock`."""
     shared = {name: getattr(module, name) for name in ("rhs0", "rhs1", "rhst0", "NY0", "NY1", "N_X", "N_ACT",
                                                       "CMT", "ACTIVE")}
     filename = module.__file__
     lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, **shared}
     lag_ns["lag_side2"] = guard.jit(rebind(lag_side2, "lag_side2", lag_ns, filename), **options)
     lag_event = guard.jit(rebind(lag_event2, "lag_event2", lag_ns, filename), **options)
+    from . import rosenbrock
+
+    constants = {c: v for c, v in vars(rosenbrock).items() if c.isupper()}
+    helpers = {h: guard.jit(rebind(getattr(rosenbrock, h), h, {"math": math, "np": np}, filename), **options)
+               for h in ("lu_factor", "lu_solve")}
     for k in (0, 1, 2):
         ns = {**lag_ns, "lag_event2": lag_event, "ORDER": k}
         ns.update({name: getattr(module, f"{name}{k}") for name in ("rhs", "init", "dose", "out")})
@@ -349,3 +356,12 @@ def bind(module, guard, **options) -> None:
             name = f"solve{k}{suffix}"
             disp = guard.jit(rebind(solve, name, ns, filename), parallel=parallel, **options)
             setattr(module, name, GuardedKernel(guard, disp))
+        if hasattr(module, f"jac{k}"):  # the same solve around the Rosenbrock integrator (compiled on first use)
+            stiff = {**ns, **constants, **helpers, "jac": getattr(module, f"jac{k}"),
+                     "TDEP": bool(getattr(module, "TDEP", True))}
+            stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas3_step{k}", stiff, filename), **options)
+            stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
+            for suffix, parallel in (("", False), ("_parallel", True)):
+                name = f"solve{k}_stiff{suffix}"
+                disp = guard.jit(rebind(solve, name, stiff, filename), parallel=parallel, **options)
+                setattr(module, name, GuardedKernel(guard, disp))

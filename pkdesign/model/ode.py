@@ -13,12 +13,16 @@ events are exact: integration stops at every event; a bolus adds F·AMT to x_c (
 when the lag time depends on ψ, the sensitivities jump by (g(x⁻) − g(x⁺))·∂LAG/∂ψ (first order).
 A sample at a dose time is taken before the dose, as for the closed forms.
 
-Two solvers, chosen per model (``[ode] solver``):
+Solvers, chosen per model (``[ode] solver``):
 - ``dopri5`` (default): Dormand–Prince 5(4) with adaptive steps, generated into the model's
   kernel module and compiled by numba; a whole batch of parameter vectors in one call, no Python
   per step.  Error control on states and sensitivities: |err_i| ≤ atol + rtol·|y_i|.
-- ``lsoda`` (stiff systems): scipy's LSODA with the numba-compiled right-hand side and the
-  symbolic Jacobian of the augmented system (orders 0 and 1); Python is called per step.
+- ``rosenbrock`` (stiff systems): the linearly implicit 4(3) method of :mod:`pkdesign.kernels.rosenbrock`
+  with the symbolic Jacobian of the augmented system, compiled into the same solver (events, batches,
+  threads) as dopri5; the sensitivities are integrated by the same implicit method.
+- ``auto``: dopri5 or rosenbrock by a stiffness test (:meth:`OdeModel.choose_solver`).
+- ``lsoda``: scipy's LSODA with the numba-compiled right-hand side and the symbolic Jacobian of the
+  augmented system (orders 0 and 1); Python is called per step (the reference for the compiled solvers).
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ PARALLEL_MIN_VECTORS = 64
 # ----------------------------------------------------------------------------------------------
 # compile and evaluate
 # ----------------------------------------------------------------------------------------------
-_FP = generator_fingerprint("ode.py", "ode_codegen.py", "../kernels/dopri5.py", "printer.py", "symbolic.py", "special.py",
-                            "../kernels/fastexp.py")
+_FP = generator_fingerprint("ode.py", "ode_codegen.py", "../kernels/dopri5.py", "../kernels/rosenbrock.py", "printer.py",
+                            "symbolic.py", "special.py", "../kernels/fastexp.py")
 
 
 def ode_model_hash(spec: ModelSpec) -> str:
@@ -111,23 +115,60 @@ class OdeModel(ModelDisplay, PicklesBySpec):
     def _doses(self, regimen):
         return dose_arrays(self.spec, regimen, durations_only_for_infusion=True)
 
+    #: ``solver = "auto"`` takes the Rosenbrock method when Dormand–Prince would need more than this many steps
+    #: for stability alone over the sampling horizon (its stability interval on the negative real axis is ~3.3/h)
+    STIFF_STEPS = 5000
+
+    def choose_solver(self, psi, times, amounts) -> str:
+        """``"dopri5"`` or ``"rosenbrock"`` for this model at parameters ``psi`` (n_psi,) over ``times``: the
+        eigenvalues of the state Jacobian at the start (initial state plus the first dose, if any) give the
+        stability-limited step of the explicit method; kept for later calls.  A run of the explicit method that
+        still exceeds ``max_steps`` switches to the implicit one (``evaluate``)."""
+        if getattr(self, "_auto", None) is None:
+            m = self.module
+            y = np.zeros(m.NY0)
+            m.init0(np.asarray(psi, dtype=float), y)
+            if m.CMT >= 0 and len(amounts):
+                y[m.CMT] += float(amounts[0])
+            J = np.zeros((m.NY0, m.NY0))
+            m.jac0(0.0, y, np.asarray(psi, dtype=float), 0.0, J)
+            lam = np.linalg.eigvals(J) if np.all(np.isfinite(J)) else np.zeros(1)
+            horizon = float(np.max(times)) if np.size(times) else 0.0
+            steps = np.max(np.abs(lam.real), initial=0.0) * horizon / 3.3
+            self._auto = "rosenbrock" if steps > self.STIFF_STEPS else "dopri5"
+        return self._auto
+
+    def _compiled_solve(self, solver, order, psi2, t, idx, dt_, da, dd, res, status, fail):
+        stiff = "_stiff" if solver == "rosenbrock" else ""
+        name = f"solve{order}{stiff}" + ("_parallel" if psi2.shape[0] >= PARALLEL_MIN_VECTORS else "")
+        if not hasattr(self.module, name):
+            raise ModelSpecError(f"{self.spec.origin}: the Rosenbrock solver needs the Jacobian of the order-{order} "
+                                 "system, generated for models with solver = \"rosenbrock\" or \"auto\"")
+        getattr(self.module, name)(psi2, t, idx, dt_, da, dd, self.rtol, self.atol, self.max_steps,
+                                   self.lag_depends_on_parameters, res["f"], res["d1"], res["dt"], res["d2"], status,
+                                   fail)
+
     def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
         """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2; ``out``)."""
         psi2, single, t, idx = prepare_inputs(self, psi, times, output, order)
-        if order == 2 and self.lag_depends_on_parameters and self.solver != "dopri5":
+        if order == 2 and self.lag_depends_on_parameters and self.solver == "lsoda":
             raise ModelSpecError(f"{self.spec.origin}: second derivatives of an ODE model whose lag time depends on "
-                                 "parameters need solver = \"dopri5\"; use it, or the reduced FIM (first derivatives)")
+                                 "parameters need a compiled solver (\"dopri5\" or \"rosenbrock\"); use one, or the "
+                                 "reduced FIM (first derivatives)")
         dt_, da, dd = self._doses(regimen)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
         res = {"f": np.zeros((nv, no)), "d1": np.zeros((nv, no, n)), "dt": np.zeros((nv, no)),
                "d2": np.zeros((nv, no, n, n) if order >= 2 else (1, 1, 1, 1))}
         status = np.zeros(nv, dtype=np.int64)
         fail = np.zeros((nv, 1 + len(self.spec.ode.states)))
-        if self.solver == "dopri5":
-            name = f"solve{order}_parallel" if nv >= PARALLEL_MIN_VECTORS else f"solve{order}"
-            getattr(self.module, name)(psi2, t, idx, dt_, da, dd, self.rtol, self.atol, self.max_steps,
-                                                  self.lag_depends_on_parameters, res["f"], res["d1"], res["dt"],
-                                                  res["d2"], status, fail)
+        solver = self.solver if self.solver != "auto" else self.choose_solver(psi2[0], t, da)
+        if solver in ("dopri5", "rosenbrock"):
+            self._compiled_solve(solver, order, psi2, t, idx, dt_, da, dd, res, status, fail)
+            if self.solver == "auto" and solver == "dopri5" and np.any(status == 2):
+                # too many steps for the explicit method: the system is stiff after all (for these parameters)
+                self._auto = "rosenbrock"
+                status[:] = 0
+                self._compiled_solve("rosenbrock", order, psi2, t, idx, dt_, da, dd, res, status, fail)
         else:
             from .ode_scipy import solve_lsoda
 

@@ -108,7 +108,7 @@ class OdeDerivatives:
             self.outputs.append(vals)
         # Jacobian of the augmented system (LSODA), orders 0 and 1
         self.jac = None
-        if order <= 1:
+        if order <= 1 or ode.solver in ("rosenbrock", "auto"):  # LSODA (orders 0, 1) and the Rosenbrock solver
             self.jac = [[sp.diff(r, yj) for yj in ys] for r in rhs]
 
 
@@ -176,6 +176,9 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
             L += [f"        vals[{j}] = {printer.doprint(e)}" for j, e in enumerate(reduced)]
         parts.append("\n".join(L))
     parts.append(f"N_X = {len(spec.ode.states)}")
+    g0 = OdeDerivatives(spec, 0).g
+    parts.append(f"# whether the right-hand side depends on t explicitly (the Rosenbrock solver then needs df/dt)\n"
+                 f"TDEP = {any(sp.Symbol('t') in e.free_symbols for e in g0)}")
     parts.append(f"N_PSI = {P}")
     active = spec.derivative_indices()
     parts.append(f"# the parameters whose sensitivities are integrated (indices into psi)\n"

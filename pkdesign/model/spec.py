@@ -123,13 +123,14 @@ class DosingSpec:
     compartment: str | None = None  # ODE models: the state that receives the doses
 
 
-SOLVERS = ("dopri5", "lsoda")
+SOLVERS = ("dopri5", "rosenbrock", "auto", "lsoda")
 
 
 @dataclass(frozen=True)
 class OdeSpec:
     """An ODE system: states, their time derivatives and initial conditions (sympy, in parameters,
-    assignments, states and ``t``); the solver (``dopri5`` compiled, or ``lsoda`` for stiff systems)
+    assignments, states and ``t``); the solver (``dopri5``: compiled, non-stiff; ``rosenbrock``: compiled,
+    linearly implicit, for stiff systems; ``auto``: either, by a stiffness test; ``lsoda``: scipy's, Python per step)
     and its relative and absolute tolerances."""
 
     states: tuple
