@@ -26,8 +26,9 @@ from .test_ode import STIFF
 
 def _fixed_steps(f, jf, ft, y0, T, n):
     """n RODAS4 steps of T/n in plain Python (the module's functions, with rhs/jac bound here)."""
-    saved = R.rhs, R.jac
+    saved = R.rhs, R.jac, R.N_X, R.ORDER
     R.rhs = lambda t, y, psi, u, out: out.__setitem__(slice(None), f(t, y))
+    R.N_X, R.ORDER = len(y0), 0  # no sensitivities: the state block is the whole iteration matrix
     try:
         y = np.array(y0, dtype=float)
         ny, h, t = y.size, T / n, 0.0
@@ -35,16 +36,17 @@ def _fixed_steps(f, jf, ft, y0, T, n):
         k = np.empty((6, ny))
         piv = np.empty(ny, dtype=np.int64)
         for _ in range(n):
-            G = np.eye(ny) / (R.GAMMA * h) - jf(t, y)
+            J = jf(t, y)
+            G = np.eye(ny) / (R.GAMMA * h) - J
             assert R.lu_factor(G, piv)
             f0[:] = f(t, y)
             ftv[:] = ft(t, y)
-            R.step(t, h, y, None, 0.0, G, piv, f0, k, ftv, fs, yt, yn)
+            R.step(t, h, y, None, 0.0, J, G, piv, f0, k, ftv, fs, yt, yn)
             y[:] = yn
             t += h
         return y
     finally:
-        R.rhs, R.jac = saved
+        R.rhs, R.jac, R.N_X, R.ORDER = saved
 
 
 def _orders(f, jf, ft, y0, T=2.0):

@@ -357,8 +357,10 @@ def bind(module, guard, **options) -> None:
             disp = guard.jit(rebind(solve, name, ns, filename), parallel=parallel, **options)
             setattr(module, name, GuardedKernel(guard, disp))
         if hasattr(module, f"jac{k}"):  # the same solve around the Rosenbrock integrator (compiled on first use)
-            stiff = {**ns, **constants, **helpers, "jac": getattr(module, f"jac{k}"),
+            stiff = {**constants, **ns, **helpers, "jac": getattr(module, f"jac{k}"),  # ns: the bound N_X, ORDER
                      "TDEP": bool(getattr(module, "TDEP", True))}
+            stiff["stage_solve"] = guard.jit(rebind(rosenbrock.stage_solve, f"stage_solve{k}", stiff, filename),
+                                             **options)
             stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas3_step{k}", stiff, filename), **options)
             stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
             for suffix, parallel in (("", False), ("_parallel", True)):

@@ -8,6 +8,9 @@ f_t = ∂f/∂t and Y_i = y + Σ_j a_ij K_j (Y_6 = Y_5 + K_5),
     G K_i = f(t + c_i h, Y_i) + Σ_{j<i} (C_ij / h) K_j + d_i h f_t,     i = 1..6
     y⁺ = Y_6 + K_6,   error estimate K_6.
 
+The iteration matrix is factorised only on its state block (:func:`stage_solve`: the augmented system is
+block lower triangular), so a step costs one n_x × n_x LU whatever the number of sensitivities.
+
 L-stability matters: fast modes in quasi-equilibrium (binding, exchange) are damped, so the step follows the
 slow dynamics; an A-stable method whose stability function tends to ±1 at infinity (Shampine's parameter set)
 kept the steps near 1/|λ| on the full TMDD model.  Rosenbrock methods still lose order on the stiff components
@@ -35,6 +38,7 @@ import numpy as np
 # Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
 rhs = jac = None
 TDEP = False
+ORDER = N_X = N_ACT = 0
 
 GAMMA = 0.25
 A21 = 1.544
@@ -99,44 +103,82 @@ def lu_solve(a, piv, b):
         b[i] = s / a[i, i]
 
 
-def step(t, h, y, psi, u, G, piv, f0, k, ft, fs, yt, yn):
-    """One RODAS4 step of size h from (t, y), with the iteration matrix G = I/(γ h) − J already factorised
-    (:func:`lu_factor`), f0 = f(t, y) and ft = ∂f/∂t: the stages in ``k`` (6, ny), the new state in ``yn``,
-    its error estimate in ``k[5]``."""
+def stage_solve(J, G, piv, b):
+    """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, G the factorised state block
+    I/(γh) − J_x (N_X, N_X).
+
+    The augmented system is block lower triangular: the sensitivities S_k (rows N_X + i·P + k) depend on the
+    states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·P(P+1)/2 + q) on states,
+    first-order sensitivities and W_kl only, again through J_x.  So one LU of the N_X × N_X block serves every
+    block, by forward substitution: g_b = G⁻¹ (b_b + Σ_{c in earlier blocks} J_aug[b, c] g_c)."""
+    nx = N_X
+    P = N_ACT
+    lu_solve(G, piv, b[:nx])
+    if ORDER >= 1:
+        tmp = np.empty(nx)
+        for k in range(P):
+            for i in range(nx):
+                r = nx + i * P + k
+                s = b[r]
+                for c in range(nx):
+                    s += J[r, c] * b[c]
+                tmp[i] = s
+            lu_solve(G, piv, tmp)
+            for i in range(nx):
+                b[nx + i * P + k] = tmp[i]
+        if ORDER >= 2:
+            np2 = P * (P + 1) // 2
+            base = nx + nx * P
+            for q in range(np2):
+                for i in range(nx):
+                    r = base + i * np2 + q
+                    s = b[r]
+                    for c in range(base):
+                        s += J[r, c] * b[c]
+                    tmp[i] = s
+                lu_solve(G, piv, tmp)
+                for i in range(nx):
+                    b[base + i * np2 + q] = tmp[i]
+
+
+def step(t, h, y, psi, u, J, G, piv, f0, k, ft, fs, yt, yn):
+    """One RODAS4 step of size h from (t, y), with the Jacobian J and the factorised state block G of the
+    iteration matrix (:func:`stage_solve`), f0 = f(t, y) and ft = ∂f/∂t: the stages in ``k`` (6, ny), the new
+    state in ``yn``, its error estimate in ``k[5]``."""
     ny = y.shape[0]
     for i in range(ny):
         k[0, i] = f0[i] + D1 * h * ft[i]
-    lu_solve(G, piv, k[0])
+    stage_solve(J, G, piv, k[0])
     for i in range(ny):
         yt[i] = y[i] + A21 * k[0, i]
     rhs(t + CT2 * h, yt, psi, u, fs)
     for i in range(ny):
         k[1, i] = fs[i] + C21 / h * k[0, i] + D2 * h * ft[i]
-    lu_solve(G, piv, k[1])
+    stage_solve(J, G, piv, k[1])
     for i in range(ny):
         yt[i] = y[i] + A31 * k[0, i] + A32 * k[1, i]
     rhs(t + CT3 * h, yt, psi, u, fs)
     for i in range(ny):
         k[2, i] = fs[i] + (C31 * k[0, i] + C32 * k[1, i]) / h + D3 * h * ft[i]
-    lu_solve(G, piv, k[2])
+    stage_solve(J, G, piv, k[2])
     for i in range(ny):
         yt[i] = y[i] + A41 * k[0, i] + A42 * k[1, i] + A43 * k[2, i]
     rhs(t + CT4 * h, yt, psi, u, fs)
     for i in range(ny):
         k[3, i] = fs[i] + (C41 * k[0, i] + C42 * k[1, i] + C43 * k[2, i]) / h + D4 * h * ft[i]
-    lu_solve(G, piv, k[3])
+    stage_solve(J, G, piv, k[3])
     for i in range(ny):
         yt[i] = y[i] + A51 * k[0, i] + A52 * k[1, i] + A53 * k[2, i] + A54 * k[3, i]
     rhs(t + h, yt, psi, u, fs)
     for i in range(ny):
         k[4, i] = fs[i] + (C51 * k[0, i] + C52 * k[1, i] + C53 * k[2, i] + C54 * k[3, i]) / h
-    lu_solve(G, piv, k[4])
+    stage_solve(J, G, piv, k[4])
     for i in range(ny):
         yt[i] += k[4, i]
     rhs(t + h, yt, psi, u, fs)
     for i in range(ny):
         k[5, i] = fs[i] + (C61 * k[0, i] + C62 * k[1, i] + C63 * k[2, i] + C64 * k[3, i] + C65 * k[4, i]) / h
-    lu_solve(G, piv, k[5])
+    stage_solve(J, G, piv, k[5])
     for i in range(ny):
         yn[i] = yt[i] + k[5, i]
 
@@ -147,10 +189,11 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, f0, ft, fs, w4, w5, w
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
+    nx = N_X
     J = np.zeros((ny, ny))
-    G = np.empty((ny, ny))
+    G = np.empty((nx, nx))
     k = np.empty((6, ny))
-    piv = np.empty(ny, dtype=np.int64)
+    piv = np.empty(nx, dtype=np.int64)
     while t < t_end:
         if steps >= max_steps:
             return t, h, 2, steps
@@ -178,15 +221,15 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, f0, ft, fs, w4, w5, w
         else:
             for i in range(ny):
                 ft[i] = 0.0
-        for i in range(ny):
-            for j in range(ny):
+        for i in range(nx):
+            for j in range(nx):
                 G[i, j] = -J[i, j]
             G[i, i] += 1.0 / (GAMMA * h)
         if not lu_factor(G, piv):
             h *= 0.25
             steps += 1
             continue
-        step(t, h, y, psi, u, G, piv, f0, k, ft, fs, yt, yn)
+        step(t, h, y, psi, u, J, G, piv, f0, k, ft, fs, yt, yn)
         err = 0.0
         for i in range(ny):
             sc = atol + rtol * max(abs(y[i]), abs(yn[i]))
