@@ -15,7 +15,8 @@ from .conftest import compiled
 
 def _advance_py(rhs):
     """``dopri5.advance`` run by the Python interpreter with ``rhs`` bound to a Python function."""
-    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "rhs": rhs}
+    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "rhs": rhs, "step_control": dopri5.step_control,
+          "error_norm": dopri5.error_norm}
     return rebind(dopri5.advance, "advance_py", ns)
 
 
@@ -57,6 +58,7 @@ def test_bound_solvers_are_per_model_and_cached_beside_the_generated_module():
             assert disp.py_func.__code__.co_filename == module.__file__
             assert disp.py_func.__globals__["ORDER"] == k
             assert disp.py_func.__globals__["rhs"] is getattr(module, f"rhs{k}")
+    m.evaluate(m.spec.theta, np.array([1.0, 24.0]), m.spec.default_design.groups[0].regimen, order=1)  # compiles
     if m.generated is not None and Path(module.__file__).exists():
         cache_dir = Path(module.__file__).parent / "__pycache__"
         stem = Path(module.__file__).stem

@@ -163,31 +163,44 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k
             yn[i] = y[i] + h * (35.0 / 384.0 * k1[i] + 500.0 / 1113.0 * k3[i] + 125.0 / 192.0 * k4[i]
                                 - 2187.0 / 6784.0 * k5[i] + 11.0 / 84.0 * k6[i])
         rhs(t + h, yn, psi, u, k7)
-        err = 0.0
-        for i in range(ny):
-            e = h * (71.0 / 57600.0 * k1[i] - 71.0 / 16695.0 * k3[i] + 71.0 / 1920.0 * k4[i]
+        for i in range(ny):  # the error estimate (5th minus 4th order), in yt
+            yt[i] = (71.0 / 57600.0 * k1[i] - 71.0 / 16695.0 * k3[i] + 71.0 / 1920.0 * k4[i]
                      - 17253.0 / 339200.0 * k5[i] + 22.0 / 525.0 * k6[i] - 1.0 / 40.0 * k7[i])
-            sc = atol + rtol * max(abs(y[i]), abs(yn[i]))
-            err += (e / sc) ** 2
-        err = math.sqrt(err / ny)
         steps += 1
-        if not (err == err) or err > 1e300:
-            h *= 0.2
-            continue
-        if err <= 1.0:
+        accepted, h_next = step_control(error_norm(yt, h, y, yn, rtol, atol), h, h_full, clipped, 0.2)
+        if accepted:
             t = t + h
             for i in range(ny):
                 y[i] = yn[i]
                 k1[i] = k7[i]
                 if not math.isfinite(y[i]):
                     return t, h, 3, steps
-            fac = 5.0 if err == 0.0 else min(5.0, max(0.2, 0.9 * err ** -0.2))
-            h *= fac
-            if clipped:  # a step shortened to hit t_end says nothing against the longer one
-                h = max(h, h_full)
-        else:
-            h *= max(0.2, 0.9 * err ** -0.2)
+        h = h_next
     return t_end, h, 0, steps
+
+
+def error_norm(e, scale, y, yn, rtol, atol):
+    """RMS over components of scale·e_i / (atol + rtol·max(|y_i|, |yn_i|)): ≤ 1 accepts a step."""
+    ny = y.shape[0]
+    err = 0.0
+    for i in range(ny):
+        sc = atol + rtol * max(abs(y[i]), abs(yn[i]))
+        err += (scale * e[i] / sc) ** 2
+    return math.sqrt(err / ny)
+
+
+def step_control(err, h, h_full, clipped, exponent):
+    """(accepted, next step) for an error norm ``err`` of a step of size h (err ∝ h^(1/exponent)): accept when
+    err <= 1 and grow by 0.9·err^-exponent within [0.2, 5]; else shrink by the same rule (at least 5x smaller on
+    a non-finite error).  A step ``clipped`` to hit an event or sample never shrinks the next below h_full."""
+    if not (err == err) or err > 1e300:
+        return False, h * 0.2
+    if err <= 1.0:
+        h = h * (5.0 if err == 0.0 else min(5.0, max(0.2, 0.9 * err ** -exponent)))
+        if clipped:  # a step shortened to hit t_end says nothing against the longer one
+            h = max(h, h_full)
+        return True, h
+    return False, h * max(0.2, 0.9 * err ** -exponent)
 
 
 def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
@@ -338,6 +351,8 @@ def bind(module, guard, **options) -> None:
                                                       "CMT", "ACTIVE")}
     filename = module.__file__
     lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, **shared}
+    for helper in ("error_norm", "step_control"):  # shared by both integrators
+        lag_ns[helper] = guard.jit(rebind(globals()[helper], helper, {"math": math}, filename), **options)
     lag_ns["lag_side2"] = guard.jit(rebind(lag_side2, "lag_side2", lag_ns, filename), **options)
     lag_event = guard.jit(rebind(lag_event2, "lag_event2", lag_ns, filename), **options)
     from . import rosenbrock
@@ -359,6 +374,7 @@ def bind(module, guard, **options) -> None:
         if hasattr(module, f"jac{k}"):  # the same solve around the Rosenbrock integrator (compiled on first use)
             stiff = {**constants, **ns, **helpers, "jac": getattr(module, f"jac{k}"),  # ns: the bound N_X, ORDER
                      "TDEP": bool(getattr(module, "TDEP", True))}
+            stiff["block_solve"] = guard.jit(rebind(rosenbrock.block_solve, "block_solve", stiff, filename), **options)
             stiff["stage_solve"] = guard.jit(rebind(rosenbrock.stage_solve, f"stage_solve{k}", stiff, filename),
                                              **options)
             stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas3_step{k}", stiff, filename), **options)

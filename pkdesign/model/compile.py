@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numba
@@ -71,7 +72,9 @@ PARALLEL_MIN_WORK = 20000
 _POOL = None
 
 
+@lru_cache(maxsize=1)
 def _threads() -> int:
+    """Threads for large batches (the machine's CPUs, at most numba's thread count), once per process."""
     return max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
 
 

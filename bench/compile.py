@@ -1,0 +1,85 @@
+"""Benchmark: cold compile, the time a first use costs (issue 15).
+
+Each figure is measured in a fresh process with empty caches (a temporary ``PKDESIGN_CACHE_DIR`` for the model
+kernels and a temporary ``NUMBA_CACHE_DIR`` for numba's files, so the package's own FIM kernels compile too):
+
+- ``warfarin_first_fim_s``: ``pkdesign.evaluate_fim`` of the warfarin example design, FO reduced FIM (the
+  default), from ``import pkdesign`` to the result; ``warfarin_first_full_fim_s`` the same for the full FIM;
+- per library model, the kernels an order-2 evaluation needs (``model.evaluate(..., order=2)``: closed forms
+  their order-2 kernel, ODE models their order-2 integrator), split into code generation (sympy) and the
+  first evaluation (numba); ``max_order2_compile_s`` is the largest total and ``max_order2_model`` its model;
+- the baseline in the same run: the same measurement of a warm start (``warfarin_warm_fim_s``), caches full.
+
+Prints one JSON object on its last line (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import report  # noqa: E402  (bench/common.py)
+
+FIRST_FIM = """
+import time
+t0 = time.perf_counter()
+import pkdesign as pk
+spec = pk.load_model("warfarin")
+r = pk.evaluate_fim(pk.compile_model(spec), spec.default_design, fim={fim!r})
+print(time.perf_counter() - t0, r.logdet)
+"""
+
+ORDER2 = """
+import json, time
+import numpy as np
+import pkdesign as pk
+spec = pk.load_model({name!r})
+t0 = time.perf_counter()
+m = pk.compile_model(spec)
+t1 = time.perf_counter()
+g = spec.default_design.groups[0]
+t, idx = g.observations(spec.output_names)
+m.evaluate(spec.theta, t, g.regimen, output=idx, order=2)
+t2 = time.perf_counter()
+print(json.dumps({{"generate_s": t1 - t0, "compile_and_first_call_s": t2 - t1}}))
+"""
+
+
+def cold(code: str, fresh: bool = True) -> str:
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        env = dict(os.environ)
+        if fresh:
+            env.update(PKDESIGN_CACHE_DIR=a, NUMBA_CACHE_DIR=b)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+
+def main():
+    res = {}
+    res["warfarin_first_fim_s"] = float(cold(FIRST_FIM.format(fim="reduced")).split()[0])
+    res["warfarin_first_full_fim_s"] = float(cold(FIRST_FIM.format(fim="full")).split()[0])
+    cold(FIRST_FIM.format(fim="reduced"), fresh=False)  # fill the user's caches, then the warm baseline
+    res["warfarin_warm_fim_s"] = float(cold(FIRST_FIM.format(fim="reduced"), fresh=False).split()[0])
+    res["first_over_warm"] = res["warfarin_first_fim_s"] / res["warfarin_warm_fim_s"]
+    names = sorted(p.stem for p in (ROOT / "models").glob("*.toml"))
+    worst, worst_name = 0.0, ""
+    for name in names:
+        got = json.loads(cold(ORDER2.format(name=name)))
+        total = got["generate_s"] + got["compile_and_first_call_s"]
+        res[f"order2_{name}_s"] = total
+        if total > worst:
+            worst, worst_name = total, name
+    res["max_order2_compile_s"] = worst
+    print(f"slowest order-2 compile: {worst_name}")
+    report(res)
+
+
+if __name__ == "__main__":
+    main()
