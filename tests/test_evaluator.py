@@ -42,3 +42,43 @@ def test_evaluator_bad_input():
     spec, model = compiled("warfarin")
     with pytest.raises(DesignError, match="sorted"):
         pk.fim_evaluator(model, spec.default_design)(times=[[5.0, 1.0]])
+
+
+@pytest.mark.parametrize("name", ["warfarin", "warfarin_covariate", "effect_compartment", "two_comp_oral",
+                                  "warfarin_prop"])
+@pytest.mark.parametrize("fim", ["reduced", "full"])
+def test_direct_fo_path_is_taken_and_bit_identical(name, fim):
+    """FO/FOI on closed forms go through _FOPlan (prepared buffers); the numbers are evaluate_fim's, bit for
+    bit, also after new times and back, and for FOI."""
+    spec, model = compiled(name)
+    d = spec.default_design
+    for approx in ("fo", "foi"):
+        ev = pk.fim_evaluator(model, d, approx, fim)
+        assert all(p is not None for p in ev._plans)
+        ref = pk.evaluate_fim(model, d, approx, fim, check=False).matrix
+        np.testing.assert_array_equal(ev(), ref)
+        np.testing.assert_array_equal(ev(), ref)  # the buffers are reused
+    if name == "warfarin":
+        t = [0.25, 1, 3, 8, 24, 48, 96, 120.0]
+        other = pk.Design((pk.Group(d.groups[0].n, {"conc": t}, d.groups[0].regimen, d.groups[0].name),))
+        ev = pk.fim_evaluator(model, d, "fo", fim)
+        np.testing.assert_array_equal(ev(times=[t]), pk.evaluate_fim(model, other, fim=fim).matrix)
+        np.testing.assert_array_equal(ev(), pk.evaluate_fim(model, d, fim=fim).matrix)
+        np.testing.assert_array_equal(ev(times=[t[:5]]), pk.evaluate_fim(model, pk.Design((pk.Group(
+            d.groups[0].n, {"conc": t[:5]}, d.groups[0].regimen),)), fim=fim).matrix)  # another size: general path
+
+
+def test_direct_path_hands_problems_to_the_general_one():
+    """Whatever the direct path cannot vouch for (here: a kernel that returns NaN) is recomputed by the general
+    path, which gives the number or the explaining error; never a NaN FIM."""
+    spec, model = compiled("warfarin")
+    ev = pk.fim_evaluator(model, spec.default_design)
+    plan = ev._plans[0]
+    real = plan.kernel
+
+    def broken(psi, t, idx, *rest):
+        real(psi, t, idx, *rest)
+        rest[3][...] = np.nan  # f
+
+    plan.kernel = broken
+    np.testing.assert_array_equal(ev(), pk.evaluate_fim(model, spec.default_design, check=False).matrix)

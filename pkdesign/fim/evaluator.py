@@ -4,6 +4,13 @@ group's observations, covariate cases and occasions once; ``ev()`` returns the p
 array, ``ev(times=..., values=...)`` the FIM for other sampling times or parameter values, ``ev.logdet(...)``
 its ln det.  The numbers are ``evaluate_fim``'s (same approximation objects, same seed streams); what is
 skipped per call is the design validation, the silent-sample check and building a ``FIMResult``.
+
+FO and FOI on a closed-form model at the model's parameter values (the common case of a loop over sampling
+times) take a direct path, :class:`_FOPlan`: per group, the parameter vector, the ψ-transform at η = 0, the
+dose arrays and every output buffer are prepared once, and a call is the model kernel, the chain rule and the
+FO kernel on those buffers (the same operations in the same order as ``evaluate_fim``, so the same numbers,
+bit for bit); anything unusual on the way (a non-finite prediction, a singular covariance) is handed to the
+general path, which explains it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,70 @@ import numpy as np
 from ..errors import DesignError
 from ..regimen import check_times
 from .api import _check_choice, _collapsed, _parameters, group_cases, silent_samples
+from .linearized import STRUCTURED_ABOVE
+
+
+class _FOPlan:
+    """The FO/FOI FIM of one group at fixed parameter values, on preallocated buffers (see the module)."""
+
+    def __init__(self, model, pp, t, idx, regimen, full: bool, interaction: bool):
+        from ..kernels.normal_fim import fo_fim_kernel
+
+        self.fo_kernel = fo_fim_kernel
+        order = 2 if full else 1
+        self.kernel = model.kernel(order)
+        self.full, self.interaction = full, interaction
+        self.psi = np.ascontiguousarray(pp.psi(np.zeros((1, pp.n_eta))))
+        self.a, self.b, self.c, _ = pp.transform_derivatives(np.zeros((1, pp.n_eta)))
+        self.free, self.ep = pp.free, pp.eta_par
+        self.need = np.union1d(pp.free, pp.eta_par)
+        self.need2 = (self.need[:, None], self.need[None, :])
+        P_all = self.psi.shape[1]
+        self.every = np.array_equal(pp.eta_par, np.arange(P_all)) and np.array_equal(pp.free, np.arange(P_all))
+        self.ab = self.b[:, None, :, None] * self.a[:, None, None, pp.free]
+        self.c_terms = [(j, k, int(np.flatnonzero(pp.free == k)[0])) for j, k in enumerate(pp.eta_par)
+                        if np.any(pp.free == k)]
+        self.doses = model._doses(regimen)
+        om = np.array(pp.omega_free, dtype=np.int64).reshape(-1, 2)
+        self.omega, self.om_i, self.om_j = np.asarray(pp.omega, dtype=float), om[:, 0].copy(), om[:, 1].copy()
+        self.resid = pp.residual.kernel_arrays()
+        self.p, self.n_psi = pp.p, self.psi.shape[1]
+        self.set_times(t, idx)
+
+    def set_times(self, t, idx):
+        n, P = t.size, self.n_psi
+        self.t, self.idx = np.ascontiguousarray(t, dtype=float), np.ascontiguousarray(idx, dtype=np.int64)
+        self.bufs = [np.empty((1, n)), np.empty((1, n, P)), np.empty((1, n))]
+        if self.full:
+            self.bufs.append(np.empty((1, n, P, P)))
+        self.out = np.empty((1, self.p, self.p))
+        self.zero_lth = None if self.full else np.zeros((1, n, self.ep.size, self.free.size))
+
+    def __call__(self):
+        """The group's per-subject FIM (p, p), or None when the general path must decide (and explain)."""
+        self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs)
+        f, d1 = self.bufs[0], self.bufs[1]
+        if not (np.isfinite(f).all() and np.isfinite(d1[..., self.need]).all()):
+            return None
+        a, b, c, free, ep = self.a, self.b, self.c, self.free, self.ep
+        fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
+        L = np.ascontiguousarray(d1[:, :, ep] * b[:, None, :])
+        if self.full:  # as predict(): ∂L_j/∂θ_m = ∂²f/∂ψ_kj∂ψ_m · a_m · b_j + [m == k_j] ∂f/∂ψ_kj · c_j
+            d2 = self.bufs[3]
+            if not np.isfinite(d2[(slice(None), slice(None)) + self.need2]).all():
+                return None
+            sub = d2 if self.every else d2[:, :, ep[:, None], free[None, :]]
+            Lth = sub * self.ab
+            for j, k, m in self.c_terms:
+                Lth[:, :, j, m] += d1[:, :, k] * c[:, None, j]
+            Lth = np.ascontiguousarray(Lth)
+        else:
+            Lth = self.zero_lth
+        self.fo_kernel(fth, np.ascontiguousarray(f), fth, L, Lth, self.omega, self.om_i, self.om_j, *self.resid,
+                       self.idx, self.full, self.interaction, self.out)
+        if np.isnan(self.out).any():
+            return None
+        return self.out[0]
 
 
 class FIMEvaluator:
@@ -34,6 +105,17 @@ class FIMEvaluator:
                 raise DesignError(f"{where}: samples that carry no information (pre-dose, proportional error); "
                                   "evaluate_fim leaves them out with a note, the evaluator needs them removed")
             self._parts.append((gi, g.n * share, cov, g.occasion_starts(), s, t, idx, g.regimen, pp_c))
+        self._plans = [self._plan(part) for part in self._parts]
+
+    def _plan(self, part):
+        """The direct FO/FOI path for a group, where it applies (closed form, no occasions, no log-scale output,
+        a dense-kernel number of samples), else None."""
+        gi, w, cov, starts, seed, t, idx, regimen, pp = part
+        if (self.approx.name not in ("fo", "foi") or not hasattr(self.model, "kernel") or pp.collapse is not None
+                or pp.eta_occ is not None or t.size > STRUCTURED_ABOVE or t.size == 0
+                or pp.residual.log_scale().any() or pp.n_eta == 0):
+            return None
+        return _FOPlan(self.model, pp, t, idx, regimen, self.fim == "full", self.approx.interaction)
 
     def _times(self, times, gi, t, idx):
         if times is None:
@@ -61,8 +143,20 @@ class FIMEvaluator:
         values (FIM names) instead of the model's."""
         full = self.fim == "full"
         total = np.zeros((len(self.names), len(self.names)))
-        for gi, w, cov, starts, seed, t, idx, regimen, pp0 in self._parts:
+        for (gi, w, cov, starts, seed, t, idx, regimen, pp0), plan in zip(self._parts, self._plans):
             tt, ii = self._times(times, gi, t, idx)
+            if plan is not None and not values:
+                if tt is not t:
+                    if tt.size != plan.t.size:
+                        plan = None
+                    else:
+                        plan.set_times(tt, ii)
+                elif plan.t is not t and not np.array_equal(plan.t, t):
+                    plan.set_times(t, idx)
+                F = plan() if plan is not None else None
+                if F is not None:
+                    total += w * F
+                    continue
             pp = _parameters(self.model, {**values, **cov}).for_occasions(starts) if values else pp0
             out = self.approx.subject(self.model, pp, tt, ii, regimen, full, draws=self.draws, seed=seed)
             total += w * _collapsed(out, pp).matrix
