@@ -27,9 +27,9 @@ class _FOPlan:
     """The FO/FOI FIM of one group at fixed parameter values, on preallocated buffers (see the module)."""
 
     def __init__(self, model, pp, t, idx, regimen, full: bool, interaction: bool):
-        from ..kernels.normal_fim import fo_fim_kernel
+        from ..kernels.normal_fim import fo_fim_kernel, fo_fim_serial
 
-        self.fo_kernel = fo_fim_kernel
+        self.fo_kernel, self.fo_direct = fo_fim_kernel, fo_fim_serial.disp
         order = 2 if full else 1
         self.kernel = model.kernel(order)
         self.full, self.interaction = full, interaction
@@ -50,7 +50,9 @@ class _FOPlan:
         self.p, self.n_psi = pp.p, self.psi.shape[1]
         self.set_times(t, idx)
 
-    def set_times(self, t, idx):
+    def set_times(self, t, idx, base: bool = True):
+        """Sample at ``t`` (n,) with outputs ``idx`` (n,); ``base``: these are the design's own times."""
+        self.base = base
         n, P = t.size, self.n_psi
         self.t, self.idx = np.ascontiguousarray(t, dtype=float), np.ascontiguousarray(idx, dtype=np.int64)
         self.bufs = [np.empty((1, n)), np.empty((1, n, P)), np.empty((1, n))]
@@ -63,11 +65,12 @@ class _FOPlan:
         """The group's per-subject FIM (p, p), or None when the general path must decide (and explain)."""
         self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs)
         f, d1 = self.bufs[0], self.bufs[1]
-        if not (np.isfinite(f).all() and np.isfinite(d1[..., self.need]).all()):
-            return None
         a, b, c, free, ep = self.a, self.b, self.c, self.free, self.ep
         fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
         L = np.ascontiguousarray(d1[:, :, ep] * b[:, None, :])
+        # every needed derivative is in fth or L (need = free ∪ ep; a > 0, b finite): the general path's check
+        if not (np.isfinite(f).all() and np.isfinite(fth).all() and np.isfinite(L).all()):
+            return None
         if self.full:  # as predict(): ∂L_j/∂θ_m = ∂²f/∂ψ_kj∂ψ_m · a_m · b_j + [m == k_j] ∂f/∂ψ_kj · c_j
             d2 = self.bufs[3]
             if not np.isfinite(d2[(slice(None), slice(None)) + self.need2]).all():
@@ -83,6 +86,8 @@ class _FOPlan:
                        self.idx, self.full, self.interaction, self.out)
         if np.isnan(self.out).any():
             return None
+        if self.fo_kernel is not self.fo_direct:  # compiled (and its cache recorded) by the first call: from now
+            self.fo_kernel = self.fo_direct      # on the dispatcher itself (one subject: the serial kernel)
         return self.out[0]
 
 
@@ -150,8 +155,8 @@ class FIMEvaluator:
                     if tt.size != plan.t.size:
                         plan = None
                     else:
-                        plan.set_times(tt, ii)
-                elif plan.t is not t and not np.array_equal(plan.t, t):
+                        plan.set_times(tt, ii, base=False)
+                elif not plan.base:
                     plan.set_times(t, idx)
                 F = plan() if plan is not None else None
                 if F is not None:
