@@ -46,8 +46,10 @@ class Prior:
     def draws(self, n: int, seed=0) -> list:
         from scipy.stats import norm, qmc  # lazy: scipy.stats takes ~0.8 s to import
 
+        from .fim.draws import generator
+
         names = list(self.spec)
-        sob = qmc.Sobol(len(names), scramble=True, rng=np.random.default_rng(seed))
+        sob = qmc.Sobol(len(names), scramble=True, rng=generator(seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             u = np.clip(sob.random(n), 1e-12, 1 - 1e-12)

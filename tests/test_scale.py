@@ -102,3 +102,43 @@ def test_draw_chunks_on_a_process_pool_equal_serial(approx):
     with process_pool(2) as pool:
         pooled = pk.evaluate_fim(model, spec.default_design, approx, fim="full", draws=draws, seed=3, executor=pool)
     np.testing.assert_array_equal(pooled.matrix, serial.matrix)
+
+
+def test_exact_mc_does_not_depend_on_the_chunk_size(monkeypatch):
+    """Each unit of SEED_UNIT subjects has its own importance-sampling stream and each subject's estimate uses
+    only its own numbers, so the chunk size (the unit of work of an executor) changes only the summation order."""
+    from pkdesign.fim.approximations import ExactMC
+
+    spec, model = compiled("warfarin")
+    runs = []
+    for block in (256, 512, 2048):
+        monkeypatch.setattr(ExactMC, "BLOCK", block)
+        runs.append(pk.evaluate_fim(model, spec.default_design, "exact-mc", draws=16 * 2048, seed=4))
+    for r in runs[1:]:
+        np.testing.assert_allclose(r.matrix, runs[0].matrix, rtol=1e-12, atol=1e-12 * np.abs(runs[0].matrix).max())
+        assert abs(r.info["logdet_mc_se"] - runs[0].info["logdet_mc_se"]) < 1e-9
+
+
+def test_a_seed_object_gives_the_same_numbers_every_time_and_everywhere(monkeypatch):
+    """scipy's scrambled Sobol spawns from its Generator's SeedSequence: a shared SeedSequence object used to
+    scramble differently on each use, so a replicate split in two chunks got two scramblings serially and one in
+    worker processes.  Now: same numbers on repeated use and on a process pool, with two chunks per replicate."""
+    from pkdesign.executors import process_pool
+    from pkdesign.fim.approximations import ExactMC
+    from pkdesign.fim.draws import standard_normal
+
+    ss = np.random.SeedSequence(11)
+    np.testing.assert_array_equal(standard_normal(64, 3, ss, "qmc"), standard_normal(64, 3, ss, "qmc"))
+    spec, model = compiled("warfarin")
+    d = spec.default_design
+    ev = pk.fim_evaluator(model, d, "mc", "full", draws=256)  # keeps its groups' SeedSequences between calls
+    ref = pk.evaluate_fim(model, d, "mc", "full", draws=256, check=False).matrix
+    np.testing.assert_array_equal(ev(), ref)
+    np.testing.assert_array_equal(ev(), ref)
+    monkeypatch.setattr(ExactMC, "BLOCK", 256)
+    serial = pk.evaluate_fim(model, d, "exact-mc", draws=16 * 512, seed=3)  # 512 per replicate: two chunks
+    with process_pool(2) as pool:
+        pooled = pk.evaluate_fim(model, d, "exact-mc", draws=16 * 512, seed=3, executor=pool)
+    np.testing.assert_array_equal(pooled.matrix, serial.matrix)
+    np.testing.assert_array_equal(pk.evaluate_fim(model, d, "exact-mc", draws=16 * 512, seed=3).matrix,
+                                  serial.matrix)

@@ -20,8 +20,8 @@ import numpy as np
 from ..choices import APPROXIMATIONS, BATCHED_APPROXIMATIONS
 from ..errors import DesignError, PkdesignError
 from ..executors import gather, submit
-from .draws import check_draws, draw_eta
-from .exact import exact_mc_scores
+from .draws import check_draws, draw_eta, generator
+from .exact import exact_mc_scores, importance_draws
 from .linearized import fo_fims, linearized_fims
 from .montecarlo import add_moments, mc_fim, mc_fim_from_moments, mc_moments
 from .predict import Predictions, predict
@@ -217,7 +217,8 @@ class ExactMC(Approximation):
     for bit."""
 
     name, default_draws, reduced, parallel_draws = "exact-mc", 65536, False, True
-    BLOCK = 2048
+    BLOCK = 2048      # subjects per task (a multiple of SEED_UNIT)
+    SEED_UNIT = 256   # subjects per importance-sampling stream: results do not depend on BLOCK
     REPLICATES = 16
 
     def replicate_size(self, draws) -> int:
@@ -241,11 +242,12 @@ class ExactMC(Approximation):
         ss = np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key)  # never advance the caller's object
         m = K // self.REPLICATES
         chunks = [(lo, min(lo + self.BLOCK, m)) for lo in range(0, m, self.BLOCK)]
+        U = self.SEED_UNIT
         args = []
         for rep in ss.spawn(self.REPLICATES):
-            kids = rep.spawn(1 + len(chunks))
-            args += [(model, pp, times, idx, regimen, m, lo, hi, S, kids[0], kid, where)
-                     for (lo, hi), kid in zip(chunks, kids[1:])]
+            kids = rep.spawn(1 + -(-m // U))  # the scrambling, then one stream per unit of SEED_UNIT subjects
+            args += [(model, pp, times, idx, regimen, m, lo, hi, S, kids[0], kids[1 + lo // U:1 + -(-hi // U)], where)
+                     for lo, hi in chunks]
         if executor is not None and len(args) > 1:
             parts = gather([submit(executor, _exact_chunk, *a) for a in args], f"{where}: exact-MC chunks")
         else:
@@ -257,20 +259,25 @@ class ExactMC(Approximation):
                           replicates)
 
 
-def _exact_chunk(model, pp, times, idx, regimen, m, lo, hi, n_is, scramble_seed, is_seed, where):
+def _exact_chunk(model, pp, times, idx, regimen, m, lo, hi, n_is, scramble_seed, unit_seeds, where):
     """Sum over subjects lo..hi-1 of a replicate of m quasi-random subjects (scrambled with ``scramble_seed``)
     of the symmetrised outer products of their two half-sample score estimates (p, p), and their effective
-    sample sizes (hi - lo,)."""
+    sample sizes (hi - lo,).  The importance samples of each unit of SEED_UNIT subjects come from its own seed in
+    ``unit_seeds`` (the units lo // SEED_UNIT onwards), so a subject's numbers do not depend on the chunking."""
     from scipy.special import ndtri
     from scipy.stats import qmc
 
     d = pp.n_eta + times.size
     if d <= qmc.Sobol.MAXDIM:
-        points = qmc.Sobol(d, scramble=True, seed=np.random.default_rng(scramble_seed))
+        points = qmc.Sobol(d, scramble=True, rng=generator(scramble_seed))
         normals = ndtri(np.clip(points.random_base2(int(np.log2(m)))[lo:hi], 1e-16, 1 - 1e-16))
     else:  # pragma: no cover - more than 21,201 observations per subject: independent draws
-        normals = np.random.default_rng(scramble_seed).standard_normal((m, d))[lo:hi]
-    halves, ess = exact_mc_scores(model, pp, times, idx, regimen, normals, n_is, np.random.default_rng(is_seed), where)
+        normals = generator(scramble_seed).standard_normal((m, d))[lo:hi]
+    U = ExactMC.SEED_UNIT
+    parts = [importance_draws(min(U, hi - (lo // U + k) * U), n_is, pp.n_eta, generator(seed))
+             for k, seed in enumerate(unit_seeds)]
+    draws = tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
+    halves, ess = exact_mc_scores(model, pp, times, idx, regimen, normals, draws, where)
     outer = np.einsum("mi,mj->ij", halves[:, 0], halves[:, 1])
     return 0.5 * (outer + outer.T), ess
 

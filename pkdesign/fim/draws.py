@@ -21,16 +21,27 @@ def omega_root(omega: np.ndarray) -> np.ndarray:
     return v * np.sqrt(np.clip(w, 0.0, None))
 
 
+def generator(seed) -> np.random.Generator:
+    """A new Generator for ``seed`` (int, None or ``SeedSequence``) that gives the same numbers every time.
+
+    A ``SeedSequence`` is copied first: scipy's scrambled Sobol spawns from the sequence of the Generator it is
+    given, which advances a shared ``SeedSequence`` object, so the same seed object would scramble differently
+    on each use (and differently in a worker process, which gets a fresh copy)."""
+    if isinstance(seed, np.random.SeedSequence):
+        seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size)
+    return np.random.default_rng(seed)
+
+
 def standard_normal(n: int, d: int, seed, method: str = "mc") -> np.ndarray:
     """(n, d) standard normal draws: ``mc`` (numpy PCG64) or ``qmc`` (scrambled Sobol)."""
     if d == 0:
         return np.zeros((n, 0))
     if method == "mc":
-        return np.random.default_rng(seed).standard_normal((n, d))
+        return generator(seed).standard_normal((n, d))
     if method == "qmc":
         from scipy.stats import norm, qmc  # lazy: scipy.stats takes ~0.8 s to import
 
-        sob = qmc.Sobol(d, scramble=True, rng=np.random.default_rng(seed))
+        sob = qmc.Sobol(d, scramble=True, rng=generator(seed))
         with warnings.catch_warnings():  # balance properties need 2^m points; any n is still valid
             warnings.simplefilter("ignore", UserWarning)
             u = sob.random(n)

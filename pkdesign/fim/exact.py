@@ -83,20 +83,30 @@ def posterior_modes(model, pp, t, idx, regimen, y, Oi, start=None, iterations: i
     return eta, _curvature(pp, idx, P, Oi)[2]
 
 
-def exact_mc_scores(model, pp, t, idx, regimen, normals, n_is: int, rng, where: str = ""):
+def importance_draws(n_subjects: int, n_is: int, n_eta: int, rng) -> tuple:
+    """The random numbers of the importance samples of ``n_subjects`` subjects: (z (M, 2, q, n_eta), u (M, 2, q))
+    with q = n_is/4 (two halves of q antithetic pairs; ``n_is`` rounded up to a multiple of 4)."""
+    q = max(1, -(-n_is // 4))
+    return rng.standard_normal((n_subjects, 2, q, n_eta)), rng.chisquare(NU, size=(n_subjects, 2, q))
+
+
+def exact_mc_scores(model, pp, t, idx, regimen, normals, draws: tuple, where: str = ""):
     """Two independent estimates of the marginal score of each simulated subject.
 
     ``normals`` (M, n_eta + n_obs) are the standard normal numbers of the M subjects (quasi-random: see
     :class:`~pkdesign.fim.approximations.ExactMC`): η = A z[:, :n_eta] with A Aᵀ = Ω, and the standardised
-    residuals z[:, n_eta:].  ``rng`` draws the importance samples, in antithetic pairs (z, −z) around the mode,
-    which cancels the odd terms of the score around it.
+    residuals z[:, n_eta:].  ``draws`` (:func:`importance_draws`) are the random numbers of the importance samples,
+    used in antithetic pairs (z, −z) around the mode, which cancels the odd terms of the score around it.  Each
+    subject's result depends only on its own row of ``normals`` and ``draws``, not on the others in the batch.
 
     Returns ``(halves, ess)``: halves (M, 2, p), each half the self-normalised importance-sampling
     estimate from n_is/2 samples; ess (M,) the effective sample sizes.  The product of the two
     halves estimates s sᵀ without the positive bias Var(ŝ) that the square of one estimate has.
     """
     E = pp.n_eta
-    n_is = 4 * max(1, -(-n_is // 4))  # two halves of antithetic pairs
+    z, u = draws
+    q = z.shape[2]
+    n_is = 4 * q  # two halves of q antithetic pairs
     Om = pp.omega
     try:
         Cm = np.linalg.cholesky(Om)
@@ -112,9 +122,6 @@ def exact_mc_scores(model, pp, t, idx, regimen, normals, n_is: int, rng, where: 
     # mode; only the importance weights depend on the proposal, and they are exact for any centre)
     mode, H = posterior_modes(model, pp, t, idx, regimen, y, Oi, start=eta_true, where=where)
     Ch = np.linalg.cholesky(np.linalg.inv(H))  # (M, E, E)
-    q = n_is // 4
-    z = rng.standard_normal((M, 2, q, E))
-    u = rng.chisquare(NU, size=(M, 2, q))
     z = np.concatenate([z, -z], axis=2).reshape(M, n_is, E)
     u = np.concatenate([u, u], axis=2).reshape(M, n_is)
     eta = mode[:, None, :] + np.einsum("mij,msj->msi", Ch, z) / np.sqrt(u / NU)[..., None]
