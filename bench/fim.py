@@ -3,6 +3,9 @@
 Measures, best of several repeats after a warm-up:
 - FO full and reduced, one design per call (``evaluate_fim``, and a reusable ``fim_evaluator``);
 - FO full and reduced batched over 10,000 random candidate schedules (``schedule_fims``), per schedule;
+- the FIM assembly alone on the same predictions: pkdesign's generic FO kernel against the hand-written,
+  structure-aware floor of ``bench/floor.py`` (same FIMs to 1e-12, checked in the run): ``ratio_full_vs_floor``,
+  ``ratio_reduced_vs_floor``;
 - FOCE with 1,000 draws, MC with 2,048 draws, exact-MC with 2,000 subjects x 200 importance samples;
 - the baseline, in the same run: a plain numpy implementation in the style of PopED (closed-form
   predictions, every derivative of the mean and the covariance by central finite differences),
@@ -22,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import pkdesign as pk  # noqa: E402
 from common import best, fd_fo_fim, report  # noqa: E402  (bench/common.py)
+from floor import warfarin_fo_floor  # noqa: E402  (bench/floor.py)
 
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
 
@@ -54,6 +58,29 @@ def main():
     for kind in ("full", "reduced"):
         res[f"fo_{kind}_batched_us_per_schedule"] = 1e6 * best(
             lambda kind=kind: pk.schedule_fims(model, cand, regimen=reg, fim=kind)) / cand.shape[0]
+    # the FIM assembly alone, on the same predictions: pkdesign's generic kernel vs the hand-written floor
+    from pkdesign.fim.api import _parameters
+    from pkdesign.fim.linearized import fo_fims
+    from pkdesign.fim.predict import predict
+
+    pp = _parameters(model, None)
+    idx = np.zeros(cand.shape[1], dtype=np.int64)
+    P = predict(model, pp, np.zeros(pp.n_eta), cand, idx, reg, 2, "")
+    var = {e.kind: e.variance for e in pp.residual.terms}
+    om = np.ascontiguousarray(np.diag(pp.omega))
+    floor_out = np.empty((cand.shape[0], pp.p, pp.p))
+    for kind in ("full", "reduced"):
+        full = kind == "full"
+        gen = fo_fims(pp, idx, P, interaction=False, full=full)
+        warfarin_fo_floor(P.f, P.fth, P.L, P.Lth, om, var["prop"], var["add"], full, floor_out)
+        assert np.max(np.abs(gen - floor_out)) <= 1e-12 * np.max(np.abs(gen))  # the same FIMs
+        res[f"fo_{kind}_assembly_us_per_schedule"] = 1e6 * best(
+            lambda full=full: fo_fims(pp, idx, P, interaction=False, full=full)) / cand.shape[0]
+        res[f"fo_{kind}_floor_us_per_schedule"] = 1e6 * best(
+            lambda full=full: warfarin_fo_floor(P.f, P.fth, P.L, P.Lth, om, var["prop"], var["add"], full,
+                                                floor_out)) / cand.shape[0]
+        res[f"ratio_{kind}_vs_floor"] = res[f"fo_{kind}_assembly_us_per_schedule"] / res[
+            f"fo_{kind}_floor_us_per_schedule"]
     for kind in ("full", "reduced"):  # what a call costs beyond the arithmetic (the batched cost per schedule)
         res[f"evaluator_overhead_{kind}_us"] = (res[f"fo_{kind}_evaluator_us"]
                                                 - res[f"fo_{kind}_batched_us_per_schedule"])
