@@ -34,7 +34,11 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
 
 @_cached(nogil=True, error_model="numpy")
 def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cover - compiled
-    """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal (else dense).
+    """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal, kind[a] = 2 rank one,
+    dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not read), else dense.  A rank-one
+    derivative (the variance of one random effect under FO/FOCE: L_k L_kᵀ) costs V⁻¹u (n²) instead of V⁻¹ dV[a]
+    (n³): ½ tr(V⁻¹ dV_a V⁻¹ dV_c) is ½ (u_aᵀ V⁻¹ u_c)² against another rank-one one, ½ Σ_i (V⁻¹u_a)_i² d_i
+    against a diagonal one and ½ (V⁻¹u_a)ᵀ dV_c (V⁻¹u_a) against a dense one.
 
     An observation with zero variance, zero covariances and no derivative (a pre-dose sample with a
     proportional-only error: y = 0 whatever the parameters) carries no information: its variance is
@@ -54,6 +58,9 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
         for a in range(p):
             if kind[a] == 1:
                 if dV[a, i, i] != 0.0:
+                    silent = False
+            elif kind[a] == 2:
+                if dV[a, 0, i] != 0.0:
                     silent = False
             else:
                 for j in range(n):
@@ -108,6 +115,17 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
             out[a, c] = s
     for a in range(p):
         nz[a] = False
+        if kind[a] == 2:  # y = V⁻¹u in M[a, 0]
+            for i in range(n):
+                if dV[a, 0, i] != 0.0:
+                    nz[a] = True
+            if nz[a]:
+                for i in range(n):
+                    s = 0.0
+                    for k in range(n):
+                        s += Vi[i, k] * dV[a, 0, k]
+                    M[a, 0, i] = s
+            continue
         if kind[a] == 1:
             for i in range(n):
                 if dV[a, i, i] != 0.0:
@@ -135,9 +153,25 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
             if not nz[c]:
                 continue
             s = 0.0
-            for i in range(n):
-                for j in range(n):
-                    s += M[a, i, j] * M[c, j, i]
+            if kind[a] == 2 and kind[c] == 2:
+                for i in range(n):
+                    s += dV[a, 0, i] * M[c, 0, i]
+                s = s * s
+            elif kind[a] == 2 or kind[c] == 2:
+                r, o = (a, c) if kind[a] == 2 else (c, a)  # r rank one, o the other
+                if kind[o] == 1:
+                    for i in range(n):
+                        s += M[r, 0, i] * M[r, 0, i] * dV[o, i, i]
+                else:
+                    for i in range(n):
+                        w = 0.0
+                        for j in range(n):
+                            w += dV[o, i, j] * M[r, 0, j]
+                        s += M[r, 0, i] * w
+            else:
+                for i in range(n):
+                    for j in range(n):
+                        s += M[a, i, j] * M[c, j, i]
             out[a, c] += 0.5 * s
     for a in range(p):
         for c in range(a):
@@ -184,6 +218,9 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
         kind = np.zeros(p, dtype=np.int64)
         for r in range(pt + n_om, p):
             kind[r] = 1
+        for k in range(n_om):  # the variance of one random effect: ∂V/∂ω_kk = L_k L_kᵀ (rank one) under FO/FOCE
+            if om_i[k] == om_j[k] and not interaction:
+                kind[pt + k] = 2
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
             for i in range(n):
                 for e in range(E):
@@ -200,6 +237,8 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
             for i in range(n):
                 Sd[i] = V[i, i]
             for a in range(p):
+                if kind[a] == 2:
+                    continue  # written below (its row 0 only)
                 for i in range(n):
                     for j in range(n):
                         dV[a, i, j] = 0.0
@@ -233,6 +272,10 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
                                         dV[m, i, i] += 2.0 * err_var[t] * s
             for k in range(n_om):
                 a, c = om_i[k], om_j[k]
+                if kind[pt + k] == 2:
+                    for i in range(n):
+                        dV[pt + k, 0, i] = L[b, i, a]
+                    continue
                 for i in range(n):
                     for j in range(n):
                         v = L[b, i, a] * L[b, j, c]
