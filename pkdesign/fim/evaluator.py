@@ -8,7 +8,7 @@ skipped per call is the design validation, the silent-sample check and building 
 FO and FOI on a closed-form model at the model's parameter values (the common case of a loop over sampling
 times) take a direct path, :class:`_FOPlan`: per group, the parameter vector, the ψ-transform at η = 0, the
 dose arrays and every output buffer are prepared once, and a call is the model kernel, the chain rule and the
-FO kernel on those buffers (the same operations in the same order as ``evaluate_fim``, so the same numbers,
+FO kernel on those buffers (``predict.chain_rule`` and the FO kernel, as in ``evaluate_fim``: the same numbers,
 bit for bit); anything unusual on the way (a non-finite prediction, a singular covariance) is handed to the
 general path, which explains it.
 """
@@ -21,6 +21,7 @@ from ..errors import DesignError
 from ..regimen import check_times
 from .api import _check_choice, _collapsed, _parameters, group_cases, silent_samples
 from .linearized import STRUCTURED_ABOVE
+from .predict import chain_rule
 
 
 class _FOPlan:
@@ -36,13 +37,8 @@ class _FOPlan:
         self.psi = np.ascontiguousarray(pp.psi(np.zeros((1, pp.n_eta))))
         self.a, self.b, self.c, _ = pp.transform_derivatives(np.zeros((1, pp.n_eta)))
         self.free, self.ep = pp.free, pp.eta_par
-        self.need = np.union1d(pp.free, pp.eta_par)
-        self.need2 = (self.need[:, None], self.need[None, :])
-        P_all = self.psi.shape[1]
-        self.every = np.array_equal(pp.eta_par, np.arange(P_all)) and np.array_equal(pp.free, np.arange(P_all))
-        self.ab = self.b[:, None, :, None] * self.a[:, None, None, pp.free]
-        self.c_terms = [(j, k, int(np.flatnonzero(pp.free == k)[0])) for j, k in enumerate(pp.eta_par)
-                        if np.any(pp.free == k)]
+        need = np.union1d(pp.free, pp.eta_par)
+        self.need2 = (slice(None), slice(None), need[:, None], need[None, :])
         self.doses = model._doses(regimen)
         om = np.array(pp.omega_free, dtype=np.int64).reshape(-1, 2)
         self.omega, self.om_i, self.om_j = np.asarray(pp.omega, dtype=float), om[:, 0].copy(), om[:, 1].copy()
@@ -65,20 +61,14 @@ class _FOPlan:
         """The group's per-subject FIM (p, p), or None when the general path must decide (and explain)."""
         self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs)
         f, d1 = self.bufs[0], self.bufs[1]
-        a, b, c, free, ep = self.a, self.b, self.c, self.free, self.ep
-        fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
-        L = np.ascontiguousarray(d1[:, :, ep] * b[:, None, :])
-        # every needed derivative is in fth or L (need = free ∪ ep; a > 0, b finite): the general path's check
+        d2 = self.bufs[3] if self.full else None
+        fth, L, Lth, _ = chain_rule(d1, d2, self.a, self.b, self.c, None, self.free, self.ep)
+        # every needed first derivative is in fth or L (need = free ∪ ep; a > 0, b finite): predict()'s check
         if not (np.isfinite(f).all() and np.isfinite(fth).all() and np.isfinite(L).all()):
             return None
-        if self.full:  # as predict(): ∂L_j/∂θ_m = ∂²f/∂ψ_kj∂ψ_m · a_m · b_j + [m == k_j] ∂f/∂ψ_kj · c_j
-            d2 = self.bufs[3]
-            if not np.isfinite(d2[(slice(None), slice(None)) + self.need2]).all():
+        if self.full:
+            if not np.isfinite(d2[self.need2]).all():
                 return None
-            sub = d2 if self.every else d2[:, :, ep[:, None], free[None, :]]
-            Lth = sub * self.ab
-            for j, k, m in self.c_terms:
-                Lth[:, :, j, m] += d1[:, :, k] * c[:, None, j]
             Lth = np.ascontiguousarray(Lth)
         else:
             Lth = self.zero_lth

@@ -153,11 +153,21 @@ def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=Non
     if order == 0:
         return Predictions(f=f, fth=None, L=None)
     a, b, c, e = pp.transform_derivatives(eta_b, active)
-    free, ep = pp.free, pp.eta_par
+    fth, L, Lth, Leta = chain_rule(d1, d2 if order >= 2 else None, a, b, c, e, pp.free, pp.eta_par, eta2)
+    return Predictions(f=f, fth=fth, L=L, dt=dt, Lth=Lth, Leta=Leta)
+
+
+def chain_rule(d1, d2, a, b, c, e, free, ep, eta2: bool = False) -> tuple:
+    """Derivatives in θ and η from those in ψ (the model kernels'), for batches of B rows.
+
+    d1 (B, n, P) ∂f/∂ψ, d2 (B, n, P, P) ∂²f/∂ψ² or None; (a, b, c, e) from
+    ``PopulationParameters.transform_derivatives``; free, ep: the ψ index of each estimated θ and of each η.
+    Returns (fth (B, n, p_theta), L (B, n, n_eta), Lth (B, n, n_eta, p_theta) or None, Leta (B, n, n_eta, n_eta)
+    or None); Lth and Leta need d2, Leta also ``eta2``."""
     fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
     L = np.ascontiguousarray(d1[:, :, ep] * b[:, None, :])
-    out = Predictions(f=f, fth=fth, L=L, dt=dt)
-    if order >= 2:
+    Lth = Leta = None
+    if d2 is not None:
         # ∂L_j/∂θ_m = ∂²f/∂ψ_kj∂ψ_m · a_m · b_j + [m == k_j] ∂f/∂ψ_kj · c_j
         P_all = d1.shape[2]
         if np.array_equal(ep, np.arange(P_all)) and np.array_equal(free, np.arange(P_all)):
@@ -169,14 +179,12 @@ def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=Non
             m = np.flatnonzero(free == k)
             if m.size:
                 Lth[:, :, j, m[0]] += d1[:, :, k] * c[:, None, j]
-        out.Lth = Lth
         if eta2:
             Leta = d2[:, :, ep[:, None], ep[None, :]] * (b[:, None, :, None] * b[:, None, None, :])
             for j, k in enumerate(ep):
                 for m in np.flatnonzero(ep == k):  # two η's of one parameter (between-subject and κ) too
                     Leta[:, :, j, m] += d1[:, :, k] * e[:, None, j]
-            out.Leta = Leta
-    return out
+    return fth, L, Lth, Leta
 
 
 def _check_finite(f, d1, d2, times, idx, where, names=None):
