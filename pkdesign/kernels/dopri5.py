@@ -377,7 +377,7 @@ def bind(module, guard, **options) -> None:
             stiff["block_solve"] = guard.jit(rebind(rosenbrock.block_solve, "block_solve", stiff, filename), **options)
             stiff["stage_solve"] = guard.jit(rebind(rosenbrock.stage_solve, f"stage_solve{k}", stiff, filename),
                                              **options)
-            stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas3_step{k}", stiff, filename), **options)
+            stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas4_step{k}", stiff, filename), **options)
             stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
             for suffix, parallel in (("", False), ("_parallel", True)):
                 name = f"solve{k}_stiff{suffix}"

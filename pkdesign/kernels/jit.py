@@ -429,7 +429,6 @@ class GuardedKernel:
                 self._n = len(self.disp.overloads)
         return out
 
-
     def _load(self, args) -> None:
         """Load (or compile) the overload for ``args`` through ``Dispatcher.compile``: a cache hit then skips
         numba's lazy-typing entry point, which first scans every installed package's entry points for numba

@@ -24,9 +24,9 @@ Jacobian (``jacK`` of the generated module), so the sensitivities are integrated
 simultaneously with the states.  f_t is 0 for an autonomous model (``TDEP`` false); otherwise a forward
 difference in t.  Between dose events u is constant.
 
-:func:`advance` has the signature of :func:`pkdesign.kernels.dopri5.advance` (its seven work vectors are the
-stages here), so :func:`~pkdesign.kernels.dopri5.bind` compiles the same ``solve`` (dose events, lag-time
-jumps, outputs) around either integrator.
+:func:`advance` has the signature of :func:`pkdesign.kernels.dopri5.advance` (of its seven work vectors it
+uses three; the stages live in an array of its own), so :func:`~pkdesign.kernels.dopri5.bind` compiles the same
+``solve`` (dose events, lag-time jumps, outputs) around either integrator.
 """
 
 from __future__ import annotations

@@ -106,6 +106,7 @@ class OdeModel(ModelDisplay, PicklesBySpec):
         self.lag_depends_on_parameters = spec.lag_depends_on_parameters
         self.rtol, self.atol, self.max_steps = spec.ode.rtol, spec.ode.atol, spec.ode.max_steps
         self.solver = spec.ode.solver
+        self._auto = None  # solver = "auto": the choice, once made (choose_solver)
 
     @property
     def source(self) -> str:
@@ -124,7 +125,7 @@ class OdeModel(ModelDisplay, PicklesBySpec):
         eigenvalues of the state Jacobian at the start (initial state plus the first dose, if any) give the
         stability-limited step of the explicit method; kept for later calls.  A run of the explicit method that
         still exceeds ``max_steps`` switches to the implicit one (``evaluate``)."""
-        if getattr(self, "_auto", None) is None:
+        if self._auto is None:
             m = self.module
             y = np.zeros(m.NY0)
             m.init0(np.asarray(psi, dtype=float), y)
