@@ -7,7 +7,9 @@ solver), and (b) scipy solve_ivp
 derivative by central finite differences, assembled into the same FO FIM (PopED-style).  Also
 the batched evaluation of 1,000 parameter vectors with second-order sensitivities; the stiff exchange system
 (tests/test_ode.py, 64 parameter vectors, first-order sensitivities) and the full TMDD model (models/
-tmdd_full.toml, FO reduced FIM of its design) on LSODA vs the compiled Rosenbrock solver.
+tmdd_full.toml, FO reduced FIM of its design) on LSODA vs the compiled Rosenbrock solver; the HCV PK/PD
+example (models/hcv.toml: 5 states, 7 random effects, 24 samples of two outputs), FO full FIM (second-order
+sensitivities, 28 unique pairs) over FO reduced (first order).
 Prints one JSON object on its last line (times in milliseconds).
 """
 
@@ -89,6 +91,11 @@ def main():
         res[f"tmdd_fo_reduced_{solver}_ms"] = 1e3 * best(lambda: pk.evaluate_fim(mt, tm.default_design, "fo"),
                                                         repeat=3)
     res["tmdd_speedup_vs_lsoda"] = res["tmdd_fo_reduced_lsoda_ms"] / res["tmdd_fo_reduced_rosenbrock_ms"]
+    sh = pk.load_model(ROOT / "models" / "hcv.toml")
+    mh = pk.compile_model(sh)
+    for kind in ("reduced", "full"):
+        res[f"hcv_fo_{kind}_ms"] = 1e3 * best(lambda: pk.evaluate_fim(mh, sh.default_design, "fo", kind))
+    res["hcv_full_over_reduced"] = res["hcv_fo_full_ms"] / res["hcv_fo_reduced_ms"]
     rng = np.random.default_rng(0)
     psi = so.theta * np.exp(rng.normal(0, 0.3, (1000, 3)))
     reg = d.groups[0].regimen
