@@ -1,13 +1,14 @@
 """Benchmark: FO FIM (full) of the warfarin design with the ODE twin of the warfarin model.
 
 Compared in the same run with (a) the closed form (models/warfarin.toml), the same ODE model on
-the stiff paths (scipy LSODA with the compiled right-hand side and Jacobian; the compiled Rosenbrock
-solver), and (b) scipy solve_ivp
+the stiff paths (scipy LSODA with the compiled right-hand side and Jacobian; the compiled BDF solver, which
+solver = "auto" picks for stiff systems, and the compiled Rosenbrock solver), and (b) scipy solve_ivp
 (RK45, same tolerances rtol 1e-8 / atol 1e-10) with a plain Python right-hand side and every
 derivative by central finite differences, assembled into the same FO FIM (PopED-style).  Also
 the batched evaluation of 1,000 parameter vectors with second-order sensitivities; the stiff exchange system
 (tests/test_ode.py, 64 parameter vectors, first-order sensitivities) and the full TMDD model (models/
-tmdd_full.toml, FO reduced FIM of its design) on LSODA vs the compiled Rosenbrock solver; the HCV PK/PD
+tmdd_full.toml, FO reduced FIM of its design) on LSODA vs the compiled BDF and Rosenbrock solvers (the
+``*_speedup_vs_lsoda`` keys without "rosenbrock" are BDF's); the HCV PK/PD
 example (models/hcv.toml: 5 states, 7 random effects, 24 samples of two outputs), FO full FIM (second-order
 sensitivities, 28 unique pairs) over FO reduced (first order).
 Prints one JSON object on its last line (times in milliseconds).
@@ -29,6 +30,7 @@ from common import best, fd_fo_fim, report  # noqa: E402  (bench/common.py)
 
 
 TIMES = np.array([0.5, 1, 2, 6, 24, 36, 72, 120.0])
+STIFF_SOLVERS = ("bdf", "rosenbrock")
 
 
 
@@ -68,29 +70,34 @@ def main():
     res["baseline_agreement_max_rel"] = float(np.max(np.abs(F_base - F_ode)) / np.max(np.abs(F_ode)))
     res["baseline_scipy_python_fd_ms"] = 1e3 * best(lambda: _baseline(alpha), repeat=2)
     res["speedup_vs_baseline"] = res["baseline_scipy_python_fd_ms"] / res["ode_fo_full_ms"]
-    # the compiled Rosenbrock solver (stiff systems) against the LSODA path and Dormand-Prince
-    sr = replace(so, ode=replace(so.ode, solver="rosenbrock"), name="warfarin_ode_rosenbrock")
-    mr = pk.compile_model(sr)
-    res["ode_rosenbrock_fo_full_ms"] = 1e3 * best(lambda: pk.evaluate_fim(mr, d, "fo", "full"))
-    res["nonstiff_stiff_over_dopri5"] = res["ode_rosenbrock_fo_full_ms"] / res["ode_fo_full_ms"]
+    # the compiled stiff solvers (BDF: what solver = "auto" picks for stiff systems; Rosenbrock) against the
+    # LSODA path and Dormand-Prince
+    for solver in STIFF_SOLVERS:
+        sr = replace(so, ode=replace(so.ode, solver=solver), name=f"warfarin_ode_{solver}")
+        mr = pk.compile_model(sr)
+        res[f"ode_{solver}_fo_full_ms"] = 1e3 * best(lambda: pk.evaluate_fim(mr, d, "fo", "full"))
+    res["nonstiff_stiff_over_dopri5"] = res["ode_bdf_fo_full_ms"] / res["ode_fo_full_ms"]
+    res["nonstiff_rosenbrock_over_dopri5"] = res["ode_rosenbrock_fo_full_ms"] / res["ode_fo_full_ms"]
     stiff_text = (ROOT / "tests" / "test_ode.py").read_text().split('STIFF = """')[1].split('"""')[0]
     psi64 = None
     times = np.array([0.01, 0.1, 1.0, 5.0, 20.0])
-    for solver in ("lsoda", "rosenbrock"):
+    for solver in ("lsoda", *STIFF_SOLVERS):
         ms = pk.parse_model_text(stiff_text.replace("SOLVER", solver), "stiff.toml")
         mm = pk.compile_model(ms)
         psi64 = ms.theta * np.exp(np.random.default_rng(1).normal(0, 0.2, (64, 3)))
         res[f"stiff_exchange_64_vectors_{solver}_ms"] = 1e3 * best(lambda: mm.evaluate(psi64, times, order=1),
                                                                   repeat=3)
-    res["stiff_speedup_vs_lsoda"] = res["stiff_exchange_64_vectors_lsoda_ms"] / res[
-        "stiff_exchange_64_vectors_rosenbrock_ms"]
+    lsoda = res["stiff_exchange_64_vectors_lsoda_ms"]
+    res["stiff_speedup_vs_lsoda"] = lsoda / res["stiff_exchange_64_vectors_bdf_ms"]
+    res["stiff_rosenbrock_speedup_vs_lsoda"] = lsoda / res["stiff_exchange_64_vectors_rosenbrock_ms"]
     tm = pk.load_model(ROOT / "models" / "tmdd_full.toml")
-    for solver in ("lsoda", "rosenbrock"):
+    for solver in ("lsoda", *STIFF_SOLVERS):
         st = replace(tm, ode=replace(tm.ode, solver=solver), name=f"tmdd_full_{solver}")
         mt = pk.compile_model(st)
         res[f"tmdd_fo_reduced_{solver}_ms"] = 1e3 * best(lambda: pk.evaluate_fim(mt, tm.default_design, "fo"),
                                                         repeat=3)
-    res["tmdd_speedup_vs_lsoda"] = res["tmdd_fo_reduced_lsoda_ms"] / res["tmdd_fo_reduced_rosenbrock_ms"]
+    res["tmdd_speedup_vs_lsoda"] = res["tmdd_fo_reduced_lsoda_ms"] / res["tmdd_fo_reduced_bdf_ms"]
+    res["tmdd_rosenbrock_speedup_vs_lsoda"] = res["tmdd_fo_reduced_lsoda_ms"] / res["tmdd_fo_reduced_rosenbrock_ms"]
     sh = pk.load_model(ROOT / "models" / "hcv.toml")
     mh = pk.compile_model(sh)
     for kind in ("reduced", "full"):

@@ -154,7 +154,7 @@ CASES = [
          {"m.toml": (MODELS / "one_comp_infusion_ode.toml").read_text().replace(
              'derivatives = { central = "-CL/V*central" }',
              'derivatives = { central = "-CL/V*central" }\nmax_steps = 2')},
-         message=r"more than max_steps = 2 steps \(a stiff system\? try solver = \"lsoda\""),
+         message=r"more than max_steps = 2 steps \(a stiff system\? try solver = \"bdf\""),
     Case("no-such-model", ["evaluate", "no_such_model"], message=r"no such file"),
     # -- rows that must succeed with the right number ------------------------------------------
     Case("folder-named-like-a-model", ["evaluate", "warfarin", "--json"], {"warfarin/readme.txt": "not a model"},

@@ -21,7 +21,7 @@ def _advance_py(rhs):
 
 
 def _work(ny):
-    return [np.empty(ny) for _ in range(9)]
+    return np.empty((dopri5.work_rows(ny), ny)), np.zeros(dopri5.WS_SIZE)
 
 
 def test_plain_python_integrator_matches_the_exact_solution():

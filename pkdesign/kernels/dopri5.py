@@ -27,6 +27,7 @@ import math
 import numba
 import numpy as np
 
+from .bdf import WS_SIZE  # the integrators' scalar state between advance calls (only BDF keeps one)
 from .jit import GuardedKernel, rebind
 
 # Names bound per model and order by bind() (placeholders here, so that the module reads and lints as
@@ -122,12 +123,23 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
             y[nx + i * P + k] = Z[nx + i * P + k] - gp[i] * fd[2 + P + k]
 
 
-def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7, yt, yn, steps):
+#: rows of the per-vector ``work`` array (ny columns each) of :func:`advance`: the stages k1..k7, yt, yn
+WORK_ROWS = 9
+
+
+def work_rows(ny: int) -> int:
+    """Rows of the ``work`` array (ny columns) :func:`advance` needs."""
+    return WORK_ROWS
+
+
+def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
     """Integrate y from t to t_end in place; returns (t reached, h, status, steps); status 1 = step
-    too small, 2 = too many steps, 3 = non-finite state."""
+    too small, 2 = too many steps, 3 = non-finite state.  ``work`` (:func:`work_rows` × ny) holds the stages;
+    ``ws`` (the integrators' scalar state between calls) is not used by this one-step method."""
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
+    k1, k2, k3, k4, k5, k6, k7, yt, yn = work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8]
     rhs(t, y, psi, u, k1)
     while t < t_end:
         if steps >= max_steps:
@@ -214,15 +226,8 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
     order_obs = np.argsort(t_obs)
     for v in numba.prange(n_vec):
         y = np.empty(ny)
-        k1 = np.empty(ny)
-        k2 = np.empty(ny)
-        k3 = np.empty(ny)
-        k4 = np.empty(ny)
-        k5 = np.empty(ny)
-        k6 = np.empty(ny)
-        k7 = np.empty(ny)
-        yt = np.empty(ny)
-        yn = np.empty(ny)
+        work = np.empty((WORK_ROWS, ny))  # the integrator's vectors (and its history, for BDF)
+        ws = np.zeros(WS_SIZE)
         gm = np.empty(NY0)
         gp = np.empty(NY0)
         fd = np.empty(NDOSE)
@@ -276,8 +281,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
             while ie < ne and ev_t[order_ev[ie]] < tt:
                 e = order_ev[ie]
                 te = ev_t[e]
-                t, h, st, steps = advance(t, te, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6,
-                                             k7, yt, yn, steps)
+                t, h, st, steps = advance(t, te, y, h, psi, u, rtol, atol, max_steps, work, ws, steps)
                 if st != 0:
                     failed = True
                     status[v] = st
@@ -314,8 +318,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 ie += 1
             if failed:
                 break
-            t, h, st, steps = advance(t, tt, y, h, psi, u, rtol, atol, max_steps, k1, k2, k3, k4, k5, k6, k7,
-                                         yt, yn, steps)
+            t, h, st, steps = advance(t, tt, y, h, psi, u, rtol, atol, max_steps, work, ws, steps)
             if st != 0:
                 status[v] = st
                 failed = True
@@ -345,41 +348,59 @@ def bind(module, guard, **options) -> None:
     """Compile this integrator for the generated ODE ``module`` (whose model kernels are already jitted):
     sets ``advanceK``, ``solveK`` and ``solveK_parallel`` (K = 0, 1, 2) on it, the solvers wrapped as
     :class:`~pkdesign.kernels.jit.GuardedKernel` entry points of ``guard`` (a ``CachedJit``); where the module has
-    the Jacobian ``jacK``, also ``solveK_stiff`` and ``solveK_stiff_parallel``, the same solver around the
-    Rosenbrock integrator of :mod:`pkdesign.kernels.rosenbrock`."""
+    the Jacobian ``jacK``, also ``solveK_stiff`` / ``solveK_stiff_parallel`` and ``solveK_bdf`` / ``solveK_bdf_parallel``,
+    the same solver around the Rosenbrock integrator of :mod:`pkdesign.kernels.rosenbrock` and the BDF integrator
+    of :mod:`pkdesign.kernels.bdf`."""
     shared = {name: getattr(module, name) for name in ("rhs0", "rhs1", "rhst0", "NY0", "NY1", "N_X", "N_ACT",
                                                       "CMT", "ACTIVE")}
     filename = module.__file__
-    lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, **shared}
+    lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, "WS_SIZE": WS_SIZE, **shared}
     for helper in ("error_norm", "step_control"):  # shared by both integrators
         lag_ns[helper] = guard.jit(rebind(globals()[helper], helper, {"math": math}, filename), **options)
     lag_ns["lag_side2"] = guard.jit(rebind(lag_side2, "lag_side2", lag_ns, filename), **options)
     lag_event = guard.jit(rebind(lag_event2, "lag_event2", lag_ns, filename), **options)
-    from . import rosenbrock
+    from . import bdf, rosenbrock
 
-    constants = {c: v for c, v in vars(rosenbrock).items() if c.isupper()}
     helpers = {h: guard.jit(rebind(getattr(rosenbrock, h), h, {"math": math, "np": np}, filename), **options)
                for h in ("lu_factor", "lu_solve")}
+    helpers["lu_inverse"] = guard.jit(rebind(rosenbrock.lu_inverse, "lu_inverse", {**helpers}, filename), **options)
     for k in (0, 1, 2):
         ns = {**lag_ns, "lag_event2": lag_event, "ORDER": k}
         ns.update({name: getattr(module, f"{name}{k}") for name in ("rhs", "init", "dose", "out")})
         ns.update({name: getattr(module, f"{name}{k}") for name in ("NY", "NDOSE", "NOUT")})
+        ns["WORK_ROWS"] = work_rows(ns["NY"])
         ns["advance"] = guard.jit(rebind(advance, f"advance{k}", ns, filename), **options)
         setattr(module, f"advance{k}", ns["advance"])
-        # large batches run in parallel threads; small ones keep the serial solver and its shorter compile
-        for suffix, parallel in (("", False), ("_parallel", True)):
-            name = f"solve{k}{suffix}"
-            disp = guard.jit(rebind(solve, name, ns, filename), parallel=parallel, **options)
-            setattr(module, name, GuardedKernel(guard, disp))
-        if hasattr(module, f"jac{k}"):  # the same solve around the Rosenbrock integrator (compiled on first use)
-            stiff = {**constants, **ns, **helpers, "jac": getattr(module, f"jac{k}"),  # ns: the bound N_X, ORDER
-                     "TDEP": bool(getattr(module, "TDEP", True))}
-            stiff["block_solve"] = guard.jit(rebind(rosenbrock.block_solve, "block_solve", stiff, filename), **options)
-            stiff["stage_solve"] = guard.jit(rebind(rosenbrock.stage_solve, f"stage_solve{k}", stiff, filename),
-                                             **options)
-            stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas4_step{k}", stiff, filename), **options)
-            stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
-            for suffix, parallel in (("", False), ("_parallel", True)):
-                name = f"solve{k}_stiff{suffix}"
-                disp = guard.jit(rebind(solve, name, stiff, filename), parallel=parallel, **options)
-                setattr(module, name, GuardedKernel(guard, disp))
+        _bind_solve(module, guard, options, filename, ns, f"solve{k}")
+        if not hasattr(module, f"jac{k}"):
+            continue
+        # the same solve around the implicit integrators (compiled on first use): Rosenbrock (suffix _stiff) and BDF
+        implicit = {**_constants(rosenbrock, ns), **ns, **helpers, "jac": getattr(module, f"jac{k}"),
+                    "TDEP": bool(getattr(module, "TDEP", True))}
+        implicit["block_solve"] = guard.jit(rebind(rosenbrock.block_solve, "block_solve", implicit, filename),
+                                            **options)
+        implicit["stage_solve"] = guard.jit(rebind(rosenbrock.stage_solve, f"stage_solve{k}", implicit, filename),
+                                            **options)
+        stiff = {**implicit, "WORK_ROWS": rosenbrock.work_rows(ns["NY"])}
+        stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas4_step{k}", stiff, filename), **options)
+        stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
+        _bind_solve(module, guard, options, filename, stiff, f"solve{k}_stiff")
+        multistep = {**implicit, **_constants(bdf, ns), "WORK_ROWS": bdf.work_rows(ns["NY"])}
+        for name in ("rms", "change_d", "restart", "newton", "factor_g", "extrapolate"):
+            multistep[name] = guard.jit(rebind(getattr(bdf, name), f"bdf_{name}{k}", multistep, filename), **options)
+        multistep["advance"] = guard.jit(rebind(bdf.advance, f"advance{k}_bdf", multistep, filename), **options)
+        _bind_solve(module, guard, options, filename, multistep, f"solve{k}_bdf")
+
+
+def _constants(mod, bound):
+    """The upper-case constants of an integrator module, without its placeholders of names bound per model
+    (``N_X``, ``ORDER``, ...: those in ``bound``)."""
+    return {c: v for c, v in vars(mod).items() if c.isupper() and c not in bound}
+
+
+def _bind_solve(module, guard, options, filename, ns, name):
+    """``name`` and ``name_parallel`` on the module: :func:`solve` around the integrator ``ns["advance"]``; large
+    batches run in parallel threads, small ones keep the serial solver and its shorter compile."""
+    for suffix, parallel in (("", False), ("_parallel", True)):
+        disp = guard.jit(rebind(solve, name + suffix, ns, filename), parallel=parallel, **options)
+        setattr(module, name + suffix, GuardedKernel(guard, disp))

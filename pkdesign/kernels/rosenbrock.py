@@ -8,8 +8,8 @@ f_t = ∂f/∂t and Y_i = y + Σ_j a_ij K_j (Y_6 = Y_5 + K_5),
     G K_i = f(t + c_i h, Y_i) + Σ_{j<i} (C_ij / h) K_j + d_i h f_t,     i = 1..6
     y⁺ = Y_6 + K_6,   error estimate K_6.
 
-The iteration matrix is factorised only on its state block (:func:`stage_solve`: the augmented system is
-block lower triangular), so a step costs one n_x × n_x LU whatever the number of sensitivities.
+The iteration matrix is factorised (and inverted) only on its state block (:func:`stage_solve`: the augmented
+system is block lower triangular), so a step costs one n_x × n_x LU whatever the number of sensitivities.
 
 L-stability matters: fast modes in quasi-equilibrium (binding, exchange) are damped, so the step follows the
 slow dynamics; an A-stable method whose stability function tends to ±1 at infinity (Shampine's parameter set)
@@ -24,8 +24,8 @@ Jacobian (``jacK`` of the generated module), so the sensitivities are integrated
 simultaneously with the states.  f_t is 0 for an autonomous model (``TDEP`` false); otherwise a forward
 difference in t.  Between dose events u is constant.
 
-:func:`advance` has the signature of :func:`pkdesign.kernels.dopri5.advance` (of its seven work vectors it
-uses three; the stages live in an array of its own), so :func:`~pkdesign.kernels.dopri5.bind` compiles the same
+:func:`advance` has the signature of :func:`pkdesign.kernels.dopri5.advance` (its vectors, stages and Jacobian in
+the rows of ``work``), so :func:`~pkdesign.kernels.dopri5.bind` compiles the same
 ``solve`` (dose events, lag-time jumps, outputs) around either integrator.
 """
 
@@ -103,95 +103,119 @@ def lu_solve(a, piv, b):
         b[i] = s / a[i, i]
 
 
-def stage_solve(J, G, piv, b):
-    """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, G the factorised state block
-    I/(γh) − J_x (N_X, N_X).
+def lu_inverse(a, piv, inv, col):
+    """The inverse of the matrix whose factors (:func:`lu_factor`) are in ``a``, into ``inv`` (``col``: work of
+    its size).  The state blocks are small (n_x × n_x): applying an explicit inverse to the 1 + P (+ P(P+1)/2)
+    blocks of every stage costs less than as many triangular solves with pivoting."""
+    n = a.shape[0]
+    for j in range(n):
+        for i in range(n):
+            col[i] = 0.0
+        col[j] = 1.0
+        lu_solve(a, piv, col)
+        for i in range(n):
+            inv[i, j] = col[i]
+
+
+def stage_solve(J, Gi, b, tmp):
+    """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, Gi the inverse of the state
+    block G = I/(γh) − J_x (N_X, N_X; :func:`lu_inverse`), ``tmp`` work of length N_X.
 
     The augmented system is block lower triangular: the sensitivities S_k (rows N_X + i·P + k) depend on the
     states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·P(P+1)/2 + q) on states,
-    first-order sensitivities and W_kl only, again through J_x.  So one LU of the N_X × N_X block serves every
+    first-order sensitivities and W_kl only, again through J_x.  So the state block's inverse serves every
     block, by forward substitution: g_b = G⁻¹ (b_b + Σ_{c in earlier blocks} J_aug[b, c] g_c)."""
     nx = N_X
     P = N_ACT
-    lu_solve(G, piv, b[:nx])
+    block_solve(J, Gi, b, 0, 1, 0, tmp)
     if ORDER >= 1:
-        tmp = np.empty(nx)
         for k in range(P):
-            block_solve(J, G, piv, b, nx + k, P, nx, tmp)
+            block_solve(J, Gi, b, nx + k, P, nx, tmp)
         if ORDER >= 2:
             np2 = P * (P + 1) // 2
             base = nx + nx * P
             for q in range(np2):
-                block_solve(J, G, piv, b, base + q, np2, base, tmp)
+                block_solve(J, Gi, b, base + q, np2, base, tmp)
 
 
-def block_solve(J, G, piv, b, first, stride, before, tmp):
+def block_solve(J, Gi, b, first, stride, before, tmp):
     """One block of :func:`stage_solve`: rows first + i·stride (i < N_X), coupled to the columns below
-    ``before`` (already solved) through J and to themselves through G."""
-    nx = G.shape[0]
+    ``before`` (already solved) through J and to themselves through G = Gi⁻¹."""
+    nx = Gi.shape[0]
     for i in range(nx):
         r = first + i * stride
         s = b[r]
         for c in range(before):
             s += J[r, c] * b[c]
         tmp[i] = s
-    lu_solve(G, piv, tmp)
     for i in range(nx):
-        b[first + i * stride] = tmp[i]
+        s = 0.0
+        for j in range(nx):
+            s += Gi[i, j] * tmp[j]
+        b[first + i * stride] = s
 
 
-def step(t, h, y, psi, u, J, G, piv, f0, k, ft, fs, yt, yn):
-    """One RODAS4 step of size h from (t, y), with the Jacobian J and the factorised state block G of the
-    iteration matrix (:func:`stage_solve`), f0 = f(t, y) and ft = ∂f/∂t: the stages in ``k`` (6, ny), the new
-    state in ``yn``, its error estimate in ``k[5]``."""
+def step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn):
+    """One RODAS4 step of size h from (t, y), with the Jacobian J and the inverse Gi of the state block of the
+    iteration matrix (:func:`stage_solve`; ``tmp`` its work), f0 = f(t, y) and ft = ∂f/∂t: the stages in ``k``
+    (6, ny), the new state in ``yn``, its error estimate in ``k[5]``."""
     ny = y.shape[0]
     for i in range(ny):
         k[0, i] = f0[i] + D1 * h * ft[i]
-    stage_solve(J, G, piv, k[0])
+    stage_solve(J, Gi, k[0], tmp)
     for i in range(ny):
         yt[i] = y[i] + A21 * k[0, i]
     rhs(t + CT2 * h, yt, psi, u, fs)
     for i in range(ny):
         k[1, i] = fs[i] + C21 / h * k[0, i] + D2 * h * ft[i]
-    stage_solve(J, G, piv, k[1])
+    stage_solve(J, Gi, k[1], tmp)
     for i in range(ny):
         yt[i] = y[i] + A31 * k[0, i] + A32 * k[1, i]
     rhs(t + CT3 * h, yt, psi, u, fs)
     for i in range(ny):
         k[2, i] = fs[i] + (C31 * k[0, i] + C32 * k[1, i]) / h + D3 * h * ft[i]
-    stage_solve(J, G, piv, k[2])
+    stage_solve(J, Gi, k[2], tmp)
     for i in range(ny):
         yt[i] = y[i] + A41 * k[0, i] + A42 * k[1, i] + A43 * k[2, i]
     rhs(t + CT4 * h, yt, psi, u, fs)
     for i in range(ny):
         k[3, i] = fs[i] + (C41 * k[0, i] + C42 * k[1, i] + C43 * k[2, i]) / h + D4 * h * ft[i]
-    stage_solve(J, G, piv, k[3])
+    stage_solve(J, Gi, k[3], tmp)
     for i in range(ny):
         yt[i] = y[i] + A51 * k[0, i] + A52 * k[1, i] + A53 * k[2, i] + A54 * k[3, i]
     rhs(t + h, yt, psi, u, fs)
     for i in range(ny):
         k[4, i] = fs[i] + (C51 * k[0, i] + C52 * k[1, i] + C53 * k[2, i] + C54 * k[3, i]) / h
-    stage_solve(J, G, piv, k[4])
+    stage_solve(J, Gi, k[4], tmp)
     for i in range(ny):
         yt[i] += k[4, i]
     rhs(t + h, yt, psi, u, fs)
     for i in range(ny):
         k[5, i] = fs[i] + (C61 * k[0, i] + C62 * k[1, i] + C63 * k[2, i] + C64 * k[3, i] + C65 * k[4, i]) / h
-    stage_solve(J, G, piv, k[5])
+    stage_solve(J, Gi, k[5], tmp)
     for i in range(ny):
         yn[i] = yt[i] + k[5, i]
 
 
-def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, f0, ft, fs, w4, w5, w6, w7, yt, yn, steps):
+def work_rows(ny: int) -> int:
+    """Rows of the ``work`` array (ny columns) :func:`advance` needs: f0, ∂f/∂t, f, yt, yn, the 6 stages, J."""
+    return 11 + ny
+
+
+def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
     """Integrate y from t to t_end in place; returns (t reached, h, status, steps); status 1 = step too small,
-    2 = too many steps, 3 = non-finite state."""
+    2 = too many steps, 3 = non-finite state.  ``work`` (:func:`work_rows` × ny) holds the vectors, stages and
+    Jacobian; ``ws`` is not used by this one-step method."""
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
     nx = N_X
-    J = np.zeros((ny, ny))
+    f0, ft, fs, yt, yn = work[0], work[1], work[2], work[3], work[4]
+    k = work[5:11]
+    J = work[11:11 + ny]
     G = np.empty((nx, nx))
-    k = np.empty((6, ny))
+    Gi = np.empty((nx, nx))
+    tmp = np.empty(nx)
     piv = np.empty(nx, dtype=np.int64)
     while t < t_end:
         if steps >= max_steps:
@@ -228,7 +252,8 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, f0, ft, fs, w4, w5, w
             h *= 0.2
             steps += 1
             continue
-        step(t, h, y, psi, u, J, G, piv, f0, k, ft, fs, yt, yn)
+        lu_inverse(G, piv, Gi, tmp)
+        step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn)
         steps += 1
         accepted, h_next = step_control(error_norm(k[5], 1.0, y, yn, rtol, atol), h, h_full, clipped, 0.25)
         if accepted:

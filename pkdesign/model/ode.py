@@ -17,10 +17,12 @@ Solvers, chosen per model (``[ode] solver``):
 - ``dopri5`` (default): Dormand–Prince 5(4) with adaptive steps, generated into the model's
   kernel module and compiled by numba; a whole batch of parameter vectors in one call, no Python
   per step.  Error control on states and sensitivities: |err_i| ≤ atol + rtol·|y_i|.
-- ``rosenbrock`` (stiff systems): the linearly implicit 4(3) method of :mod:`pkdesign.kernels.rosenbrock`
-  with the symbolic Jacobian of the augmented system, compiled into the same solver (events, batches,
-  threads) as dopri5; the sensitivities are integrated by the same implicit method.
-- ``auto``: dopri5 or rosenbrock by a stiffness test (:meth:`OdeModel.choose_solver`).
+- ``bdf`` (stiff systems): the variable-order BDF/NDF method of :mod:`pkdesign.kernels.bdf` (orders 1-5,
+  simplified Newton with the symbolic Jacobian of the augmented system), compiled into the same solver
+  (events, batches, threads) as dopri5; the sensitivities are integrated by the same corrector.
+- ``rosenbrock`` (stiff systems): the linearly implicit 4(3) method of :mod:`pkdesign.kernels.rosenbrock`,
+  compiled the same way (one-step: no history to restart at events; fewer steps at loose tolerances).
+- ``auto``: dopri5 or bdf by a stiffness test (:meth:`OdeModel.choose_solver`).
 - ``lsoda``: scipy's LSODA with the numba-compiled right-hand side and the symbolic Jacobian of the
   augmented system (orders 0 and 1); Python is called per step (the reference for the compiled solvers).
 """
@@ -48,7 +50,8 @@ PARALLEL_MIN_VECTORS = 64
 # ----------------------------------------------------------------------------------------------
 # compile and evaluate
 # ----------------------------------------------------------------------------------------------
-_FP = generator_fingerprint("ode.py", "ode_codegen.py", "../kernels/dopri5.py", "../kernels/rosenbrock.py", "printer.py",
+_FP = generator_fingerprint("ode.py", "ode_codegen.py", "../kernels/dopri5.py", "../kernels/rosenbrock.py",
+                            "../kernels/bdf.py", "printer.py",
                             "symbolic.py", "special.py", "../kernels/fastexp.py")
 
 
@@ -116,12 +119,12 @@ class OdeModel(ModelDisplay, PicklesBySpec):
     def _doses(self, regimen):
         return dose_arrays(self.spec, regimen, durations_only_for_infusion=True)
 
-    #: ``solver = "auto"`` takes the Rosenbrock method when Dormand–Prince would need more than this many steps
+    #: ``solver = "auto"`` takes the BDF method when Dormand–Prince would need more than this many steps
     #: for stability alone over the sampling horizon (its stability interval on the negative real axis is ~3.3/h)
     STIFF_STEPS = 5000
 
     def choose_solver(self, psi, times, amounts) -> str:
-        """``"dopri5"`` or ``"rosenbrock"`` for this model at parameters ``psi`` (n_psi,) over ``times``: the
+        """``"dopri5"`` or ``"bdf"`` for this model at parameters ``psi`` (n_psi,) over ``times``: the
         eigenvalues of the state Jacobian at the start (initial state plus the first dose, if any) give the
         stability-limited step of the explicit method; kept for later calls.  A run of the explicit method that
         still exceeds ``max_steps`` switches to the implicit one (``evaluate``)."""
@@ -136,15 +139,15 @@ class OdeModel(ModelDisplay, PicklesBySpec):
             lam = np.linalg.eigvals(J) if np.all(np.isfinite(J)) else np.zeros(1)
             horizon = float(np.max(times)) if np.size(times) else 0.0
             steps = np.max(np.abs(lam.real), initial=0.0) * horizon / 3.3
-            self._auto = "rosenbrock" if steps > self.STIFF_STEPS else "dopri5"
+            self._auto = "bdf" if steps > self.STIFF_STEPS else "dopri5"
         return self._auto
 
     def _compiled_solve(self, solver, order, psi2, t, idx, dt_, da, dd, res, status, fail):
-        stiff = "_stiff" if solver == "rosenbrock" else ""
-        name = f"solve{order}{stiff}" + ("_parallel" if psi2.shape[0] >= PARALLEL_MIN_VECTORS else "")
+        suffix = {"dopri5": "", "rosenbrock": "_stiff", "bdf": "_bdf"}[solver]
+        name = f"solve{order}{suffix}" + ("_parallel" if psi2.shape[0] >= PARALLEL_MIN_VECTORS else "")
         if not hasattr(self.module, name):
-            raise ModelSpecError(f"{self.spec.origin}: the Rosenbrock solver needs the Jacobian of the order-{order} "
-                                 "system, generated for models with solver = \"rosenbrock\" or \"auto\"")
+            raise ModelSpecError(f"{self.spec.origin}: the {solver} solver needs the Jacobian of the order-{order} "
+                                 "system, generated for models with solver = \"bdf\", \"rosenbrock\" or \"auto\"")
         getattr(self.module, name)(psi2, t, idx, dt_, da, dd, self.rtol, self.atol, self.max_steps,
                                    self.lag_depends_on_parameters, res["f"], res["d1"], res["dt"], res["d2"], status,
                                    fail)
@@ -154,7 +157,7 @@ class OdeModel(ModelDisplay, PicklesBySpec):
         psi2, single, t, idx = prepare_inputs(self, psi, times, output, order)
         if order == 2 and self.lag_depends_on_parameters and self.solver == "lsoda":
             raise ModelSpecError(f"{self.spec.origin}: second derivatives of an ODE model whose lag time depends on "
-                                 "parameters need a compiled solver (\"dopri5\" or \"rosenbrock\"); use one, or the "
+                                 "parameters need a compiled solver (\"dopri5\", \"bdf\" or \"rosenbrock\"); use one, or the "
                                  "reduced FIM (first derivatives)")
         dt_, da, dd = self._doses(regimen)
         nv, no, n = psi2.shape[0], t.size, self.n_psi
@@ -163,13 +166,13 @@ class OdeModel(ModelDisplay, PicklesBySpec):
         status = np.zeros(nv, dtype=np.int64)
         fail = np.zeros((nv, 1 + len(self.spec.ode.states)))
         solver = self.solver if self.solver != "auto" else self.choose_solver(psi2[0], t, da)
-        if solver in ("dopri5", "rosenbrock"):
+        if solver in ("dopri5", "bdf", "rosenbrock"):
             self._compiled_solve(solver, order, psi2, t, idx, dt_, da, dd, res, status, fail)
             if self.solver == "auto" and solver == "dopri5" and np.any(status == 2):
                 # too many steps for the explicit method: the system is stiff after all (for these parameters)
-                self._auto = "rosenbrock"
+                self._auto = solver = "bdf"
                 status[:] = 0
-                self._compiled_solve("rosenbrock", order, psi2, t, idx, dt_, da, dd, res, status, fail)
+                self._compiled_solve("bdf", order, psi2, t, idx, dt_, da, dd, res, status, fail)
         else:
             from .ode_scipy import solve_lsoda
 
@@ -178,9 +181,11 @@ class OdeModel(ModelDisplay, PicklesBySpec):
         bad = np.flatnonzero(status)
         if bad.size:
             v = bad[0]
-            why = {1: "the step size fell below 1e-14 (stiff or singular system? try solver = \"lsoda\")",
-                   2: f"more than max_steps = {self.max_steps} steps (a stiff system? try solver = \"lsoda\" in "
-                      "[ode], or raise max_steps)", 3: "the state became non-finite",
+            stiff_hint = ("" if solver in ("bdf", "rosenbrock", "lsoda") else
+                          " (a stiff system? try solver = \"bdf\" or \"auto\" in [ode])")
+            why = {1: f"the step size fell below 1e-14{stiff_hint or ' (a singular system?)'}",
+                   2: f"more than max_steps = {self.max_steps} steps{stiff_hint}; raise max_steps in [ode] if the "
+                      "horizon is long", 3: "the state became non-finite",
                    4: "the stiff solver failed", 5: "the initial conditions (or their derivatives) are not finite"}.get(int(status[v]), "failure")
             state = ", ".join(f"{s} = {x:.6g}" for s, x in zip(self.spec.ode.states, fail[v, 1:]))
             params = ", ".join(f"{k} = {x!r}" for k, x in zip(self.parameter_names, psi2[v].tolist()))

@@ -10,7 +10,7 @@ import sympy as sp
 
 from .printer import KernelPrinter
 from .special import RUNTIME_IMPORTS, ediff_source
-from .spec import ModelSpec
+from .spec import IMPLICIT_SOLVERS, ModelSpec
 from .symbolic import expand_assignments, finite_powers
 
 
@@ -106,9 +106,9 @@ class OdeDerivatives:
                     e += sp.diff(hp[k], self.psi[l])
                     vals.append(e)
             self.outputs.append(vals)
-        # Jacobian of the augmented system (LSODA), orders 0 and 1
+        # Jacobian of the augmented system: LSODA (orders 0, 1) and the compiled implicit solvers (every order)
         self.jac = None
-        if order <= 1 or ode.solver in ("rosenbrock", "auto"):  # LSODA (orders 0, 1) and the Rosenbrock solver
+        if order <= 1 or ode.solver in IMPLICIT_SOLVERS:
             self.jac = [[sp.diff(r, yj) for yj in ys] for r in rhs]
 
 

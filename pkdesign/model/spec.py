@@ -123,14 +123,17 @@ class DosingSpec:
     compartment: str | None = None  # ODE models: the state that receives the doses
 
 
-SOLVERS = ("dopri5", "rosenbrock", "auto", "lsoda")
+SOLVERS = ("dopri5", "bdf", "rosenbrock", "auto", "lsoda")
+#: the compiled implicit solvers (they need the symbolic Jacobian of the augmented system at every order)
+IMPLICIT_SOLVERS = ("bdf", "rosenbrock", "auto")
 
 
 @dataclass(frozen=True)
 class OdeSpec:
     """An ODE system: states, their time derivatives and initial conditions (sympy, in parameters,
-    assignments, states and ``t``); the solver (``dopri5``: compiled, non-stiff; ``rosenbrock``: compiled,
-    linearly implicit, for stiff systems; ``auto``: either, by a stiffness test; ``lsoda``: scipy's, Python per step)
+    assignments, states and ``t``); the solver (``dopri5``: compiled, non-stiff; ``bdf``: compiled, variable-order
+    BDF/NDF, for stiff systems; ``rosenbrock``: compiled, linearly implicit, stiff; ``auto``: dopri5 or bdf, by a
+    stiffness test; ``lsoda``: scipy's, Python per step)
     and its relative and absolute tolerances."""
 
     states: tuple
