@@ -7,10 +7,10 @@ skipped per call is the design validation, the silent-sample check and building 
 
 FO and FOI on a closed-form model at the model's parameter values (the common case of a loop over sampling
 times) take a direct path, :class:`_FOPlan`: per group, the parameter vector, the ψ-transform at η = 0, the
-dose arrays and every output buffer are prepared once, and a call is the model kernel, the chain rule and the
-FO kernel on those buffers (``predict.chain_rule`` and the FO kernel, as in ``evaluate_fim``: the same numbers,
-bit for bit); anything unusual on the way (a non-finite prediction, a singular covariance) is handed to the
-general path, which explains it.
+dose arrays and every output buffer are prepared once, and a call is the model kernel and one compiled call
+(``kernels.normal_fim.fo_direct``: the chain rule of ``predict.chain_rule``, the finiteness checks and the FO
+kernel, as in ``evaluate_fim``: the same numbers, bit for bit); anything unusual on the way (a non-finite
+prediction, a singular covariance) is handed to the general path, which explains it.
 """
 
 from __future__ import annotations
@@ -18,27 +18,28 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DesignError
+from ..kernels.jit import GuardedKernel
 from ..regimen import check_times
 from .api import _check_choice, _collapsed, _parameters, group_cases, silent_samples
 from .linearized import STRUCTURED_ABOVE
-from .predict import chain_rule
 
 
 class _FOPlan:
     """The FO/FOI FIM of one group at fixed parameter values, on preallocated buffers (see the module)."""
 
     def __init__(self, model, pp, t, idx, regimen, full: bool, interaction: bool):
-        from ..kernels.normal_fim import fo_fim_kernel, fo_fim_serial
+        from ..kernels.normal_fim import fo_direct
 
-        self.fo_kernel, self.fo_direct = fo_fim_kernel, fo_fim_serial.disp
+        self.fo_kernel = fo_direct  # the guarded entry point first (verifies the cache), then its dispatcher
         order = 2 if full else 1
         self.kernel = model.kernel(order)
         self.full, self.interaction = full, interaction
         self.psi = np.ascontiguousarray(pp.psi(np.zeros((1, pp.n_eta))))
-        self.a, self.b, self.c, _ = pp.transform_derivatives(np.zeros((1, pp.n_eta)))
-        self.free, self.ep = pp.free, pp.eta_par
-        need = np.union1d(pp.free, pp.eta_par)
-        self.need2 = (slice(None), slice(None), need[:, None], need[None, :])
+        a, b, c, _ = pp.transform_derivatives(np.zeros((1, pp.n_eta)))
+        self.free = np.ascontiguousarray(pp.free, dtype=np.int64)
+        self.ep = np.ascontiguousarray(pp.eta_par, dtype=np.int64)
+        self.abc = tuple(np.ascontiguousarray(x, dtype=float) for x in (a, b, c))
+        self.need = np.union1d(self.free, self.ep).astype(np.int64)
         self.doses = model._doses(regimen)
         om = np.array(pp.omega_free, dtype=np.int64).reshape(-1, 2)
         self.omega, self.om_i, self.om_j = np.asarray(pp.omega, dtype=float), om[:, 0].copy(), om[:, 1].copy()
@@ -49,35 +50,28 @@ class _FOPlan:
     def set_times(self, t, idx, base: bool = True):
         """Sample at ``t`` (n,) with outputs ``idx`` (n,); ``base``: these are the design's own times."""
         self.base = base
-        n, P = t.size, self.n_psi
+        n, P, E, pt = t.size, self.n_psi, self.ep.size, self.free.size
         self.t, self.idx = np.ascontiguousarray(t, dtype=float), np.ascontiguousarray(idx, dtype=np.int64)
         self.bufs = [np.empty((1, n)), np.empty((1, n, P)), np.empty((1, n))]
-        if self.full:
-            self.bufs.append(np.empty((1, n, P, P)))
+        self.bufs.append(np.empty((1, n, P, P)) if self.full else np.zeros((1, 1, 1, 1)))
         self.out = np.empty((1, self.p, self.p))
-        self.zero_lth = None if self.full else np.zeros((1, n, self.ep.size, self.free.size))
+        self.fth, self.L = np.empty((1, n, pt)), np.empty((1, n, E))
+        self.Lth = np.empty((1, n, E, pt)) if self.full else np.zeros((1, n, E, pt))
+        self.args = (self.bufs[0], self.bufs[1], self.bufs[3], *self.abc, self.free, self.ep, self.need, self.fth,
+                     self.L, self.Lth, self.omega, self.om_i, self.om_j, *self.resid, self.idx, self.full,
+                     self.interaction, self.out)
 
     def __call__(self):
         """The group's per-subject FIM (p, p), or None when the general path must decide (and explain)."""
-        self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs)
-        f, d1 = self.bufs[0], self.bufs[1]
-        d2 = self.bufs[3] if self.full else None
-        fth, L, Lth, _ = chain_rule(d1, d2, self.a, self.b, self.c, None, self.free, self.ep)
-        # every needed first derivative is in fth or L (need = free ∪ ep; a > 0, b finite): predict()'s check
-        if not (np.isfinite(f).all() and np.isfinite(fth).all() and np.isfinite(L).all()):
-            return None
         if self.full:
-            if not np.isfinite(d2[self.need2]).all():
-                return None
-            Lth = np.ascontiguousarray(Lth)
+            self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs)
         else:
-            Lth = self.zero_lth
-        self.fo_kernel(fth, np.ascontiguousarray(f), fth, L, Lth, self.omega, self.om_i, self.om_j, *self.resid,
-                       self.idx, self.full, self.interaction, self.out)
-        if np.isnan(self.out).any():
+            self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs[:3])
+        # the chain rule, the finiteness checks and the FO kernel in one compiled call (kernels.normal_fim.fo_direct)
+        if not self.fo_kernel(*self.args):
             return None
-        if self.fo_kernel is not self.fo_direct:  # compiled (and its cache recorded) by the first call: from now
-            self.fo_kernel = self.fo_direct      # on the dispatcher itself (one subject: the serial kernel)
+        if isinstance(self.fo_kernel, GuardedKernel):  # compiled (and its cache verified) by the first call: from
+            self.fo_kernel = self.fo_kernel.disp       # now on the dispatcher itself
         return self.out[0]
 
 
@@ -137,7 +131,7 @@ class FIMEvaluator:
         group name -> times), each an array (one-output groups) or a dict output -> times; ``values``: parameter
         values (FIM names) instead of the model's."""
         full = self.fim == "full"
-        total = np.zeros((len(self.names), len(self.names)))
+        total, direct = None, True  # the direct path's FIMs are exactly symmetric (no symmetrising needed)
         for (gi, w, cov, starts, seed, t, idx, regimen, pp0), plan in zip(self._parts, self._plans):
             tt, ii = self._times(times, gi, t, idx)
             if plan is not None and not values:
@@ -150,12 +144,16 @@ class FIMEvaluator:
                     plan.set_times(t, idx)
                 F = plan() if plan is not None else None
                 if F is not None:
-                    total += w * F
+                    total = w * F if total is None else total + w * F
                     continue
             pp = _parameters(self.model, {**values, **cov}).for_occasions(starts) if values else pp0
             out = self.approx.subject(self.model, pp, tt, ii, regimen, full, draws=self.draws, seed=seed)
-            total += w * _collapsed(out, pp).matrix
-        return 0.5 * (total + total.T)
+            F = w * _collapsed(out, pp).matrix
+            total = F if total is None else total + F
+            direct = False
+        if total is None:
+            return np.zeros((len(self.names), len(self.names)))
+        return total if direct else 0.5 * (total + total.T)
 
     def logdet(self, times=None, values: dict | None = None) -> float:
         """ln det of the FIM (−inf when it is singular)."""

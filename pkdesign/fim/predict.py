@@ -157,13 +157,29 @@ def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=Non
     return Predictions(f=f, fth=fth, L=L, dt=dt, Lth=Lth, Leta=Leta)
 
 
+#: batches with at least this many rows take the compiled chain rule (smaller ones keep numpy: no compile)
+CHAIN_KERNEL_ROWS = 64
+
+
 def chain_rule(d1, d2, a, b, c, e, free, ep, eta2: bool = False) -> tuple:
     """Derivatives in θ and η from those in ψ (the model kernels'), for batches of B rows.
 
     d1 (B, n, P) ∂f/∂ψ, d2 (B, n, P, P) ∂²f/∂ψ² or None; (a, b, c, e) from
     ``PopulationParameters.transform_derivatives``; free, ep: the ψ index of each estimated θ and of each η.
     Returns (fth (B, n, p_theta), L (B, n, n_eta), Lth (B, n, n_eta, p_theta) or None, Leta (B, n, n_eta, n_eta)
-    or None); Lth and Leta need d2, Leta also ``eta2``."""
+    or None); Lth and Leta need d2, Leta also ``eta2``.  Large batches (the searches' candidate schedules) without
+    ``eta2`` take the compiled twin, ``kernels.normal_fim.chain_rows`` (the same numbers)."""
+    if not eta2 and d1.shape[0] >= CHAIN_KERNEL_ROWS:
+        from ..kernels.normal_fim import chain_rows
+
+        B, n = d1.shape[:2]
+        full = d2 is not None
+        fth, L = np.empty((B, n, free.size)), np.empty((B, n, ep.size))
+        Lth = np.empty((B, n, ep.size, free.size)) if full else np.empty((1, 1, 1, 1))
+        as_int = [np.ascontiguousarray(x, dtype=np.int64) for x in (free, ep)]
+        chain_rows(np.ascontiguousarray(d1), np.ascontiguousarray(d2) if full else np.empty((1, 1, 1, 1)),
+                   *[np.ascontiguousarray(x, dtype=float) for x in (a, b, c)], *as_int, full, fth, L, Lth)
+        return fth, L, (Lth if full else None), None
     fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
     L = np.ascontiguousarray(d1[:, :, ep] * b[:, None, :])
     Lth = Leta = None
@@ -188,6 +204,10 @@ def chain_rule(d1, d2, a, b, c, e, free, ep, eta2: bool = False) -> tuple:
 
 
 def _check_finite(f, d1, d2, times, idx, where, names=None):
+    # fast path: a sum of finite numbers is finite (one pass, no boolean temporaries); a NaN or an infinity makes
+    # it non-finite, and so can an overflow of the sum, which the exact check below then clears
+    if np.isfinite(f.sum()) and np.isfinite(d1.sum()) and (d2 is None or np.isfinite(d2.sum())):
+        return
     bad = ~np.isfinite(f) | ~np.all(np.isfinite(d1), axis=-1)
     if d2 is not None:
         bad |= ~np.all(np.isfinite(d2), axis=(-2, -1))

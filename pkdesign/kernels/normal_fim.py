@@ -35,7 +35,8 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
 @_cached(nogil=True, error_model="numpy")
 def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cover - compiled
     """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal, kind[a] = 2 rank one,
-    dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not read), else dense.  A rank-one
+    dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not read), kind[a] = 3 zero (dV[a] is
+    not read: the fixed effects of a reduced FIM), else dense.  A rank-one
     derivative (the variance of one random effect under FO/FOCE: L_k L_kᵀ) costs V⁻¹u (n²) instead of V⁻¹ dV[a]
     (n³): ½ tr(V⁻¹ dV_a V⁻¹ dV_c) is ½ (u_aᵀ V⁻¹ u_c)² against another rank-one one, ½ Σ_i (V⁻¹u_a)_i² d_i
     against a diagonal one and ½ (V⁻¹u_a)ᵀ dV_c (V⁻¹u_a) against a dense one.
@@ -56,6 +57,8 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
             if V[i, j] != 0.0:
                 silent = False
         for a in range(p):
+            if kind[a] == 3:
+                continue
             if kind[a] == 1:
                 if dV[a, i, i] != 0.0:
                     silent = False
@@ -115,6 +118,8 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
             out[a, c] = s
     for a in range(p):
         nz[a] = False
+        if kind[a] == 3:
+            continue
         if kind[a] == 2:  # y = V⁻¹u in M[a, 0]
             for i in range(n):
                 if dV[a, 0, i] != 0.0:
@@ -221,6 +226,9 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
         for k in range(n_om):  # the variance of one random effect: ∂V/∂ω_kk = L_k L_kᵀ (rank one) under FO/FOCE
             if om_i[k] == om_j[k] and not interaction:
                 kind[pt + k] = 2
+        if not full:  # the reduced FIM: V does not depend on θ
+            for m in range(pt):
+                kind[m] = 3
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
             for i in range(n):
                 for e in range(E):
@@ -237,8 +245,8 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
             for i in range(n):
                 Sd[i] = V[i, i]
             for a in range(p):
-                if kind[a] == 2:
-                    continue  # written below (its row 0 only)
+                if kind[a] == 2 or kind[a] == 3:
+                    continue  # rank one: written below (its row 0 only); zero: never read
                 for i in range(n):
                     for j in range(n):
                         dV[a, i, j] = 0.0
@@ -310,6 +318,93 @@ normal_fim_serial = GuardedKernel(_GUARD, _GUARD.jit(_normal_fim, nogil=True, er
 fo_fim_parallel = GuardedKernel(_GUARD, _GUARD.jit(twin(_fo_fim, "_parallel"), nogil=True, parallel=True, error_model="numpy"))
 fo_fim_serial = GuardedKernel(_GUARD, _GUARD.jit(_fo_fim, nogil=True, error_model="numpy"))
 PARALLEL_MIN_ROWS = 64
+
+
+def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cover - compiled
+    """``pkdesign.fim.predict.chain_rule`` (without ∂L/∂η) for B rows, compiled: the same operations in the same
+    order, so the same numbers bit for bit.  d1 (B, n, P), d2 (B, n, P, P) (read only when ``full``); a (K, P),
+    b, c (K, E) with K = 1 (one η for every row) or B; free (pt,), ep (E,) ψ indices.  Writes fth (B, n, pt),
+    L (B, n, E) and, when ``full``, Lth (B, n, E, pt)."""
+    B, n = d1.shape[0], d1.shape[1]
+    K = a.shape[0]
+    pt = free.shape[0]
+    E = ep.shape[0]
+    af = np.empty(pt)
+    bb = np.empty(E)
+    ab = np.empty((E, pt))
+    first = np.full(E, -1)  # the first θ of η_j's parameter (its ∂²ψ/∂θ∂η term), or -1
+    for j in range(E):
+        for m in range(pt):
+            if free[m] == ep[j]:
+                first[j] = m
+                break
+    for r in range(B):
+        q = 0 if K == 1 else r
+        if r == 0 or K > 1:  # the row's coefficients (once, when every row shares one η)
+            for m in range(pt):
+                af[m] = a[q, free[m]]
+            for j in range(E):
+                bb[j] = b[q, j]
+                for m in range(pt):
+                    ab[j, m] = b[q, j] * a[q, free[m]]
+        for i in range(n):
+            for m in range(pt):
+                fth[r, i, m] = d1[r, i, free[m]] * af[m]
+            for j in range(E):
+                L[r, i, j] = d1[r, i, ep[j]] * bb[j]
+            if full:
+                for j in range(E):
+                    kj = ep[j]
+                    for m in range(pt):
+                        Lth[r, i, j, m] = d2[r, i, kj, free[m]] * ab[j, m]
+                    if first[j] >= 0:  # ∂f/∂ψ · ∂²ψ/∂θ∂η
+                        Lth[r, i, j, first[j]] += d1[r, i, kj] * c[q, j]
+
+
+chain_rows = GuardedKernel(_GUARD, _GUARD.jit(_chain_rows, nogil=True, error_model="numpy"))
+chain_rows_disp = chain_rows.disp
+
+
+def _fo_direct(f, d1, d2, a, b, c, free, ep, need, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var,
+               err_free, err_ab, idx, full, interaction, out):  # pragma: no cover - compiled
+    """The FO/FOI FIM of one subject at η = 0 from the model kernel's ψ-derivatives, in one compiled call (the
+    evaluator's direct path): the chain rule ψ → (θ, η) (:func:`_chain_rows`) into fth (1, n, pt), L (1, n, E)
+    and, for the full FIM, Lth (1, n, E, pt); then ``_fo_fim`` into out (1, p, p).
+
+    f (1, n), d1 (1, n, P), d2 (1, n, P, P) (read only when ``full``); a (1, P), b, c (1, E) from
+    ``transform_derivatives`` at η = 0; free (pt,), ep (E,) ψ indices; need the union of both.  Returns False,
+    leaving the caller to explain, when a prediction or a needed derivative is not finite or the FIM has a NaN
+    (V not positive definite)."""
+    n = f.shape[1]
+    for i in range(n):
+        if not np.isfinite(f[0, i]):
+            return False
+    if full:
+        for i in range(n):
+            for k in need:
+                for l in need:
+                    if not np.isfinite(d2[0, i, k, l]):
+                        return False
+    chain_rows_disp(d1, d2, a, b, c, free, ep, full, fth, L, Lth)
+    for i in range(n):
+        for m in range(fth.shape[2]):
+            if not np.isfinite(fth[0, i, m]):
+                return False
+        for j in range(L.shape[2]):
+            if not np.isfinite(L[0, i, j]):
+                return False
+    fo_fim_serial_disp(fth, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx,
+                       full, interaction, out)
+    p = out.shape[1]
+    for r in range(p):
+        for s in range(p):
+            if np.isnan(out[0, r, s]):
+                return False
+    return True
+
+
+fo_fim_serial_disp = fo_fim_serial.disp
+fo_direct = GuardedKernel(_GUARD, _GUARD.jit(_fo_direct, nogil=True, error_model="numpy"))
 
 
 def normal_fim_kernel(dmu, V, dV, out):
