@@ -80,15 +80,22 @@ def regular_path(md, order, n, acc, rename, printer, ind) -> list:
     lines.append(f"{i2}# exp and ediff values per time, shared by the loops below")
     lines += head + call_lines
     lines.extend(f"{i3}calls[{c}, j] = {sym}" for c, (sym, _) in enumerate(calls))
+    # Each loop gets names of its own (time, mask, loaded calls, CSE temporaries): numba rebuilds SSA form for
+    # every variable assigned more than once, one pass over the whole function each, which dominated the
+    # compile of large order-2 kernels (three_comp_infusion: ~120 such names).
     for g in range(0, len(keep), LOOP_ACCUMULATORS):
         rows = [row for row, _ in keep[g:g + LOOP_ACCUMULATORS]]
-        group = exprs[g:g + LOOP_ACCUMULATORS]
+        own = {T: sp.Symbol(f"{T.name}_{g}")}
+        own.update({sym: sp.Symbol(f"{sym.name}_{g}") for sym, _ in calls})
+        group = [e.xreplace(own) for e in exprs[g:g + LOOP_ACCUMULATORS]]
         used = set().union(*(e.free_symbols for e in group))
-        lines += head + [mask]
-        lines.extend(f"{i3}{sym} = calls[{c}, j]" for c, (sym, _) in enumerate(calls) if sym in used)
-        tmp, printed = cse_lines(group, i3, printer, "w")
+        after = f"after_{g}"
+        lines += [head[0], f"{i3}{own[T].name} = t_pad[j]",
+                  f"{i3}{after} = {own[T].name} - {TD.name} - {lag} > 0.0"]
+        lines.extend(f"{i3}{own[sym].name} = calls[{c}, j]" for c, (sym, _) in enumerate(calls) if own[sym] in used)
+        tmp, printed = cse_lines(group, i3, printer, f"w{g}_")
         lines.extend(tmp)
-        lines.extend(f"{i3}acc[{row}, j] += _select(after, {p}, 0.0)" for row, p in zip(rows, printed))
+        lines.extend(f"{i3}acc[{row}, j] += _select({after}, {p}, 0.0)" for row, p in zip(rows, printed))
     return lines, len(calls)
 
 
