@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import warnings
 
+#: seconds to wait for a Dask scheduler given by ``--scheduler`` before reporting that it cannot be reached
+SCHEDULER_TIMEOUT = 30
+
 
 def check_executor(executor) -> None:
     """Warn (once per call site) when ``executor`` is a process pool started by fork."""
@@ -57,7 +60,7 @@ def make_executor(workers: int | None = None, scheduler: str | None = None):
         except ImportError:
             raise PkdesignError('--scheduler needs Dask: pip install "pkdesign[distributed]"') from None
         try:
-            client = Client(scheduler, timeout=30)
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             raise PkdesignError(f"--scheduler {scheduler}: cannot connect to the Dask scheduler ({exc})") from None
         return _Managed(client.get_executor(), client.close)

@@ -82,8 +82,11 @@ def test_dask_local_cluster_equals_serial():
         np.testing.assert_allclose(ed_serial.weights, ed_dask.weights, rtol=1e-8, atol=1e-10)
 
 
-def test_scheduler_flag_needs_a_reachable_cluster():
+def test_scheduler_flag_needs_a_reachable_cluster(monkeypatch):
     pytest.importorskip("distributed")
+    from pkdesign import executors
+
+    monkeypatch.setattr(executors, "SCHEDULER_TIMEOUT", 2)  # the default 30 s: a closed port is retried until then
     with pytest.raises(PkdesignError, match="cannot connect"):
         with make_executor(None, "tcp://127.0.0.1:9"):
             pass

@@ -376,7 +376,10 @@ class ModelSpec:
         parts += [f"s:{sp.srepr(a)}={sp.srepr(b)}" for a, b in self.singularities]
         if self.ode is not None:
             o = self.ode
-            parts.append("ode:" + ",".join(o.states) + f";cmt={self.dosing.compartment};solver={o.solver}")
+            # the generated code depends on the solver only through the Jacobians it needs (implicit solvers: every
+            # order), so dopri5/lsoda and bdf/rosenbrock/auto twins share their compiled kernels
+            parts.append("ode:" + ",".join(o.states) + f";cmt={self.dosing.compartment};"
+                         f"implicit={o.solver in IMPLICIT_SOLVERS}")
             parts += [f"dx:{n}={sp.srepr(e)}" for n, e in zip(o.states, o.derivatives)]
             parts += [f"x0:{n}={sp.srepr(e)}" for n, e in zip(o.states, o.initial)]
         return "\n".join(parts)
