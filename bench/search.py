@@ -23,6 +23,7 @@ import pkdesign as pk  # noqa: E402
 from common import report, timed  # noqa: E402  (bench/common.py)
 from pkdesign.search.continuous import polish  # noqa: E402
 from pkdesign.search.exact import ScheduleProblem  # noqa: E402
+from pkdesign.space import exact_spaces  # noqa: E402
 
 
 
@@ -59,11 +60,12 @@ def main():
     res.update(a_exchange_s=t, a_exchange_logdet=r.criterion_value)
 
     # baseline: the SLSQP polish from the same starting point, gradient without batching
-    fast = ScheduleProblem(model, design, "D", fim="reduced", window=(0, 120))
-    slow = UnbatchedProblem(model, design, "D", fim="reduced", window=(0, 120))
+    spaces = exact_spaces(design, spec.output_names, window=(0, 120))
+    fast = ScheduleProblem(model, design, "D", fim="reduced", spaces=spaces)
+    slow = UnbatchedProblem(model, design, "D", fim="reduced", spaces=spaces)
     x0 = fast.x0()
-    t_fast, (xf, vf, _) = timed(lambda: polish(fast, x0))
-    t_slow, (xs, vs, _) = timed(lambda: polish(slow, x0))
+    t_fast, (xf, vf, *_) = timed(lambda: polish(fast, x0))
+    t_slow, (xs, vs, *_) = timed(lambda: polish(slow, x0))
     res.update(polish_batched_s=t_fast, polish_unbatched_baseline_s=t_slow, polish_speedup=t_slow / t_fast,
                polish_logdet_batched=vf, polish_logdet_baseline=vs)
 
