@@ -5,6 +5,7 @@ References: the closed forms of the same models (validated against LSODA and Pop
 the analytic solution (matrix exponential) of a stiff linear system; finite differences.
 """
 
+import functools
 import time
 
 import numpy as np
@@ -129,6 +130,22 @@ def check_stiff_exchange(solver):
     d_ke = (np.array([expm(Ah * s) @ [1.0, 0.0] for s in t]).sum(axis=1) - exact) / h
     np.testing.assert_allclose(res["d1"][:, 2], d_ke, rtol=1e-4)
     return model
+
+
+@functools.cache
+def tmdd_fim(solver):
+    """FO reduced FIM of the full TMDD model's design (models/tmdd_full.toml, stiff) with ``solver``."""
+    from dataclasses import replace
+
+    spec = pk.load_model("tmdd_full")
+    s = replace(spec, ode=replace(spec.ode, solver=solver), name=f"tmdd_{solver}")
+    return pk.evaluate_fim(pk.compile_model(s), s.default_design, "fo").matrix
+
+
+def check_tmdd_against_lsoda(solver):
+    """The TMDD FIM with ``solver`` equals the LSODA path's (1e-6)."""
+    ref = tmdd_fim("lsoda")
+    np.testing.assert_allclose(tmdd_fim(solver), ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
 
 
 def test_stiff_system_solves_within_tolerance_in_bounded_time():
