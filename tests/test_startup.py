@@ -137,3 +137,22 @@ def test_no_public_function_is_shadowed_by_its_module():
     import pkdesign.plot  # noqa: F401  (imports the simulation module)
 
     assert callable(pk.simulate) and callable(pk.sse)
+
+
+def test_records_are_pruned_to_the_most_recently_used(tmp_path, monkeypatch):
+    """Writing a record keeps the MAX_RECORDS most recently written or read ones; reading one keeps it."""
+    import os
+
+    from pkdesign.model import records
+
+    monkeypatch.setattr(records, "MAX_RECORDS", 3)
+    spec = parse_model_text((MODELS / "warfarin.toml").read_text(), "warfarin.toml")
+    paths = [tmp_path / f"r{k}.pkl" for k in range(4)]
+    for k, p in enumerate(paths):
+        write_record(p, spec)
+        os.utime(p, (1_000_000 + k, 1_000_000 + k))  # written in this order
+    assert sorted(q.name for q in tmp_path.glob("*.pkl")) == ["r1.pkl", "r2.pkl", "r3.pkl"]  # r0: the oldest
+    assert read_record(paths[1]) is not None  # read: now the most recent
+    write_record(tmp_path / "r4.pkl", spec)
+    assert sorted(q.name for q in tmp_path.glob("*.pkl")) == ["r1.pkl", "r3.pkl", "r4.pkl"]
+    assert records.prune_records(tmp_path / "missing") == 0

@@ -10,7 +10,8 @@ A record's name hashes the file text, its path (the spec names it in messages) a
 package, so a changed file or a changed pkdesign never reuses one.  The record holds the SHA-256 of its payload
 and is verified before use: a corrupted, truncated or foreign file is ignored (one ``CacheWarning`` naming it)
 and rewritten, never trusted; a cache that cannot be written costs a parse each time, nothing else.  Records live in ``specs/`` under the
-kernel cache directory (``pkdesign cache clear`` removes them).
+kernel cache directory (``pkdesign cache clear`` removes them); every package version or edited model file
+makes new ones, so writing a record keeps the ``MAX_RECORDS`` most recently written or read and deletes the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from .spec import ModelSpec
 
 _LOG = logging.getLogger("pkdesign")
 _MAGIC = b"pkdesign-model-record 1 "
+#: records kept in ``specs/`` (the most recently written or read); older ones are deleted when one is written
+MAX_RECORDS = 500
 
 
 @lru_cache(maxsize=1)
@@ -69,7 +72,38 @@ def read_record(path: Path) -> ModelSpec | None:
     if not isinstance(spec, ModelSpec):
         _warn(path, "the model record holds no model; parsing the model file again")
         return None
+    try:  # recently used: kept by prune_records
+        path.touch()
+    except OSError:
+        pass
     return spec
+
+
+def prune_records(directory: Path, keep: int | None = None) -> int:
+    """Delete all but the ``keep`` (default ``MAX_RECORDS``) most recently written or read records in
+    ``directory``; returns how many were deleted (best effort: files that vanish or resist are skipped)."""
+    keep = MAX_RECORDS if keep is None else keep
+    try:
+        files = list(directory.glob("*.pkl"))
+        if len(files) <= keep:
+            return 0
+        stamped = []
+        for f in files:
+            try:
+                stamped.append((f.stat().st_mtime, f))
+            except OSError:
+                pass
+    except OSError:
+        return 0
+    stamped.sort(reverse=True)
+    gone = 0
+    for _, f in stamped[keep:]:
+        try:
+            f.unlink()
+            gone += 1
+        except OSError:
+            pass
+    return gone
 
 
 def _warn(path: Path, why: str) -> None:
@@ -87,6 +121,7 @@ def write_record(path: Path, spec: ModelSpec) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload, "model record",
                      OSError)
+        prune_records(path.parent)
     except Exception as exc:  # OSError (read-only cache), or an object that cannot be pickled
         _LOG.debug("model record %s not written: %s", path, exc)
 
