@@ -36,7 +36,8 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
 def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cover - compiled
     """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal, kind[a] = 2 rank one,
     dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not read), kind[a] = 3 zero (dV[a] is
-    not read: the fixed effects of a reduced FIM), else dense.  A rank-one
+    not read: the fixed effects of a reduced FIM), else dense.  M (p, n, n) is work (its rows M[c, 0] hold
+    C⁻¹ dmu_c first: q <= p); ``t`` is not used (kept for the callers' signature).  A rank-one
     derivative (the variance of one random effect under FO/FOCE: L_k L_kᵀ) costs V⁻¹u (n²) instead of V⁻¹ dV[a]
     (n³): ½ tr(V⁻¹ dV_a V⁻¹ dV_c) is ½ (u_aᵀ V⁻¹ u_c)² against another rank-one one, ½ Σ_i (V⁻¹u_a)_i² d_i
     against a diagonal one and ½ (V⁻¹u_a)ᵀ dV_c (V⁻¹u_a) against a dense one.
@@ -105,17 +106,23 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
     for a in range(p):
         for c in range(a + 1):
             out[a, c] = 0.0
+    # the mean part dmuᵀ V⁻¹ dmu = (C⁻¹ dmu)ᵀ (C⁻¹ dmu); C⁻¹ dmu_c is kept in M[c, 0] (M is filled only below)
     for c in range(q):
         for i in range(n):
             s = 0.0
-            for j in range(n):
-                s += Vi[i, j] * dmu[j, c]
-            t[i] = s
+            for j in range(i + 1):
+                s += Ci[i, j] * dmu[j, c]
+            M[c, 0, i] = s
+    for c in range(q):
         for a in range(c, q):
             s = 0.0
             for i in range(n):
-                s += dmu[i, a] * t[i]
+                s += M[a, 0, i] * M[c, 0, i]
             out[a, c] = s
+    has_dense = False  # a dense derivative pairs with a diagonal one through M; without one, M of a diagonal is skipped
+    for a in range(p):
+        if kind[a] == 0:
+            has_dense = True
     for a in range(p):
         nz[a] = False
         if kind[a] == 3:
@@ -135,7 +142,7 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
             for i in range(n):
                 if dV[a, i, i] != 0.0:
                     nz[a] = True
-            if nz[a]:
+            if nz[a] and has_dense:
                 for i in range(n):
                     for j in range(n):
                         M[a, i, j] = Vi[i, j] * dV[a, j, j]
@@ -173,6 +180,12 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cove
                         for j in range(n):
                             w += dV[o, i, j] * M[r, 0, j]
                         s += M[r, 0, i] * w
+            elif kind[a] == 1 and kind[c] == 1:  # tr(V⁻¹D_a V⁻¹D_c) = Σ_ij (V⁻¹)_ij² d_a,j d_c,i
+                for i in range(n):
+                    w = 0.0
+                    for j in range(n):
+                        w += Vi[i, j] * Vi[i, j] * dV[a, j, j]
+                    s += w * dV[c, i, i]
             else:
                 for i in range(n):
                     for j in range(n):
@@ -247,6 +260,10 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
             for a in range(p):
                 if kind[a] == 2 or kind[a] == 3:
                     continue  # rank one: written below (its row 0 only); zero: never read
+                if kind[a] == 1:  # diagonal: only the diagonal is read
+                    for i in range(n):
+                        dV[a, i, i] = 0.0
+                    continue
                 for i in range(n):
                     for j in range(n):
                         dV[a, i, j] = 0.0
