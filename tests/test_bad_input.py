@@ -156,6 +156,8 @@ CASES = [
              'derivatives = { central = "-CL/V*central" }\nmax_steps = 2')},
          message=r"more than max_steps = 2 steps \(a stiff system\? try solver = \"bdf\""),
     Case("no-such-model", ["evaluate", "no_such_model"], message=r"no such file"),
+    Case("bayesian-fim-with-iov", ["evaluate", "one_comp_oral_iov", "--fim", "bayesian"],
+         message=r"inter-occasion variability on CL: the Bayesian \(MAP\) FIM and shrinkage do not handle occasions"),
     # -- rows that must succeed with the right number ------------------------------------------
     Case("folder-named-like-a-model", ["evaluate", "warfarin", "--json"], {"warfarin/readme.txt": "not a model"},
          rc=0, check=logdet_is(WARFARIN_REDUCED)),  # the default FIM is the reduced one (PopED's and PFIM's)

@@ -36,6 +36,10 @@ def bayesian_fim(model, times, regimen=None, output=None, *, values: dict | None
     pp = population_parameters(spec, values)
     if pp.n_eta == 0:
         raise DesignError(f"model {spec.name!r} has no random effects: a Bayesian FIM needs Omega")
+    iov = [v.parameter for v in getattr(spec, "occasion_variability", ())]
+    if iov:  # the κ's of the schedule's occasions are random effects too: ignoring them would understate shrinkage
+        raise DesignError(f"model {spec.name!r} has inter-occasion variability on {', '.join(iov)}: the Bayesian "
+                          "(MAP) FIM and shrinkage do not handle occasions yet (the FIM approximations do)")
     t = check_times(times, "times")
     idx = output_index(output, t.size, spec.output_names)
     P = predict(model, pp, np.zeros(pp.n_eta), t, idx, regimen, 1, "Bayesian FIM")
