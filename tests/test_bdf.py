@@ -165,3 +165,20 @@ def test_samples_very_close_together_are_reached_without_tiny_steps():
     np.testing.assert_allclose(res["f"][[2, 3, 6]], ref["f"], rtol=1e-7)
     np.testing.assert_allclose(res["f"][4:6], ref["f"][1], rtol=1e-9)
     assert np.all(np.isfinite(res["d1"]))
+
+
+def test_auto_switches_to_bdf_when_dormand_prince_runs_out_of_steps():
+    """``auto`` judged non-stiff by its eigenvalue test (forced here) but Dormand-Prince exceeds max_steps: the
+    batch is solved again by BDF, which stays the model's choice; the numbers are BDF's."""
+    from .test_ode import STIFF
+
+    text = STIFF.replace('solver = "SOLVER"', 'solver = "SOLVER"\nmax_steps = 5000')
+    auto = pk.compile_model(pk.parse_model_text(text.replace("SOLVER", "auto"), "stiff_auto.toml"))
+    ref = pk.compile_model(pk.parse_model_text(text.replace("SOLVER", "bdf"), "stiff_bdf.toml"))
+    auto._auto = "dopri5"  # as if the eigenvalue test had said non-stiff
+    t = np.array([0.01, 0.1, 1.0, 5.0, 20.0])
+    got = auto.evaluate(auto.spec.theta, t, order=1)
+    assert auto._auto == "bdf"
+    want = ref.evaluate(ref.spec.theta, t, order=1)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
