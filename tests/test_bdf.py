@@ -64,10 +64,11 @@ def test_plain_python_bdf_matches_the_exact_solution_across_calls():
     def jac(t, y, psi, u_in, J):
         J[0, 0] = -psi[0]
 
-    ns = {"math": math, "np": np, "rhs": rhs, "jac": jac, "lu_factor": R.lu_factor, "lu_inverse": R.lu_inverse,
-          "N_X": 1, **{c: v for c, v in vars(bdf).items() if c.isupper() and c != "N_X"}}
-    ns["stage_solve"] = rebind(R.stage_solve, "stage_solve_py", {**vars(R), "N_X": 1, "ORDER": 0, "N_ACT": 0})
-    for name in ("rms", "change_d", "restart", "newton", "factor_g", "extrapolate", "advance"):
+    ns = {"math": math, "np": np, "rhs": rhs, "N_X": 1, **{c: v for c, v in vars(bdf).items() if c.isupper() and c != "N_X"}}
+    shared = {**vars(R), "jac": jac, "N_X": 1, "ORDER": 0, "N_ACT": 0}  # the helpers both implicit methods use
+    for name in ("stage_solve", "jacobian_at", "invert_state_block"):
+        ns[name] = rebind(getattr(R, name), f"{name}_py", shared)
+    for name in ("rms", "change_d", "restart", "newton", "extrapolate", "advance"):
         ns[name] = rebind(getattr(bdf, name), f"{name}_py", ns)
     K, u = 0.7, 0.3
     y = np.array([1.0])

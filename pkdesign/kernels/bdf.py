@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 # Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
-rhs = jac = stage_solve = lu_factor = lu_inverse = None
+rhs = stage_solve = jacobian_at = invert_state_block = None
 N_X = 0
 
 MAX_ORDER = 5
@@ -61,12 +61,12 @@ def work_rows(ny: int) -> int:
     return ROW_J + ny
 
 
-def rms(v, y, rtol, atol):
-    """RMS of v_i / (atol + rtol |y_i|)."""
+def rms(v, scale, y, rtol, atol):
+    """RMS of scale·v_i / (atol + rtol |y_i|)."""
     n = v.shape[0]
     s = 0.0
     for i in range(n):
-        x = v[i] / (atol + rtol * abs(y[i]))
+        x = scale * v[i] / (atol + rtol * abs(y[i]))
         s += x * x
     return math.sqrt(s / n)
 
@@ -108,15 +108,15 @@ def restart(t, y, psi, u, rtol, atol, work):
     y1 = work[ROW_NEW]
     f1 = work[ROW_DY]
     rhs(t, y, psi, u, f0)
-    d0 = rms(y, y, rtol, atol)
-    d1 = rms(f0, y, rtol, atol)
+    d0 = rms(y, 1.0, y, rtol, atol)
+    d1 = rms(f0, 1.0, y, rtol, atol)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     for i in range(ny):
         y1[i] = y[i] + h0 * f0[i]
     rhs(t + h0, y1, psi, u, f1)
     for i in range(ny):
         f1[i] -= f0[i]
-    d2 = rms(f1, y, rtol, atol) / h0
+    d2 = rms(f1, 1.0, y, rtol, atol) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -159,7 +159,7 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
         for i in range(ny):
             dy[i] = f[i] - (pt[i] + d[i]) / c
         stage_solve(J, Gi, dy, tmp)
-        dy_norm = rms(dy, yp, rtol, atol)
+        dy_norm = rms(dy, 1.0, yp, rtol, atol)
         rate = -1.0
         if dy_norm_old > 0.0:
             rate = dy_norm / dy_norm_old
@@ -172,19 +172,6 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
             return True, it + 1
         dy_norm_old = dy_norm
     return False, NEWTON_MAXITER
-
-
-def factor_g(J, G, piv, c, Gi, tmp):
-    """Gi = (I/c - J_x)⁻¹ (state block) by an LU of G; False if singular."""
-    nx = G.shape[0]
-    for i in range(nx):
-        for j in range(nx):
-            G[i, j] = -J[i, j]
-        G[i, i] += 1.0 / c
-    if not lu_factor(G, piv):
-        return False
-    lu_inverse(G, piv, Gi, tmp)
-    return True
 
 
 def extrapolate(D, order, s, y):
@@ -231,11 +218,7 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
         h_abs = restart(t, y, psi, u, rtol, atol, work)
         order = 1
         n_equal = 0
-        jac_ok = False
-        for i in range(ny):
-            for j in range(ny):
-                J[i, j] = 0.0
-        jac(t, y, psi, u, J)
+        jacobian_at(t, y, psi, u, J)
         jac_ok = True
     else:
         order = int(ws[WS_ORDER])
@@ -291,16 +274,13 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
             converged = False
             while True:
                 if c != c_lu:
-                    if not factor_g(J, G, piv, c, Gi, tmp):
+                    if not invert_state_block(J, c, G, piv, Gi, tmp):
                         break
                     c_lu = c
                 converged, n_iter = newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp)
                 if converged or jac_ok:
                     break
-                for i in range(ny):
-                    for j in range(ny):
-                        J[i, j] = 0.0
-                jac(t_new, yp, psi, u, J)
+                jacobian_at(t_new, yp, psi, u, J)
                 jac_ok = True
                 c_lu = -1.0
             steps += 1
@@ -312,11 +292,7 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
                 h_restore = 0.0
                 continue
             safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
-            err = 0.0
-            for i in range(ny):
-                x = ERROR_CONST[order] * d[i] / (atol + rtol * abs(y_new[i]))
-                err += x * x
-            err = math.sqrt(err / ny)
+            err = rms(d, ERROR_CONST[order], y_new, rtol, atol)
             if err > 1.0:
                 factor = max(MIN_FACTOR, safety * err ** (-1.0 / (order + 1)))
                 change_d(D, order, factor)
@@ -349,17 +325,9 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
         e_m = math.inf
         e_p = math.inf
         if order > 1:
-            e_m = 0.0
-            for i in range(ny):
-                x = ERROR_CONST[order - 1] * D[order, i] / (atol + rtol * abs(y[i]))
-                e_m += x * x
-            e_m = math.sqrt(e_m / ny)
+            e_m = rms(D[order], ERROR_CONST[order - 1], y, rtol, atol)
         if order < MAX_ORDER:
-            e_p = 0.0
-            for i in range(ny):
-                x = ERROR_CONST[order + 1] * D[order + 2, i] / (atol + rtol * abs(y[i]))
-                e_p += x * x
-            e_p = math.sqrt(e_p / ny)
+            e_p = rms(D[order + 2], ERROR_CONST[order + 1], y, rtol, atol)
         f_m = math.inf if e_m == 0.0 else e_m ** (-1.0 / order)
         f_0 = math.inf if err == 0.0 else err ** (-1.0 / (order + 1))
         f_p = math.inf if e_p == 0.0 else e_p ** (-1.0 / (order + 2))

@@ -377,16 +377,15 @@ def bind(module, guard, **options) -> None:
         # the same solve around the implicit integrators (compiled on first use): Rosenbrock (suffix _stiff) and BDF
         implicit = {**_constants(rosenbrock, ns), **ns, **helpers, "jac": getattr(module, f"jac{k}"),
                     "TDEP": bool(getattr(module, "TDEP", True))}
-        implicit["block_solve"] = guard.jit(rebind(rosenbrock.block_solve, "block_solve", implicit, filename),
-                                            **options)
-        implicit["stage_solve"] = guard.jit(rebind(rosenbrock.stage_solve, f"stage_solve{k}", implicit, filename),
-                                            **options)
+        for name, suffix in (("block_solve", ""), ("stage_solve", k), ("jacobian_at", k), ("invert_state_block", "")):
+            implicit[name] = guard.jit(rebind(getattr(rosenbrock, name), f"{name}{suffix}", implicit, filename),
+                                       **options)
         stiff = {**implicit, "WORK_ROWS": rosenbrock.work_rows(ns["NY"])}
         stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas4_step{k}", stiff, filename), **options)
         stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
         _bind_solve(module, guard, options, filename, stiff, f"solve{k}_stiff")
         multistep = {**implicit, **_constants(bdf, ns), "WORK_ROWS": bdf.work_rows(ns["NY"])}
-        for name in ("rms", "change_d", "restart", "newton", "factor_g", "extrapolate"):
+        for name in ("rms", "change_d", "restart", "newton", "extrapolate"):
             multistep[name] = guard.jit(rebind(getattr(bdf, name), f"bdf_{name}{k}", multistep, filename), **options)
         multistep["advance"] = guard.jit(rebind(bdf.advance, f"advance{k}_bdf", multistep, filename), **options)
         _bind_solve(module, guard, options, filename, multistep, f"solve{k}_bdf")

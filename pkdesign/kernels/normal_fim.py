@@ -29,15 +29,15 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
     n, q = dmu.shape
     p = dV.shape[0]
     row_fim_work(dmu, V, dV, out, np.zeros((n, n)), np.zeros((n, n)), np.empty((n, n)), np.empty((p, n, n)),
-                 np.empty(n), np.zeros(p, dtype=np.bool_), np.zeros(p, dtype=np.int64))
+                 np.zeros(p, dtype=np.bool_), np.zeros(p, dtype=np.int64))
 
 
 @_cached(nogil=True, error_model="numpy")
-def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, t, nz, kind):  # pragma: no cover - compiled
+def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover - compiled
     """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal, kind[a] = 2 rank one,
     dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not read), kind[a] = 3 zero (dV[a] is
     not read: the fixed effects of a reduced FIM), else dense.  M (p, n, n) is work (its rows M[c, 0] hold
-    C⁻¹ dmu_c first: q <= p); ``t`` is not used (kept for the callers' signature).  A rank-one
+    C⁻¹ dmu_c first: q <= p).  A rank-one
     derivative (the variance of one random effect under FO/FOCE: L_k L_kᵀ) costs V⁻¹u (n²) instead of V⁻¹ dV[a]
     (n³): ½ tr(V⁻¹ dV_a V⁻¹ dV_c) is ½ (u_aᵀ V⁻¹ u_c)² against another rank-one one, ½ Σ_i (V⁻¹u_a)_i² d_i
     against a diagonal one and ½ (V⁻¹u_a)ᵀ dV_c (V⁻¹u_a) against a dense one.
@@ -231,7 +231,6 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
         Ci = np.zeros((n, n))
         Vi = np.empty((n, n))
         M = np.empty((p, n, n))
-        tv = np.empty(n)
         nz = np.zeros(p, dtype=np.bool_)
         kind = np.zeros(p, dtype=np.int64)
         for r in range(pt + n_om, p):
@@ -326,7 +325,7 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
                         if err_ab[t] != 0.0:  # ∂(2ab f)/∂σ²_t = (ab / σ²_t) f
                             dV[r, i, i] += err_ab[t] / err_var[t] * f[b, i]
                 r += 1
-            row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, tv, nz, kind)
+            row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, nz, kind)
 
 
 # parallel variants for large batches; serial ones avoid the thread-pool start-up for a few rows

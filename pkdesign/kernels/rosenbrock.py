@@ -117,6 +117,29 @@ def lu_inverse(a, piv, inv, col):
             inv[i, j] = col[i]
 
 
+def jacobian_at(t, y, psi, u, J):
+    """J = the augmented system's Jacobian at (t, y) (the generated ``jac`` writes only its non-zero entries)."""
+    ny = J.shape[0]
+    for i in range(ny):
+        for j in range(ny):
+            J[i, j] = 0.0
+    jac(t, y, psi, u, J)
+
+
+def invert_state_block(J, c, G, piv, Gi, tmp):
+    """Gi = (I/c − J_x)⁻¹, the inverse of the state block of the iteration matrix (``c``: γh for this method, h/α
+    for BDF), by an LU in G (with ``piv``, ``tmp`` work); False if singular."""
+    nx = G.shape[0]
+    for i in range(nx):
+        for j in range(nx):
+            G[i, j] = -J[i, j]
+        G[i, i] += 1.0 / c
+    if not lu_factor(G, piv):
+        return False
+    lu_inverse(G, piv, Gi, tmp)
+    return True
+
+
 def stage_solve(J, Gi, b, tmp):
     """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, Gi the inverse of the state
     block G = I/(γh) − J_x (N_X, N_X; :func:`lu_inverse`), ``tmp`` work of length N_X.
@@ -232,10 +255,7 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
         if h <= 1e-14 * max(1.0, abs(t)):
             return t, h, 1, steps
         rhs(t, y, psi, u, f0)
-        for i in range(ny):
-            for j in range(ny):
-                J[i, j] = 0.0
-        jac(t, y, psi, u, J)
+        jacobian_at(t, y, psi, u, J)
         if TDEP:
             dt = 1e-7 * max(1.0, abs(t))
             rhs(t + dt, y, psi, u, fs)
@@ -244,15 +264,10 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
         else:
             for i in range(ny):
                 ft[i] = 0.0
-        for i in range(nx):
-            for j in range(nx):
-                G[i, j] = -J[i, j]
-            G[i, i] += 1.0 / (GAMMA * h)
-        if not lu_factor(G, piv):
+        if not invert_state_block(J, GAMMA * h, G, piv, Gi, tmp):
             h *= 0.2
             steps += 1
             continue
-        lu_inverse(G, piv, Gi, tmp)
         step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn)
         steps += 1
         accepted, h_next = step_control(error_norm(k[5], 1.0, y, yn, rtol, atol), h, h_full, clipped, 0.25)
