@@ -324,10 +324,10 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
         safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
         e_m = math.inf
         e_p = math.inf
-        if order > 1:
-            e_m = rms(D[order], ERROR_CONST[order - 1], y, rtol, atol)
+        if order > 1:  # weighted by the new state, as the error test (not by y: the caller's, from the call's start)
+            e_m = rms(D[order], ERROR_CONST[order - 1], y_new, rtol, atol)
         if order < MAX_ORDER:
-            e_p = rms(D[order + 2], ERROR_CONST[order + 1], y, rtol, atol)
+            e_p = rms(D[order + 2], ERROR_CONST[order + 1], y_new, rtol, atol)
         f_m = math.inf if e_m == 0.0 else e_m ** (-1.0 / order)
         f_0 = math.inf if err == 0.0 else err ** (-1.0 / (order + 1))
         f_p = math.inf if e_p == 0.0 else e_p ** (-1.0 / (order + 2))
