@@ -122,3 +122,14 @@ def compartment_ode(n_cmt, route, params, regimen, times, rtol=1e-11, atol=1e-13
                 y[0] += val
             ei += 1
     return out
+
+
+def computed_pairs(spec) -> np.ndarray:
+    """Boolean (P, P): the second derivatives a model's kernels compute (``ModelSpec.second_order_pairs``, both
+    orders of each pair); the other entries of ``d2`` are NaN ("not computed") or 0 (a parameter not used)."""
+    ix = spec.derivative_indices()
+    P = len(spec.parameter_names)
+    mask = np.zeros((P, P), dtype=bool)
+    for a, b in spec.second_order_pairs():
+        mask[ix[a], ix[b]] = mask[ix[b], ix[a]] = True
+    return mask

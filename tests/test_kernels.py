@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import pkdesign as pk
 
 from .conftest import MODELS, REFERENCE, compiled
-from .helpers import compartment_ode, direct_prediction, fd_jacobian
+from .helpers import compartment_ode, computed_pairs, direct_prediction, fd_jacobian
 
 FAST = ["warfarin", "one_comp_bolus", "one_comp_infusion", "one_comp_oral", "two_comp_bolus",
         "two_comp_infusion", "effect_compartment", "emax", "sigmoid_emax", "box_lucas"]
@@ -84,19 +84,29 @@ def test_derivatives_match_finite_differences(name):
         return model.evaluate(p, t, g.regimen, idx, order=1)["d1"]
 
     # derivatives are computed for the parameters the FIM needs (used, and estimated or random);
-    # the others are 0 (unused) or NaN (fixed without variability: not computed)
+    # the others are 0 (unused) or NaN (fixed without variability: not computed); second derivatives for the
+    # pairs with at least one random parameter, the others NaN
     a = spec.derivative_indices()
     skipped = [k for k in range(psi.size) if k not in a]
     assert all(spec.parameters[k].fixed for k in skipped)
     assert np.all(np.isnan(res["d1"][:, skipped])) and np.all(np.isnan(res["d2"][:, skipped][:, :, skipped]))
+    pairs = computed_pairs(spec)
+    random = {v.parameter for v in spec.variability}
+    for k in a:
+        for l in a:
+            assert pairs[k, l] == (spec.parameter_names[k] in random or spec.parameter_names[l] in random)
+    k2, l2 = np.nonzero(~pairs)
+    _, _, nk2, nl2, v2 = spec.not_computed()  # 0 where an unused parameter is involved, else NaN
+    assert sorted(zip(k2, l2)) == sorted(zip(nk2, nl2))
+    np.testing.assert_array_equal(res["d2"][:, nk2, nl2], np.broadcast_to(v2, (t.size, v2.size)))
     fd1 = fd_jacobian(f, psi)[:, a]
     scale1 = np.abs(fd1).max(axis=0, keepdims=True) + 1e-12
     np.testing.assert_allclose(res["d1"][:, a] / scale1, fd1 / scale1, atol=1e-6)
-    fd2 = fd_jacobian(lambda p: d1(p)[:, a], psi)[:, :, a]
-    scale2 = np.abs(fd2).max() + 1e-12
-    d2 = res["d2"][:, a][:, :, a]
+    fd2 = fd_jacobian(d1, psi)[:, pairs]  # (none for a model without random effects, box_lucas)
+    scale2 = np.abs(fd2).max(initial=0.0) + 1e-12
+    d2 = res["d2"][:, pairs]
     np.testing.assert_allclose(d2 / scale2, fd2 / scale2, atol=1e-6)
-    assert np.allclose(d2, d2.transpose(0, 2, 1))
+    np.testing.assert_array_equal(res["d2"], res["d2"].transpose(0, 2, 1))
     # time derivative, away from dose times where the bolus/infusion kinks are
     h = 1e-6 * np.maximum(t, 1.0)
     fdt = (model.evaluate(psi, t + h, g.regimen, idx, order=0)["f"]
@@ -164,7 +174,7 @@ def test_effect_compartment_at_ke0_equal_k():
     res = model.evaluate(psi, t, g.regimen, idx, order=2)
     a = spec.derivative_indices()  # E0 is fixed without variability: its derivatives are not computed
     assert np.all(np.isfinite(res["f"])) and np.all(np.isfinite(res["d1"][:, a]))
-    assert np.all(np.isfinite(res["d2"][:, a][:, :, a]))
+    assert np.all(np.isfinite(res["d2"][:, computed_pairs(spec)]))
     near = psi.copy()
     near[2] *= 1 + 1e-7
     res_near = model.evaluate(near, t, g.regimen, idx, order=1)
@@ -178,7 +188,8 @@ def test_box_lucas_at_equal_rates():
     # limit: th*t*exp(-th*t)
     np.testing.assert_allclose(res["f"], 0.3 * np.array([0.5, 1.0, 4.0]) * np.exp(-0.3 * np.array([0.5, 1, 4])),
                                rtol=1e-12)
-    assert np.all(np.isfinite(res["d2"]))
+    assert np.all(np.isfinite(res["d1"]))
+    assert np.all(np.isnan(res["d2"]))  # no random effect: no second derivative is needed by a FIM
 
 
 # -- superposition and ODE twins ----------------------------------------------------------
@@ -268,7 +279,8 @@ def test_two_compartment_oral_at_and_near_ka_equal_to_a_rate_constant(which, rel
     f_ref, ka = _two_cmt_reference(psi, times, which, rel)
     psi[4] = ka
     res = model.evaluate(psi, times, pk.Regimen.single(100.0), order=2)
-    assert all(np.all(np.isfinite(v)) for v in res.values())
+    assert all(np.all(np.isfinite(v)) for k, v in res.items() if k != "d2")
+    assert np.all(np.isfinite(res["d2"][:, computed_pairs(spec)]))
     np.testing.assert_allclose(res["f"], f_ref, rtol=1e-9)
     syms = sp.symbols("CL V1 Q V2 KA")
     for k in (0, 4):  # CL and KA: first and second derivatives
@@ -313,6 +325,7 @@ def test_three_compartment_oral_at_each_disposition_rate():
         near[names.index("KA")] = lam * (1 + 1e-7)
         a = model.evaluate(at, times, pk.Regimen.single(100.0), order=2)
         b = model.evaluate(near, times, pk.Regimen.single(100.0), order=2)
+        a["d2"], b["d2"] = a["d2"][:, computed_pairs(spec)], b["d2"][:, computed_pairs(spec)]
         assert all(np.all(np.isfinite(v)) for v in a.values())
         for k in ("f", "d1", "d2"):  # continuous through the former singularity
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-9 * np.abs(b[k]).max())

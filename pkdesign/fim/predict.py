@@ -120,13 +120,14 @@ def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=Non
     f = res["f"]
     d1 = res["d1"] if order >= 1 else np.zeros(f.shape + (0,))
     d2 = res.get("d2")
-    # derivatives of parameters that are neither estimated nor random may be NaN ("not computed")
+    # derivatives of parameters that are neither estimated nor random may be NaN ("not computed"), and so may second
+    # derivatives in two parameters without variability: the second derivatives are checked after the chain rule,
+    # which reads only those the FIM uses
     need = np.union1d(pp.free, pp.eta_par) if order >= 1 and pp.free.size < d1.shape[-1] else None
     if need is not None and need.size < d1.shape[-1]:
-        _check_finite(f, d1[..., need], None if d2 is None else d2[..., need[:, None], need[None, :]], times, idx,
-                      where, model.spec.output_names)
+        _check_finite(f, d1[..., need], None, times, idx, where, model.spec.output_names)
     else:
-        _check_finite(f, d1, d2, times, idx, where, model.spec.output_names)
+        _check_finite(f, d1, None, times, idx, where, model.spec.output_names)
     logf = pp.residual.log_scale()[idx] if pp.n_outputs else np.zeros(f.shape[-1], dtype=bool)
     dt = res.get("dt") if order >= 1 else None
     if logf.any():
@@ -154,6 +155,9 @@ def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=Non
         return Predictions(f=f, fth=None, L=None)
     a, b, c, e = pp.transform_derivatives(eta_b, active)
     fth, L, Lth, Leta = chain_rule(d1, d2 if order >= 2 else None, a, b, c, e, pp.free, pp.eta_par, eta2)
+    for second in (Lth, Leta):
+        if second is not None:
+            _check_finite(f, fth, second, times, idx, where, model.spec.output_names)
     return Predictions(f=f, fth=fth, L=L, dt=dt, Lth=Lth, Leta=Leta)
 
 

@@ -9,11 +9,12 @@ module's file name, so numba's cache stays per model and is checked like the mod
 The generated ODE module (names in generated code: see :mod:`pkdesign.model.codegen`) provides, per
 derivative order K (0, 1, 2),
 ``rhsK(t, y, psi, u, dy)`` (the augmented right-hand side: states, then first-order sensitivities S_i_k
-at ``nx + i*P + k``, then second-order ones W_i_kl), ``jacK`` (orders 0 and 1), ``initK(psi, y)``,
+at ``nx + i*P + k``, then second-order ones W_i_kl at ``nx + nx*P + i*NP2 + q`` for the pair (k, l) =
+(``PAIR_K[q]``, ``PAIR_L[q]``), the pairs a FIM needs, see ``ModelSpec.second_order_pairs``), ``jacK`` (orders 0 and 1), ``initK(psi, y)``,
 ``doseK(psi, fd)`` (F, LAG, their first and, for K = 2, second ψ-derivatives), ``outK(o, t, y, psi, u,
 vals)`` (value, ∂/∂t, first and second ψ-derivatives of output o), ``NYK`` (state length), ``NDOSEK``,
 ``NOUTK``; once: ``rhst0`` (∂g/∂t), ``N_X`` (states), ``N_ACT`` and ``ACTIVE`` (the parameters whose
-sensitivities are integrated, indices into ψ), ``CMT`` (dosing compartment, -1 for none).  :func:`bind`
+sensitivities are integrated, indices into ψ), ``NP2``, ``PAIR_K``, ``PAIR_L`` (the second-order pairs), ``CMT`` (dosing compartment, -1 for none).  :func:`bind`
 adds ``advanceK``, ``solveK`` and ``solveK_parallel`` to the module.
 
 Status codes written by :func:`solve`: 0 ok, 1 step size below 1e-14, 2 more than ``max_steps`` steps,
@@ -32,8 +33,8 @@ from .jit import GuardedKernel, rebind
 
 # Names bound per model and order by bind() (placeholders here, so that the module reads and lints as
 # Python; numba sees the bound values).
-ORDER = NY = NDOSE = NOUT = NY0 = NY1 = N_X = N_ACT = CMT = 0
-ACTIVE = np.zeros(0, dtype=np.int64)
+ORDER = NY = NDOSE = NOUT = NY0 = NY1 = N_X = N_ACT = CMT = NP2 = 0
+ACTIVE = PAIR_K = PAIR_L = np.zeros(0, dtype=np.int64)
 rhs = init = dose = out = rhs0 = rhs1 = rhst0 = None
 
 
@@ -72,7 +73,7 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     P = N_ACT
     ny1 = nx + nx * P
     base_w = nx + nx * P
-    np2 = P * (P + 1) // 2
+    np2 = NP2
     F = fd[0]
     gm, gp, ASm, Gm, Z, JZp, Gp = lg[0], lg[1], lg[2], lg[3], lg[4], lg[5], lg[6]
     Jgm, Jgp, gtm, gtp = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
@@ -102,21 +103,20 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     rhs1(t, w1, psi, u_p, o1)
     for j in range(ny1):
         JZp[j] = o1[j]
-    # second-order jump (W holds the pairs k <= l)
+    # second-order jump (W holds the pairs (PAIR_K[q], PAIR_L[q]), k <= l)
     for i in range(nx):
-        q = 0
-        for k in range(P):
+        for q in range(np2):
+            k = PAIR_K[q]
+            l = PAIR_L[q]
             sk = fd[2 + P + k]
-            for l in range(k, P):
-                sl = fd[2 + P + l]
-                skl = fd[2 + 2 * P + np2 + q]
-                a = nx + i * P
-                v = (ASm[a + k] * sl + ASm[a + l] * sk + (Jgm[i] + gtm[i]) * sk * sl + gm[i] * skl
-                     - JZp[a + k] * sl - JZp[a + l] * sk + (Jgp[i] - gtp[i]) * sk * sl - gp[i] * skl)
-                if i == CMT:
-                    v += amt * fd[2 + 2 * P + q]
-                y[base_w + i * np2 + q] += v
-                q += 1
+            sl = fd[2 + P + l]
+            skl = fd[2 + 2 * P + np2 + q]
+            a = nx + i * P
+            v = (ASm[a + k] * sl + ASm[a + l] * sk + (Jgm[i] + gtm[i]) * sk * sl + gm[i] * skl
+                 - JZp[a + k] * sl - JZp[a + l] * sk + (Jgp[i] - gtp[i]) * sk * sl - gp[i] * skl)
+            if i == CMT:
+                v += amt * fd[2 + 2 * P + q]
+            y[base_w + i * np2 + q] += v
     # first-order jump
     for i in range(nx):
         for k in range(P):
@@ -298,12 +298,8 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                         for k in range(P):
                             y[nx + CMT * P + k] += ev_a[e] * fd[2 + k]
                     if ORDER >= 2:
-                        q = 0
-                        np2 = P * (P + 1) // 2
-                        for k in range(P):
-                            for l in range(k, P):
-                                y[nx + nx * P + CMT * np2 + q] += ev_a[e] * fd[2 + 2 * P + q]
-                                q += 1
+                        for q in range(NP2):
+                            y[nx + nx * P + CMT * NP2 + q] += ev_a[e] * fd[2 + 2 * P + q]
                     if ORDER >= 1 and lag_sens:
                         rhs0(t, y[:nx], psi, u, gp)
                         for i in range(nx):
@@ -330,12 +326,9 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 for k in range(P):
                     d1[v, io, ACTIVE[k]] = vals[2 + k]
             if ORDER >= 2:
-                q = 0
-                for k in range(P):
-                    for l in range(k, P):
-                        d2[v, io, ACTIVE[k], ACTIVE[l]] = vals[2 + P + q]
-                        d2[v, io, ACTIVE[l], ACTIVE[k]] = vals[2 + P + q]
-                        q += 1
+                for q in range(NP2):
+                    d2[v, io, ACTIVE[PAIR_K[q]], ACTIVE[PAIR_L[q]]] = vals[2 + P + q]
+                    d2[v, io, ACTIVE[PAIR_L[q]], ACTIVE[PAIR_K[q]]] = vals[2 + P + q]
         if failed:
             fail[v, 0] = t
             for i in range(nx):
@@ -352,7 +345,7 @@ def bind(module, guard, **options) -> None:
     the same solver around the Rosenbrock integrator of :mod:`pkdesign.kernels.rosenbrock` and the BDF integrator
     of :mod:`pkdesign.kernels.bdf`."""
     shared = {name: getattr(module, name) for name in ("rhs0", "rhs1", "rhst0", "NY0", "NY1", "N_X", "N_ACT",
-                                                      "CMT", "ACTIVE")}
+                                                      "CMT", "ACTIVE", "NP2", "PAIR_K", "PAIR_L")}
     filename = module.__file__
     lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, "WS_SIZE": WS_SIZE, **shared}
     for helper in ("error_norm", "step_control"):  # shared by both integrators

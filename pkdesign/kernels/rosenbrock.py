@@ -38,7 +38,7 @@ import numpy as np
 # Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
 rhs = jac = step_control = error_norm = None
 TDEP = False
-ORDER = N_X = N_ACT = 0
+ORDER = N_X = N_ACT = NP2 = 0
 
 GAMMA = 0.25
 A21 = 1.544
@@ -105,7 +105,7 @@ def lu_solve(a, piv, b):
 
 def lu_inverse(a, piv, inv, col):
     """The inverse of the matrix whose factors (:func:`lu_factor`) are in ``a``, into ``inv`` (``col``: work of
-    its size).  The state blocks are small (n_x × n_x): applying an explicit inverse to the 1 + P (+ P(P+1)/2)
+    its size).  The state blocks are small (n_x × n_x): applying an explicit inverse to the 1 + P (+ NP2)
     blocks of every stage costs less than as many triangular solves with pivoting."""
     n = a.shape[0]
     for j in range(n):
@@ -145,7 +145,7 @@ def stage_solve(J, Gi, b, tmp):
     block G = I/(γh) − J_x (N_X, N_X; :func:`lu_inverse`), ``tmp`` work of length N_X.
 
     The augmented system is block lower triangular: the sensitivities S_k (rows N_X + i·P + k) depend on the
-    states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·P(P+1)/2 + q) on states,
+    states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·NP2 + q) on states,
     first-order sensitivities and W_kl only, again through J_x.  So the state block's inverse serves every
     block, by forward substitution: g_b = G⁻¹ (b_b + Σ_{c in earlier blocks} J_aug[b, c] g_c)."""
     nx = N_X
@@ -155,10 +155,9 @@ def stage_solve(J, Gi, b, tmp):
         for k in range(P):
             block_solve(J, Gi, b, nx + k, P, nx, tmp)
         if ORDER >= 2:
-            np2 = P * (P + 1) // 2
             base = nx + nx * P
-            for q in range(np2):
-                block_solve(J, Gi, b, base + q, np2, base, tmp)
+            for q in range(NP2):
+                block_solve(J, Gi, b, base + q, NP2, base, tmp)
 
 
 def block_solve(J, Gi, b, first, stride, before, tmp):

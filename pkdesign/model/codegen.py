@@ -36,7 +36,8 @@ and constants, ``rhsK``, ``initK``, ``NYK``, ..., are listed in :mod:`pkdesign.k
     acc[a, j]         accumulator a at padded time j of the vectorised dose loop; calls[q, j] the
                       exp / ediff values of the split loops
     FILL_D1, FILL_D2_K, FILL_D2_L, *_VALUE   derivative entries not computed (0: unused parameter,
-                      NaN: fixed without variability), written once per call
+                      NaN: fixed without variability, or a second derivative in two parameters
+                      without variability), written once per call
 
 Derivative position k is the k-th entry of ``ModelSpec.derivative_indices()`` (the parameters a
 FIM needs); it is written to ``d1[..., derivative_indices()[k]]``.
@@ -122,14 +123,17 @@ def _fill_constants(spec) -> list:
     ]
 
 
-def _fill_lines(order: int, md, n_total: int) -> list:
-    if order == 0 or len(md.active) == n_total:
+def _fill_lines(order: int, spec) -> list:
+    k1, _, k2, _, _ = spec.not_computed()
+    d1_fill, d2_fill = order >= 1 and k1.size > 0, order >= 2 and k2.size > 0
+    if not (d1_fill or d2_fill):
         return []
-    L = ["    for i in range(n_vec):  # entries not computed (see FILL_D1)",
-         "        for j in range(n_obs):",
-         "            for q in range(FILL_D1.shape[0]):",
-         "                d1[i, j, FILL_D1[q]] = FILL_D1_VALUE[q]"]
-    if order >= 2:
+    L = ["    for i in range(n_vec):  # entries not computed (see FILL_D1, FILL_D2_K)",
+         "        for j in range(n_obs):"]
+    if d1_fill:
+        L += ["            for q in range(FILL_D1.shape[0]):",
+              "                d1[i, j, FILL_D1[q]] = FILL_D1_VALUE[q]"]
+    if d2_fill:
         L += ["            for q in range(FILL_D2_K.shape[0]):",
               "                d2[i, j, FILL_D2_K[q], FILL_D2_L[q]] = FILL_D2_VALUE[q]"]
     return L
@@ -145,7 +149,7 @@ def _kernel(spec, order, md, rename, printer) -> str:
         args += ["d2"]
     head = [f"def predict{order}({', '.join(args)}):", "    n_vec = psi.shape[0]", "    n_obs = t_obs.shape[0]",
             "    n_dose = dose_t.shape[0]"]
-    L = _fill_lines(order, md, len(spec.parameter_names))
+    L = _fill_lines(order, spec)
     L.append("    for i in range(n_vec):")
     used = spec.used_parameters()
     for k, name in enumerate(spec.parameter_names):

@@ -85,12 +85,14 @@ def _load(spec: ModelSpec):
 
 def fill_not_computed(spec: ModelSpec, res: dict, order: int) -> None:
     """Write the derivative entries that are not integrated: 0 for parameters the model does not
-    use, NaN for fixed parameters without variability (not needed by any FIM)."""
-    if order == 0 or len(spec.derivative_indices()) == len(spec.parameters):
+    use, NaN for fixed parameters without variability and for second derivatives in two parameters without
+    variability (not needed by any FIM; ``ModelSpec.not_computed``)."""
+    if order == 0:
         return
     k1, v1, k2, l2, v2 = spec.not_computed()
-    res["d1"][:, :, k1] = v1
-    if order >= 2:
+    if k1.size:
+        res["d1"][:, :, k1] = v1
+    if order >= 2 and k2.size:
         res["d2"][:, :, k2, l2] = v2
 
 

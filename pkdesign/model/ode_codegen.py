@@ -17,10 +17,6 @@ from .symbolic import expand_assignments, finite_powers
 # ----------------------------------------------------------------------------------------------
 # symbolic: the augmented system and everything the integrator needs
 # ----------------------------------------------------------------------------------------------
-def _pairs(P):
-    return [(k, l) for k in range(P) for l in range(k, P)]
-
-
 class OdeDerivatives:
     """Symbolic pieces of an ODE model for derivative order ``order`` (0, 1 or 2)."""
 
@@ -42,7 +38,7 @@ class OdeDerivatives:
             g[c] = g[c] + self.F * self.u
         self.g = g
         self.order, self.n, self.P, self.c = order, n, P, c
-        pairs = _pairs(P)
+        pairs = spec.second_order_pairs()  # (k, l) positions in self.psi: at least one parameter with an η
         # augmented state symbols
         ys = list(self.x)
         S = [[sp.Symbol(f"S_{i}_{k}") for k in range(P)] for i in range(n)] if order >= 1 else None
@@ -183,6 +179,10 @@ def generate_ode_source(spec: ModelSpec, header: str = "") -> str:
     active = spec.derivative_indices()
     parts.append(f"# the parameters whose sensitivities are integrated (indices into psi)\n"
                  f"ACTIVE = np.array({active!r}, dtype=np.int64)\nN_ACT = {len(active)}")
+    pairs = spec.second_order_pairs()
+    parts.append(f"# the second-order sensitivities integrated: pairs (PAIR_K[q], PAIR_L[q]) of positions in ACTIVE\n"
+                 f"PAIR_K = np.array({[k for k, _ in pairs]!r}, dtype=np.int64)\n"
+                 f"PAIR_L = np.array({[l for _, l in pairs]!r}, dtype=np.int64)\nNP2 = {len(pairs)}")
     parts.append(f"CMT = {spec.ode.states.index(spec.dosing.compartment) if spec.dosing.compartment else -1}")
     parts.append(ediff_source(printer.ediff_orders))
     return "\n\n".join(parts) + "\n"

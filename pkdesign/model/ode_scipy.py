@@ -17,7 +17,8 @@ def solve_lsoda(model, order, psi_all, t_obs, out_idx, dose_t, dose_amt, dose_du
     jac = getattr(m, f"jac{order}", None)
     cmt = m.CMT
     lag_sens = model.lag_depends_on_parameters
-    np2 = P * (P + 1) // 2
+    np2 = m.NP2
+    pair_k, pair_l = act[m.PAIR_K], act[m.PAIR_L]  # the second-order pairs, as indices into ψ
     for v, psi in enumerate(psi_all):
         fd = np.empty(getattr(m, f"NDOSE{order}"))
         dose(psi, fd)
@@ -103,11 +104,7 @@ def solve_lsoda(model, order, psi_all, t_obs, out_idx, dose_t, dose_amt, dose_du
                 res["dt"][v, io] = vals[1]
                 res["d1"][v, io, act] = vals[2:2 + P]
             if order >= 2:
-                q = 0
-                for k in range(P):
-                    for l in range(k, P):
-                        res["d2"][v, io, act[k], act[l]] = res["d2"][v, io, act[l], act[k]] = vals[2 + P + q]
-                        q += 1
+                res["d2"][v, io, pair_k, pair_l] = res["d2"][v, io, pair_l, pair_k] = vals[2 + P:2 + P + np2]
         if not ok:
             status[v] = 4
             fail[v, 0] = t

@@ -92,10 +92,9 @@ def derivative_targets(d, order, n, f_name, d1_name, d2_name, dt_name, inner=Non
             targets.append(dt_name)
             exprs.append(d.dt)
     if order >= 2:
-        for k in range(n):
-            for l in range(k, n):
-                if inner is not None and inner.d2[(k, l)] == 0:
-                    continue
-                targets.append(d2_name.format(k=ix[k], l=ix[l], d2=inner.d2[(k, l)] if inner is not None else ""))
-                exprs.append(d.d2[(k, l)])
+        for (k, l), e in d.d2.items():  # the pairs the model computes (ModelSpec.second_order_pairs)
+            if inner is not None and inner.d2[(k, l)] == 0:
+                continue
+            targets.append(d2_name.format(k=ix[k], l=ix[l], d2=inner.d2[(k, l)] if inner is not None else ""))
+            exprs.append(e)
     return targets, exprs

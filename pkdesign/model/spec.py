@@ -218,11 +218,20 @@ class ModelSpec:
         computed") for fixed parameters without variability."""
         return list(self._derivative_info[1])
 
+    def second_order_pairs(self) -> list:
+        """The second derivatives the kernels compute: pairs ``(k, l)``, ``k <= l``, of derivative positions
+        (indices into :meth:`derivative_indices`) of which at least one parameter carries a random effect
+        (between-subject or inter-occasion).  A FIM uses ∂²f/∂ψ² only through ∂²f/∂η∂θ (full FIM) and
+        ∂²f/∂η∂η (FOCE-type with ``eta2``), so a pair of two parameters without variability is never needed;
+        the kernels leave it NaN ("not computed")."""
+        return list(self._derivative_info[2])
+
     def not_computed(self) -> tuple:
         """The derivative entries the kernels do not compute, and what they hold instead:
         ``(k1 (m,), v1 (m,), k2 (m2,), l2 (m2,), v2 (m2,))`` for ``d1[..., k1] = v1`` and
         ``d2[..., k2, l2] = v2``; 0 where a parameter the model does not use is involved, else NaN
-        ("not computed": a fixed parameter without variability)."""
+        ("not computed": a fixed parameter without variability, or a second derivative in two parameters
+        without variability, see :meth:`second_order_pairs`)."""
         return self._not_computed
 
     @cached_property
@@ -232,7 +241,10 @@ class ModelSpec:
         used = self.used_parameters()
         value = np.array([0.0 if n not in used else np.nan for n in self.parameter_names])
         k1 = np.array([k for k in range(P) if k not in active], dtype=np.int64)
-        pairs = [(k, l) for k in range(P) for l in range(P) if k not in active or l not in active]
+        ix = self.derivative_indices()
+        computed = {(ix[a], ix[b]) for a, b in self.second_order_pairs()}
+        computed |= {(l, k) for k, l in computed}
+        pairs = [(k, l) for k in range(P) for l in range(P) if (k, l) not in computed]
         k2 = np.array([k for k, _ in pairs], dtype=np.int64)
         l2 = np.array([l for _, l in pairs], dtype=np.int64)
         v2 = np.where(np.isnan(value[k2]) & np.isnan(value[l2]), np.nan, 0.0) if pairs else np.zeros(0)
@@ -253,7 +265,9 @@ class ModelSpec:
         used = frozenset(names & set(self.parameter_names))
         random = {v.parameter for v in self.variability} | {v.parameter for v in self.occasion_variability}
         active = tuple(k for k, p in enumerate(self.parameters) if p.name in used and (not p.fixed or p.name in random))
-        return used, active
+        has_eta = [self.parameters[k].name in random for k in active]
+        pairs = tuple((a, b) for a in range(len(active)) for b in range(a, len(active)) if has_eta[a] or has_eta[b])
+        return used, active, pairs
 
     def variability_of(self, name: str):
         for v in self.variability:
@@ -365,6 +379,7 @@ class ModelSpec:
         parts = [
             "params:" + ",".join(self.parameter_names),
             "differentiated:" + ",".join(map(str, self.derivative_indices())),
+            "second-order:" + ",".join(f"{a}.{b}" for a, b in self.second_order_pairs()),
             "indep:" + self.independent,
             "route:" + self.dosing.route,
             "F:" + sp.srepr(self.dosing.bioavailability),

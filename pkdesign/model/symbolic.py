@@ -210,18 +210,19 @@ def response_branches(spec: ModelSpec, name: str, expr: sp.Expr) -> list:
     return branches
 
 
-def _inner(name: str, sym, depends: list, n: int, with_time: bool = False) -> Inner:
-    d1 = [sp.Symbol(f"d_{name}_{k}") if depends[k] else sp.Integer(0) for k in range(n)]
+def _inner(name: str, sym, depends: list, pairs: list, with_time: bool = False) -> Inner:
+    d1 = [sp.Symbol(f"d_{name}_{k}") if dep else sp.Integer(0) for k, dep in enumerate(depends)]
     d2 = {(k, l): (sp.Symbol(f"d2_{name}_{k}_{l}") if depends[k] and depends[l] else sp.Integer(0))
-          for k in range(n) for l in range(k, n)}
+          for k, l in pairs}
     return Inner(name, sym, d1, d2, sp.Symbol(f"dt_{name}") if with_time else sp.Integer(0))
 
 
-def _chain(g: sp.Expr, psi: list, inner: list, with_second: bool) -> Derivs:
+def _chain(g: sp.Expr, psi: list, inner: list, pairs: list | None) -> Derivs:
     """Total derivatives of g(T, ψ, x(ψ, T)) by the chain rule; x's derivatives are placeholders.
 
     Partial derivatives hold the intermediates x fixed; the placeholders of ``inner`` carry
     their own derivatives, so large intermediates are differentiated once, not in every use.
+    Second derivatives for the position pairs ``pairs`` (``(k, l)``, k <= l; None: first order only).
     """
     used = [x for x in inner if g.has(x.sym)]
     gx = {x.name: sp.diff(g, x.sym) for x in used}
@@ -230,17 +231,16 @@ def _chain(g: sp.Expr, psi: list, inner: list, with_second: bool) -> Derivs:
     for k in range(n):
         d1.append(sp.diff(g, psi[k]) + sum((gx[x.name] * x.d1[k] for x in used), sp.Integer(0)))
     d2 = {}
-    if with_second:
+    if pairs is not None:
         gxp = {(x.name, k): sp.diff(gx[x.name], psi[k]) for x in used for k in range(n)}
         gxy = {(x.name, y.name): sp.diff(gx[x.name], y.sym) for x in used for y in used}
-        for k in range(n):
-            for l in range(k, n):
-                e = sp.diff(g, psi[k], psi[l])
-                for x in used:
-                    e += gxp[(x.name, k)] * x.d1[l] + gxp[(x.name, l)] * x.d1[k] + gx[x.name] * x.d2[(k, l)]
-                    for y in used:
-                        e += gxy[(x.name, y.name)] * x.d1[k] * y.d1[l]
-                d2[(k, l)] = e
+        for k, l in pairs:
+            e = sp.diff(g, psi[k], psi[l])
+            for x in used:
+                e += gxp[(x.name, k)] * x.d1[l] + gxp[(x.name, l)] * x.d1[k] + gx[x.name] * x.d2[(k, l)]
+                for y in used:
+                    e += gxy[(x.name, y.name)] * x.d1[k] * y.d1[l]
+            d2[(k, l)] = e
     dt = sp.diff(g, T) + sum((gx[x.name] * x.dt for x in used), sp.Integer(0))
     return Derivs(g, d1, d2, dt)
 
@@ -250,6 +250,7 @@ def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
     active = spec.derivative_indices()
     psi = [spec.psi_symbols[k] for k in active]
     n = len(psi)
+    pairs = spec.second_order_pairs() if with_second else None
     # intermediates evaluated once per parameter vector: assignments, lag time, bioavailability
     # Each intermediate is differentiated in terms of the earlier ones (chain rule), so that
     # nested assignments (eigenvalues of a 3-compartment model) never get expanded.
@@ -263,8 +264,8 @@ def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
             items.append((BIO_NAME, sp.Symbol(BIO_NAME), bio))
     assignments, inner = [], []
     for name, sym, expr in items:
-        dv = _chain(expr, psi, inner, with_second)
-        x = _inner(name, sym, [dv.d1[k] != 0 for k in range(n)], n)
+        dv = _chain(expr, psi, inner, pairs)
+        x = _inner(name, sym, [dv.d1[k] != 0 for k in range(n)], pairs or [])
         assignments.append((x, dv))
         inner.append(x)
     lag_sym = sp.Symbol(LAG_NAME) if (spec.responses and lag != 0) else sp.Integer(0)
@@ -276,9 +277,10 @@ def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
         branches = []
         for cond, e in response_branches(spec, name, expr):
             c_expr = None if cond is None else cond.xreplace(dose_sub)
-            branches.append(Branch(c_expr, _chain(e.xreplace(dose_sub), psi, inner, with_second)))
+            branches.append(Branch(c_expr, _chain(e.xreplace(dose_sub), psi, inner, pairs)))
         depends = [any(b.derivs.d1[k] != 0 for b in branches) for k in range(n)]
-        responses.append((_inner(f"R{c}", sp.Symbol(name), depends, n, with_time=True), ResponseDerivs(name, branches)))
+        responses.append((_inner(f"R{c}", sp.Symbol(name), depends, pairs or [], with_time=True),
+                          ResponseDerivs(name, branches)))
 
     all_inner = inner + [x for x, _ in responses]
     outputs = []
@@ -286,6 +288,6 @@ def derive_model(spec: ModelSpec, with_second: bool = True) -> ModelDerivs:
         branches = []
         for cond, e in response_branches(spec, o.name, o.expression):
             c_expr = None if cond is None else cond.xreplace({sp.Symbol("t"): T})
-            branches.append(Branch(c_expr, _chain(e.xreplace({sp.Symbol("t"): T}), psi, all_inner, with_second)))
+            branches.append(Branch(c_expr, _chain(e.xreplace({sp.Symbol("t"): T}), psi, all_inner, pairs)))
         outputs.append(OutputDerivs(o.name, branches))
     return ModelDerivs(assignments, responses, outputs, lag_sym, active)
