@@ -55,6 +55,7 @@ def test_direct_fo_path_is_taken_and_bit_identical(name, fim):
     for approx in ("fo", "foi"):
         ev = pk.fim_evaluator(model, d, approx, fim)
         assert all(p is not None for p in ev._plans)
+        assert all(p() is not None for p in ev._plans)  # each group's FIM from the one compiled call
         ref = pk.evaluate_fim(model, d, approx, fim, check=False).matrix
         np.testing.assert_array_equal(ev(), ref)
         np.testing.assert_array_equal(ev(), ref)  # the buffers are reused

@@ -395,9 +395,9 @@ def _fo_direct(f, d1, d2, a, b, c, free, ep, need, fth, L, Lth, omega, om_i, om_
     for i in range(n):
         if not np.isfinite(f[0, i]):
             return False
-    if full:
+    if full:  # the second derivatives the chain rule reads: one parameter with an η (others may be NaN)
         for i in range(n):
-            for k in need:
+            for k in ep:
                 for l in need:
                     if not np.isfinite(d2[0, i, k, l]):
                         return False
