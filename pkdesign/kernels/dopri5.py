@@ -215,6 +215,48 @@ def step_control(err, h, h_full, clipped, exponent):
     return False, h * max(0.2, 0.9 * err ** -exponent)
 
 
+def sort_index(a, n):
+    """Indices that sort ``a[:n]`` (int64 (n,)), equal values in their given order: a bottom-up merge sort, with
+    the sorted case (the usual one) checked first.  Numba's ``np.argsort`` costs ~2 s of compilation per model."""
+    idx = np.arange(n)
+    done = True
+    for i in range(1, n):
+        if a[i] < a[i - 1]:
+            done = False
+            break
+    if done:
+        return idx
+    tmp = np.empty(n, dtype=np.int64)
+    width = 1
+    while width < n:
+        lo = 0
+        while lo < n - width:
+            mid = lo + width
+            hi = min(lo + 2 * width, n)
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if a[idx[j]] < a[idx[i]]:
+                    tmp[k] = idx[j]
+                    j += 1
+                else:
+                    tmp[k] = idx[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                tmp[k] = idx[i]
+                i += 1
+                k += 1
+            while j < hi:
+                tmp[k] = idx[j]
+                j += 1
+                k += 1
+            for q in range(lo, hi):
+                idx[q] = tmp[q]
+            lo += 2 * width
+        width *= 2
+    return idx
+
+
 def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
              f, d1, dt, d2, status, fail):
     n_vec = psi_all.shape[0]
@@ -223,7 +265,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
     ny = NY
     nx = N_X
     P = N_ACT
-    order_obs = np.argsort(t_obs)
+    order_obs = sort_index(t_obs, n_obs)
     for v in numba.prange(n_vec):
         y = np.empty(ny)
         work = np.empty((WORK_ROWS, ny))  # the integrator's vectors (and its history, for BDF)
@@ -263,12 +305,12 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 ev_k[ne] = 0
                 ev_a[ne] = dose_amt[j]
                 ne += 1
-        order_ev = np.argsort(ev_t[:ne])
+        order_ev = sort_index(ev_t, ne)
         init(psi, y)
         u = 0.0
         t = 0.0
         h = 1e-3
-        steps = 0
+        steps = np.int64(0)  # (a literal 0 made numba compile the integrator twice: for 0 and for int64)
         ie = 0
         failed = False
         for i in range(ny):
@@ -348,8 +390,8 @@ def bind(module, guard, **options) -> None:
                                                       "CMT", "ACTIVE", "NP2", "PAIR_K", "PAIR_L")}
     filename = module.__file__
     lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, "WS_SIZE": WS_SIZE, **shared}
-    for helper in ("error_norm", "step_control"):  # shared by both integrators
-        lag_ns[helper] = guard.jit(rebind(globals()[helper], helper, {"math": math}, filename), **options)
+    for helper in ("error_norm", "step_control", "sort_index"):  # shared by the integrators
+        lag_ns[helper] = guard.jit(rebind(globals()[helper], helper, {"math": math, "np": np}, filename), **options)
     lag_ns["lag_side2"] = guard.jit(rebind(lag_side2, "lag_side2", lag_ns, filename), **options)
     lag_event = guard.jit(rebind(lag_event2, "lag_event2", lag_ns, filename), **options)
     from . import bdf, rosenbrock

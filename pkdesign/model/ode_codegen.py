@@ -17,6 +17,19 @@ from .symbolic import expand_assignments, finite_powers
 # ----------------------------------------------------------------------------------------------
 # symbolic: the augmented system and everything the integrator needs
 # ----------------------------------------------------------------------------------------------
+def _read_columns(i: int, n: int, P: int) -> int:
+    """The columns ``0 .. c-1`` of row ``i`` of the augmented Jacobian that the implicit solvers read.
+
+    The augmented system (n states, then n·P first-order, then the second-order sensitivities) is block lower
+    triangular with the state Jacobian J_x repeated on every diagonal block: the solvers invert the state block once
+    and reach the other blocks by forward substitution through their couplings to earlier blocks
+    (:func:`pkdesign.kernels.rosenbrock.stage_solve`), so the copies of J_x on the sensitivity rows are never
+    read and not generated (LSODA, which takes the whole matrix, is not used with these models)."""
+    if i < n:
+        return n
+    return n if i < n + n * P else n + n * P
+
+
 class OdeDerivatives:
     """Symbolic pieces of an ODE model for derivative order ``order`` (0, 1 or 2)."""
 
@@ -103,8 +116,11 @@ class OdeDerivatives:
                     vals.append(e)
             self.outputs.append(vals)
         # Jacobian of the augmented system: LSODA (orders 0, 1) and the compiled implicit solvers (every order)
+        # (the implicit solvers read only part of it: see _read_columns; rows are cut there)
         self.jac = None
-        if order <= 1 or ode.solver in IMPLICIT_SOLVERS:
+        if ode.solver in IMPLICIT_SOLVERS:
+            self.jac = [[sp.diff(r, yj) for yj in ys[:_read_columns(i, n, P)]] for i, r in enumerate(rhs)]
+        elif order <= 1:
             self.jac = [[sp.diff(r, yj) for yj in ys] for r in rhs]
 
 
