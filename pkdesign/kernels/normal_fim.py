@@ -201,6 +201,134 @@ def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
         row_fim(dmu[b], V[b], dV[b], out[b])
 
 
+@_cached(nogil=True, error_model="numpy")
+def linearised_variance(L, omega, LO, V, Sd):  # pragma: no cover - compiled
+    """One row's V = L Ω Lᵀ (n, n) from L (n, E) = ∂f/∂η and Ω (E, E); LO = L Ω (n, E) and Sd = diag(V) (n,) are
+    kept (the derivatives and the FOI interaction use them)."""
+    n, E = L.shape
+    for i in range(n):
+        for e in range(E):
+            s = 0.0
+            for k in range(E):
+                s += L[i, k] * omega[k, e]
+            LO[i, e] = s
+    for i in range(n):
+        for j in range(n):
+            s = 0.0
+            for e in range(E):
+                s += LO[i, e] * L[j, e]
+            V[i, j] = s
+    for i in range(n):
+        Sd[i] = V[i, i]
+
+
+@_cached(nogil=True, error_model="numpy")
+def clear_derivatives(dV, kind):  # pragma: no cover - compiled
+    """Zero the entries of dV (p, n, n) that ``row_fim_work`` reads and the builders below only add to: all of a
+    dense derivative, the diagonal of a diagonal one (kind 1); rank-one (2) and zero (3) ones are left alone."""
+    p, n = dV.shape[0], dV.shape[1]
+    for a in range(p):
+        if kind[a] == 2 or kind[a] == 3:
+            continue  # rank one: written by omega_derivatives (its row 0 only); zero: never read
+        if kind[a] == 1:  # diagonal: only the diagonal is read
+            for i in range(n):
+                dV[a, i, i] = 0.0
+            continue
+        for i in range(n):
+            for j in range(n):
+                dV[a, i, j] = 0.0
+
+
+@_cached(nogil=True, error_model="numpy")
+def add_residual_variance(V, f, Sd, idx, err_out, err_prop, err_var, err_ab,
+                          interaction):  # pragma: no cover - compiled
+    """Add the residual variance of each observation to the diagonal of V (n, n): σ² (additive), σ² f² + 2ρab f
+    (proportional, ``err_ab`` the combined-error cross term), plus σ² Sd under the FOI interaction."""
+    n = V.shape[0]
+    for t in range(err_out.shape[0]):
+        for i in range(n):
+            if idx[i] == err_out[t]:
+                if err_prop[t]:
+                    V[i, i] += err_var[t] * f[i] * f[i] + 2.0 * err_ab[t] * f[i]
+                    if interaction:
+                        V[i, i] += err_var[t] * Sd[i]
+                else:
+                    V[i, i] += err_var[t]
+
+
+@_cached(nogil=True, error_model="numpy")
+def theta_derivatives(dV, Lth, LO, f, fth, idx, err_out, err_prop, err_var, err_ab,
+                      interaction):  # pragma: no cover - compiled
+    """Add ∂V/∂θ_m (m < pt, rows 0 .. pt-1 of dV) of the full FIM: Lθ Ω Lᵀ + L Ω Lθᵀ with Lth (n, E, pt) and
+    LO = L Ω, plus the θ-derivative of proportional residual variances (fth (n, pt) = ∂f/∂θ)."""
+    n, E, pt = Lth.shape
+    for m in range(pt):
+        for i in range(n):
+            for j in range(n):
+                s = 0.0
+                for e in range(E):
+                    s += Lth[i, e, m] * LO[j, e]
+                dV[m, i, j] += s
+                dV[m, j, i] += s
+        for t in range(err_out.shape[0]):
+            if err_prop[t]:
+                for i in range(n):
+                    if idx[i] == err_out[t]:
+                        dV[m, i, i] += 2.0 * (err_var[t] * f[i] + err_ab[t]) * fth[i, m]
+                        if interaction:
+                            s = 0.0
+                            for e in range(E):
+                                s += Lth[i, e, m] * LO[i, e]
+                            dV[m, i, i] += 2.0 * err_var[t] * s
+
+
+@_cached(nogil=True, error_model="numpy")
+def omega_derivatives(dV, L, om_i, om_j, kind, pt, idx, err_out, err_prop, err_var,
+                      interaction):  # pragma: no cover - compiled
+    """∂V/∂Ω_ac into rows pt .. pt + n_om - 1 of dV: L_a L_cᵀ (+ its transpose off the diagonal of Ω); a rank-one
+    one (kind 2) as its vector L_a in row 0; under the FOI interaction plus σ² L_a L_c on proportional
+    observations."""
+    n = L.shape[0]
+    for k in range(om_i.shape[0]):
+        a, c = om_i[k], om_j[k]
+        if kind[pt + k] == 2:
+            for i in range(n):
+                dV[pt + k, 0, i] = L[i, a]
+            continue
+        for i in range(n):
+            for j in range(n):
+                v = L[i, a] * L[j, c]
+                if a != c:
+                    v += L[i, c] * L[j, a]
+                dV[pt + k, i, j] = v
+        if interaction:
+            for t in range(err_out.shape[0]):
+                if err_prop[t]:
+                    for i in range(n):
+                        if idx[i] == err_out[t]:
+                            dV[pt + k, i, i] += err_var[t] * L[i, a] * L[i, c] * (1.0 if a == c else 2.0)
+
+
+@_cached(nogil=True, error_model="numpy")
+def residual_derivatives(dV, f, Sd, r, idx, err_out, err_prop, err_var, err_free, err_ab,
+                         interaction):  # pragma: no cover - compiled
+    """∂V/∂σ²_t of the estimated residual terms into the diagonals of rows r, r + 1, ... of dV: 1 (additive),
+    f² (+ Sd under the interaction) for proportional ones, plus (ab/σ²_t) f for a combined error's cross term."""
+    n = f.shape[0]
+    for t in range(err_out.shape[0]):
+        if not err_free[t]:
+            continue
+        for i in range(n):
+            if idx[i] == err_out[t]:
+                if err_prop[t]:
+                    dV[r, i, i] = f[i] * f[i] + (Sd[i] if interaction else 0.0)
+                else:
+                    dV[r, i, i] = 1.0
+                if err_ab[t] != 0.0:  # ∂(2ab f)/∂σ²_t = (ab / σ²_t) f
+                    dV[r, i, i] += err_ab[t] / err_var[t] * f[i]
+        r += 1
+
+
 def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx, full,
             interaction, out):  # pragma: no cover - compiled
     """Per-subject FIMs of a linearisation (FO, FOI, FOCE, FOCEI), one per row.
@@ -213,13 +341,14 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
     correlated additive and proportional errors (combined1, SD = a + b f, is ρ = 1: the cross term 2ρab·f of the
     variance), 0 otherwise; idx (n,) output of each observation.
     out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
-    Rows are processed in chunks (one set of work arrays per chunk).
+    Rows are processed in chunks (one set of work arrays per chunk); each row: V and its derivatives by the
+    builders above (one job each, compiled once and shared by the serial and parallel kernels), then
+    ``row_fim_work``.
     """
     B, n = f.shape
     pt = fth.shape[2]
     E = L.shape[2]
     n_om = om_i.shape[0]
-    T = err_out.shape[0]
     p = out.shape[1]
     n_chunks = min(B, 64)
     for ch in prange(n_chunks):
@@ -242,89 +371,14 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
             for m in range(pt):
                 kind[m] = 3
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
-            for i in range(n):
-                for e in range(E):
-                    s = 0.0
-                    for k in range(E):
-                        s += L[b, i, k] * omega[k, e]
-                    LO[i, e] = s
-            for i in range(n):
-                for j in range(n):
-                    s = 0.0
-                    for e in range(E):
-                        s += LO[i, e] * L[b, j, e]
-                    V[i, j] = s
-            for i in range(n):
-                Sd[i] = V[i, i]
-            for a in range(p):
-                if kind[a] == 2 or kind[a] == 3:
-                    continue  # rank one: written below (its row 0 only); zero: never read
-                if kind[a] == 1:  # diagonal: only the diagonal is read
-                    for i in range(n):
-                        dV[a, i, i] = 0.0
-                    continue
-                for i in range(n):
-                    for j in range(n):
-                        dV[a, i, j] = 0.0
-            for t in range(T):
-                for i in range(n):
-                    if idx[i] == err_out[t]:
-                        if err_prop[t]:
-                            V[i, i] += err_var[t] * f[b, i] * f[b, i] + 2.0 * err_ab[t] * f[b, i]
-                            if interaction:
-                                V[i, i] += err_var[t] * Sd[i]
-                        else:
-                            V[i, i] += err_var[t]
+            linearised_variance(L[b], omega, LO, V, Sd)
+            clear_derivatives(dV, kind)
+            add_residual_variance(V, f[b], Sd, idx, err_out, err_prop, err_var, err_ab, interaction)
             if full:
-                for m in range(pt):
-                    for i in range(n):
-                        for j in range(n):
-                            s = 0.0
-                            for e in range(E):
-                                s += Lth[b, i, e, m] * LO[j, e]
-                            dV[m, i, j] += s
-                            dV[m, j, i] += s
-                    for t in range(T):
-                        if err_prop[t]:
-                            for i in range(n):
-                                if idx[i] == err_out[t]:
-                                    dV[m, i, i] += 2.0 * (err_var[t] * f[b, i] + err_ab[t]) * fth[b, i, m]
-                                    if interaction:
-                                        s = 0.0
-                                        for e in range(E):
-                                            s += Lth[b, i, e, m] * LO[i, e]
-                                        dV[m, i, i] += 2.0 * err_var[t] * s
-            for k in range(n_om):
-                a, c = om_i[k], om_j[k]
-                if kind[pt + k] == 2:
-                    for i in range(n):
-                        dV[pt + k, 0, i] = L[b, i, a]
-                    continue
-                for i in range(n):
-                    for j in range(n):
-                        v = L[b, i, a] * L[b, j, c]
-                        if a != c:
-                            v += L[b, i, c] * L[b, j, a]
-                        dV[pt + k, i, j] = v
-                if interaction:
-                    for t in range(T):
-                        if err_prop[t]:
-                            for i in range(n):
-                                if idx[i] == err_out[t]:
-                                    dV[pt + k, i, i] += err_var[t] * L[b, i, a] * L[b, i, c] * (1.0 if a == c else 2.0)
-            r = pt + n_om
-            for t in range(T):
-                if not err_free[t]:
-                    continue
-                for i in range(n):
-                    if idx[i] == err_out[t]:
-                        if err_prop[t]:
-                            dV[r, i, i] = f[b, i] * f[b, i] + (Sd[i] if interaction else 0.0)
-                        else:
-                            dV[r, i, i] = 1.0
-                        if err_ab[t] != 0.0:  # ∂(2ab f)/∂σ²_t = (ab / σ²_t) f
-                            dV[r, i, i] += err_ab[t] / err_var[t] * f[b, i]
-                r += 1
+                theta_derivatives(dV, Lth[b], LO, f[b], fth[b], idx, err_out, err_prop, err_var, err_ab, interaction)
+            omega_derivatives(dV, L[b], om_i, om_j, kind, pt, idx, err_out, err_prop, err_var, interaction)
+            residual_derivatives(dV, f[b], Sd, pt + n_om, idx, err_out, err_prop, err_var, err_free, err_ab,
+                                 interaction)
             row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, nz, kind)
 
 
