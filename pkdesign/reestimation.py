@@ -9,7 +9,8 @@ No maintained Python library estimates nonlinear mixed-effects models from these
 NONMEM or nlmixr2 where they are installed; they are not a Python estimator), so the estimator is a compact
 one on pkdesign's own kernels: the **FO marginal likelihood** (the model linearised in η at η = 0, exactly the
 model behind the FO FIM): y_i ~ N(f(θ, 0), L Ω Lᵀ + R(f)), maximised over all estimated parameters (log scale
-for positive ones) by L-BFGS-B from the true values.  Subjects of one group share f and L, so one kernel call
+for positive ones) by L-BFGS-B from the true values, with the exact gradient (a compiled kernel that builds V and
+∂V with the FO FIM kernel's own builders).  Subjects of one group share f and L, so one kernel call
 per group and evaluation serves all of them.  With ``fim="full"`` the FIM compared is the full FO FIM.
 """
 
@@ -105,38 +106,51 @@ def _simulate(model, design, rng_seed):
 
 
 class _FOLikelihood:
-    """−log likelihood of the FO-linearised model for one simulated study, in the FIM's parameters."""
+    """−log likelihood of the FO-linearised model for one simulated study, in the FIM's parameters, with its exact
+    gradient (``kernels.fo_likelihood``: V and ∂V from the FO FIM kernel's builders; needs the model's second
+    derivatives ∂²f/∂η∂θ, as the full FIM does)."""
 
     def __init__(self, model, values0: dict, data):
         from .fim.params import population_parameters
 
-        self.model, self.data = model, data
+        self.model = model
         self.names = list(population_parameters(model.spec, values0).names)
         self.values0 = values0
+        # per group: (group, times, outputs, subjects m, Σ yᵢ (n,), Σ yᵢyᵢᵀ (n, n)): the residual sums at any f
+        self.data = [(g, t, idx, Y.shape[0], Y.sum(axis=0), Y.T @ Y) for g, t, idx, Y in data]
 
-    def __call__(self, values: np.ndarray) -> float:
+    def __call__(self, values: np.ndarray) -> tuple:
+        """(NLL, gradient (p,)) at the FIM parameters ``values``; (inf, zeros) at an infeasible point."""
         from .fim.params import population_parameters
         from .fim.predict import predict
+        from .kernels.fo_likelihood import fo_nll
 
+        bad = (np.inf, np.zeros(len(values)))
         try:
             pp = population_parameters(self.model.spec, dict(zip(self.names, values)))
         except Exception:  # noqa: BLE001 - an infeasible point (Ω not PSD, negative variance) for the optimiser
-            return np.inf
-        total = 0.0
-        for g, t, idx, Y in self.data:
+            return bad
+        total, grad = 0.0, np.zeros(len(values))
+        for g, t, idx, m, ysum, yy in self.data:
             ppx = pp.for_occasions(g.occasion_starts())
-            P = predict(self.model, ppx, np.zeros(ppx.n_eta), t, idx, g.regimen, 1)
-            f, L = P.f[0], P.L[0]
-            V = L @ ppx.omega @ L.T
-            V[np.diag_indices(t.size)] += pp.residual.variance(idx, f * f, f)
             try:
-                C = np.linalg.cholesky(V)
-            except np.linalg.LinAlgError:
-                return np.inf
-            E = Y - f
-            Z = np.linalg.solve(C, E.T)
-            total += 0.5 * float(np.sum(Z * Z)) + Y.shape[0] * float(np.sum(np.log(np.diag(C))))
-        return total
+                P = predict(self.model, ppx, np.zeros(ppx.n_eta), t, idx, g.regimen, 2)
+            except DesignError:
+                return bad
+            f = P.f[0]
+            esum = ysum - m * f  # Σ (yᵢ − f) and Σ (yᵢ − f)(yᵢ − f)ᵀ from the data's sums
+            S = yy - np.outer(ysum, f) - np.outer(f, ysum) + m * np.outer(f, f)
+            om = np.array(ppx.omega_free, dtype=np.int64).reshape(-1, 2)
+            gx = np.zeros(len(ppx.names))
+            nll = fo_nll(f.copy(), np.ascontiguousarray(P.fth[0]), np.ascontiguousarray(P.L[0]),
+                         np.ascontiguousarray(P.Lth[0]), np.ascontiguousarray(ppx.omega, dtype=float), om[:, 0].copy(),
+                         om[:, 1].copy(), *ppx.residual.kernel_arrays(), np.asarray(idx, dtype=np.int64), S, esum,
+                         float(m), gx)
+            if not np.isfinite(nll):
+                return bad
+            total += nll
+            grad += gx if ppx.collapse is None else ppx.collapse.T @ gx
+        return total, grad
 
 
 def _estimate(model, design, names, true, rep_seed, max_iter):
@@ -150,7 +164,13 @@ def _estimate(model, design, names, true, rep_seed, max_iter):
         return np.where(positive, np.exp(x), x)
 
     nll = _FOLikelihood(model, dict(zip(names, true)), _simulate(model, design, rep_seed))
-    out = minimize(lambda x: nll(back(x)), x0, method="L-BFGS-B", options={"maxiter": max_iter})
+
+    def objective(x):  # in x (log scale for positive parameters): dα/dx = α there
+        a = back(x)
+        value, grad = nll(a)
+        return value, np.where(positive, grad * a, grad)
+
+    out = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     return back(out.x), bool(out.success) and bool(np.isfinite(out.fun))
 
 

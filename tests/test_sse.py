@@ -54,3 +54,59 @@ def test_bad_sse_requests():
         pk.sse(model, spec.default_design, replicates=0)
     with pytest.raises(DesignError, match="whole number of subjects"):
         pk.sse(model, pk.Design((pk.Group(2.5, {"conc": [1.0, 2.0]}, pk.Regimen.single(70.0)),)), replicates=5)
+
+
+def _study(name, text_edit=None, seed=3):
+    """A model (optionally with its file text edited), its FIM parameter values and one simulated study."""
+    from pkdesign.reestimation import _FOLikelihood, _simulate
+
+    from .conftest import MODELS
+
+    if text_edit is None:
+        spec, model = compiled(name)
+    else:
+        spec = pk.parse_model_text(text_edit((MODELS / f"{name}.toml").read_text()), f"{name}_edited")
+        model = pk.compile_model(spec)
+    res = pk.evaluate_fim(model, spec.default_design, fim="full")
+    values = dict(zip(res.names, res.values))
+    return _FOLikelihood(model, values, _simulate(model, spec.default_design, np.random.SeedSequence(seed))), \
+        np.asarray(res.values, dtype=float)
+
+
+def _covariance(text):
+    return text.replace("\n[assignments]", '\n[[covariance]]\nbetween = ["CL", "V"]\ncorrelation = 0.3\n\n'
+                                           "[assignments]", 1)
+
+
+@pytest.mark.parametrize("name, edit", [("warfarin", None), ("warfarin", _covariance), ("one_comp_oral_iov", None)],
+                         ids=["combined-error", "omega-covariance", "iov"])
+def test_fo_likelihood_value_and_gradient(name, edit):
+    """The SSE objective: its value equals the FO marginal likelihood written out in numpy (V = L Ω Lᵀ + R(f),
+    Cholesky), and its gradient (compiled, exact) equals central finite differences of that value: a combined
+    (correlated additive + proportional) error, an Ω covariance (dense ∂V/∂ω), inter-occasion variability (the
+    κ variance's gradient summed over occasions)."""
+    from pkdesign.fim.params import population_parameters
+    from pkdesign.fim.predict import predict
+
+    nll, a0 = _study(name, edit)
+    a = a0 * np.exp(np.random.default_rng(0).normal(0, 0.1, a0.size))  # away from the truth: a real gradient
+    value, grad = nll(a)
+    ref = 0.0
+    pp = population_parameters(nll.model.spec, dict(zip(nll.names, a)))
+    for g, t, idx, m, ysum, yy in nll.data:
+        ppx = pp.for_occasions(g.occasion_starts())
+        P = predict(nll.model, ppx, np.zeros(ppx.n_eta), t, idx, g.regimen, 1)
+        f, L = P.f[0], P.L[0]
+        V = L @ ppx.omega @ L.T + np.diag(pp.residual.variance(idx, f * f, f))
+        S = yy - np.outer(ysum, f) - np.outer(f, ysum) + m * np.outer(f, f)
+        ref += 0.5 * np.trace(np.linalg.solve(V, S)) + 0.5 * m * np.linalg.slogdet(V)[1]
+    assert value == pytest.approx(ref, rel=1e-10)
+    fd = np.empty_like(a)
+    for k in range(a.size):
+        h = 1e-6 * a[k]
+        up, down = a.copy(), a.copy()
+        up[k] += h
+        down[k] -= h
+        fd[k] = (nll(up)[0] - nll(down)[0]) / (2 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
+

@@ -33,6 +33,42 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
 
 
 @_cached(nogil=True, error_model="numpy")
+def cholesky_inverse(V, C, Ci, Vi):  # pragma: no cover - compiled
+    """V = C Cᵀ (Cholesky, C lower triangular: its upper triangle is neither written nor read), Ci = C⁻¹ and
+    Vi = V⁻¹ = Ciᵀ Ci, all (n, n); False (the arrays partly written) when V is not positive definite."""
+    n = V.shape[0]
+    for j in range(n):
+        s = V[j, j]
+        for k in range(j):
+            s -= C[j, k] * C[j, k]
+        if s <= 0.0:
+            return False
+        C[j, j] = np.sqrt(s)
+        for i in range(j + 1, n):
+            s = V[i, j]
+            for k in range(j):
+                s -= C[i, k] * C[j, k]
+            C[i, j] = s / C[j, j]
+    for i in range(n):
+        for j in range(i + 1, n):
+            Ci[i, j] = 0.0
+        Ci[i, i] = 1.0 / C[i, i]
+        for j in range(i):
+            s = 0.0
+            for k in range(j, i):
+                s -= C[i, k] * Ci[k, j]
+            Ci[i, j] = s / C[i, i]
+    for i in range(n):
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, n):
+                s += Ci[k, i] * Ci[k, j]
+            Vi[i, j] = s
+            Vi[j, i] = s
+    return True
+
+
+@_cached(nogil=True, error_model="numpy")
 def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover - compiled
     """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal, kind[a] = 2 rank one,
     dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not read), kind[a] = 3 zero (dV[a] is
@@ -72,37 +108,11 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover -
                         silent = False
         if silent:
             V[i, i] = 1.0
-    for j in range(n):
-        s = V[j, j]
-        for k in range(j):
-            s -= C[j, k] * C[j, k]
-        if s <= 0.0:
-            for a in range(p):
-                for c in range(p):
-                    out[a, c] = np.nan
-            return
-        C[j, j] = np.sqrt(s)
-        for i in range(j + 1, n):
-            s = V[i, j]
-            for k in range(j):
-                s -= C[i, k] * C[j, k]
-            C[i, j] = s / C[j, j]
-    for i in range(n):
-        for j in range(i + 1, n):
-            Ci[i, j] = 0.0
-        Ci[i, i] = 1.0 / C[i, i]
-        for j in range(i):
-            s = 0.0
-            for k in range(j, i):
-                s -= C[i, k] * Ci[k, j]
-            Ci[i, j] = s / C[i, i]
-    for i in range(n):
-        for j in range(i + 1):
-            s = 0.0
-            for k in range(i, n):
-                s += Ci[k, i] * Ci[k, j]
-            Vi[i, j] = s
-            Vi[j, i] = s
+    if not cholesky_inverse(V, C, Ci, Vi):
+        for a in range(p):
+            for c in range(p):
+                out[a, c] = np.nan
+        return
     for a in range(p):
         for c in range(a + 1):
             out[a, c] = 0.0

@@ -1,0 +1,85 @@
+"""The FO marginal likelihood of one group of simulated subjects and its exact gradient, compiled (the SSE
+estimator's objective, :mod:`pkdesign.reestimation`).
+
+m subjects share one design, so one prediction f (n,) and L = ∂f/∂η (n, E) at η = 0: y_i ~ N(f, V) with
+V = L Ω Lᵀ + R(f), the model behind the FO FIM.  With e_i = y_i − f, S = Σ_i e_i e_iᵀ and e_sum = Σ_i e_i:
+
+    NLL = ½ tr(V⁻¹ S) + ½ m ln det V        (the constant ½ m n ln 2π left out)
+    ∂NLL/∂α_a = −∂μ/∂α_aᵀ V⁻¹ e_sum + ½ tr(K ∂V/∂α_a),   K = m V⁻¹ − V⁻¹ S V⁻¹,
+
+for the FIM's parameters α (estimated θ, Ω entries, residual variances, in the FIM's order).  V and ∂V are
+built by the FO FIM kernel's own builders (:mod:`pkdesign.kernels.normal_fim`: the same V, the same ∂V), so
+the likelihood and the FIM describe one model; ∂V/∂ω_kk is rank one (L_k L_kᵀ: u_kᵀ K u_k), ∂V/∂σ² diagonal.
+"""
+
+import numpy as np
+
+from .jit import CachedJit, GuardedKernel
+from .normal_fim import (add_residual_variance, cholesky_inverse, clear_derivatives, linearised_variance,
+                         omega_derivatives, residual_derivatives, theta_derivatives)
+
+_GUARD = CachedJit(label="FO likelihood kernel")
+
+
+def _fo_nll(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx, S, esum, m,
+            grad):  # pragma: no cover - compiled
+    """NLL (returned) and its gradient (into grad (p,)) for one group: f (n,), fth (n, pt) = ∂f/∂θ, L (n, E),
+    Lth (n, E, pt) = ∂L/∂θ, omega (E, E), om_i/om_j and the residual arrays as for the FO FIM kernel, idx (n,),
+    S (n, n) = Σ_i e_i e_iᵀ, esum (n,) = Σ_i e_i, m subjects.  NaN (grad untouched) when V is not positive
+    definite."""
+    n, E = L.shape
+    pt = fth.shape[1]
+    n_om = om_i.shape[0]
+    p = grad.shape[0]
+    LO = np.zeros((n, E))
+    V = np.empty((n, n))
+    Sd = np.empty(n)
+    dV = np.zeros((p, n, n))
+    C = np.zeros((n, n))
+    Ci = np.zeros((n, n))
+    Vi = np.empty((n, n))
+    kind = np.zeros(p, dtype=np.int64)  # 0 dense (θ, covariances), 2 rank one (variances), 1 diagonal (σ²)
+    for k in range(n_om):
+        if om_i[k] == om_j[k]:
+            kind[pt + k] = 2
+    for r in range(pt + n_om, p):
+        kind[r] = 1
+    linearised_variance(L, omega, LO, V, Sd)
+    clear_derivatives(dV, kind)
+    add_residual_variance(V, f, Sd, idx, err_out, err_prop, err_var, err_ab, False)
+    theta_derivatives(dV, Lth, LO, f, fth, idx, err_out, err_prop, err_var, err_ab, False)
+    omega_derivatives(dV, L, om_i, om_j, kind, pt, idx, err_out, err_prop, err_var, False)
+    residual_derivatives(dV, f, Sd, pt + n_om, idx, err_out, err_prop, err_var, err_free, err_ab, False)
+    if not cholesky_inverse(V, C, Ci, Vi):
+        return np.nan
+    # K = m V⁻¹ − V⁻¹ S V⁻¹ (symmetric); the value from tr(V⁻¹ S) and ln det V = 2 Σ ln C_jj
+    VS = Vi @ S
+    K = m * Vi - VS @ Vi
+    nll = 0.0
+    for i in range(n):
+        nll += 0.5 * VS[i, i] + m * np.log(C[i, i])
+    w = Vi @ esum
+    for a in range(p):
+        g = 0.0
+        if a < pt:
+            for i in range(n):
+                g -= fth[i, a] * w[i]
+        t = 0.0
+        if kind[a] == 2:
+            for i in range(n):
+                s = 0.0
+                for j in range(n):
+                    s += K[i, j] * dV[a, 0, j]
+                t += dV[a, 0, i] * s
+        elif kind[a] == 1:
+            for i in range(n):
+                t += K[i, i] * dV[a, i, i]
+        else:
+            for i in range(n):
+                for j in range(n):
+                    t += K[i, j] * dV[a, i, j]
+        grad[a] = g + 0.5 * t
+    return nll
+
+
+fo_nll = GuardedKernel(_GUARD, _GUARD.jit(_fo_nll, nogil=True, error_model="numpy"))
