@@ -8,6 +8,9 @@ kernels and a temporary ``NUMBA_CACHE_DIR`` for numba's files, so the package's 
 - per library model, the kernels an order-2 evaluation needs (``model.evaluate(..., order=2)``: closed forms
   their order-2 kernel, ODE models their order-2 integrator), split into code generation (sympy) and the
   first evaluation (numba); ``max_order2_compile_s`` is the largest total and ``max_order2_model`` its model;
+- ``warfarin_first_fim_installed_s``: the same first FIM in an empty model cache, the package's FIM kernels
+  already compiled (numba's cache kept from a run on another model cache): what a new model costs once the
+  installation has compiled its FIM kernels (they are compiled once per installation);
 - the baseline in the same run: the same measurement of a warm start (``warfarin_warm_fim_s``), caches full.
 
 Prints one JSON object on its last line (seconds).
@@ -52,11 +55,13 @@ print(json.dumps({{"generate_s": t1 - t0, "compile_and_first_call_s": t2 - t1}})
 """
 
 
-def cold(code: str, fresh: bool = True) -> str:
+def cold(code: str, fresh: bool = True, numba_dir: str | None = None) -> str:
+    """Run ``code`` in a fresh process; ``fresh``: empty model and numba caches (``numba_dir``: this numba cache
+    instead of an empty one); returns its last output line."""
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         env = dict(os.environ)
         if fresh:
-            env.update(PKDESIGN_CACHE_DIR=a, NUMBA_CACHE_DIR=b)
+            env.update(PKDESIGN_CACHE_DIR=a, NUMBA_CACHE_DIR=numba_dir or b)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         return out.stdout.strip().splitlines()[-1]
 
@@ -65,6 +70,10 @@ def main():
     res = {}
     res["warfarin_first_fim_s"] = float(cold(FIRST_FIM.format(fim="reduced")).split()[0])
     res["warfarin_first_full_fim_s"] = float(cold(FIRST_FIM.format(fim="full")).split()[0])
+    with tempfile.TemporaryDirectory() as numba_dir:
+        cold(FIRST_FIM.format(fim="reduced"), numba_dir=numba_dir)  # the package's kernels into this numba cache
+        res["warfarin_first_fim_installed_s"] = float(cold(FIRST_FIM.format(fim="reduced"),
+                                                           numba_dir=numba_dir).split()[0])
     cold(FIRST_FIM.format(fim="reduced"), fresh=False)  # fill the user's caches, then the warm baseline
     res["warfarin_warm_fim_s"] = float(cold(FIRST_FIM.format(fim="reduced"), fresh=False).split()[0])
     res["first_over_warm"] = res["warfarin_first_fim_s"] / res["warfarin_warm_fim_s"]

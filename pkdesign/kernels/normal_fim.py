@@ -32,7 +32,7 @@ def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
                  np.zeros(p, dtype=np.bool_), np.zeros(p, dtype=np.int64))
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", inline="always")
 def cholesky_inverse(V, C, Ci, Vi):  # pragma: no cover - compiled
     """V = C Cᵀ (Cholesky, C lower triangular: its upper triangle is neither written nor read), Ci = C⁻¹ and
     Vi = V⁻¹ = Ciᵀ Ci, all (n, n); False (the arrays partly written) when V is not positive definite."""
@@ -211,7 +211,7 @@ def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
         row_fim(dmu[b], V[b], dV[b], out[b])
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", inline="always")
 def linearised_variance(L, omega, LO, V, Sd):  # pragma: no cover - compiled
     """One row's V = L Ω Lᵀ (n, n) from L (n, E) = ∂f/∂η and Ω (E, E); LO = L Ω (n, E) and Sd = diag(V) (n,) are
     kept (the derivatives and the FOI interaction use them)."""
@@ -232,7 +232,7 @@ def linearised_variance(L, omega, LO, V, Sd):  # pragma: no cover - compiled
         Sd[i] = V[i, i]
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", inline="always")
 def clear_derivatives(dV, kind):  # pragma: no cover - compiled
     """Zero the entries of dV (p, n, n) that ``row_fim_work`` reads and the builders below only add to: all of a
     dense derivative, the diagonal of a diagonal one (kind 1); rank-one (2) and zero (3) ones are left alone."""
@@ -249,7 +249,7 @@ def clear_derivatives(dV, kind):  # pragma: no cover - compiled
                 dV[a, i, j] = 0.0
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", inline="always")
 def add_residual_variance(V, f, Sd, idx, err_out, err_prop, err_var, err_ab,
                           interaction):  # pragma: no cover - compiled
     """Add the residual variance of each observation to the diagonal of V (n, n): σ² (additive), σ² f² + 2ρab f
@@ -266,7 +266,7 @@ def add_residual_variance(V, f, Sd, idx, err_out, err_prop, err_var, err_ab,
                     V[i, i] += err_var[t]
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", inline="always")
 def theta_derivatives(dV, Lth, LO, f, fth, idx, err_out, err_prop, err_var, err_ab,
                       interaction):  # pragma: no cover - compiled
     """Add ∂V/∂θ_m (m < pt, rows 0 .. pt-1 of dV) of the full FIM: Lθ Ω Lᵀ + L Ω Lθᵀ with Lth (n, E, pt) and
@@ -292,7 +292,7 @@ def theta_derivatives(dV, Lth, LO, f, fth, idx, err_out, err_prop, err_var, err_
                             dV[m, i, i] += 2.0 * err_var[t] * s
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", inline="always")
 def omega_derivatives(dV, L, om_i, om_j, kind, pt, idx, err_out, err_prop, err_var,
                       interaction):  # pragma: no cover - compiled
     """∂V/∂Ω_ac into rows pt .. pt + n_om - 1 of dV: L_a L_cᵀ (+ its transpose off the diagonal of Ω); a rank-one
@@ -319,7 +319,7 @@ def omega_derivatives(dV, L, om_i, om_j, kind, pt, idx, err_out, err_prop, err_v
                             dV[pt + k, i, i] += err_var[t] * L[i, a] * L[i, c] * (1.0 if a == c else 2.0)
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", inline="always")
 def residual_derivatives(dV, f, Sd, r, idx, err_out, err_prop, err_var, err_free, err_ab,
                          interaction):  # pragma: no cover - compiled
     """∂V/∂σ²_t of the estimated residual terms into the diagonals of rows r, r + 1, ... of dV: 1 (additive),
