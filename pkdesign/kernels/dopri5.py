@@ -288,7 +288,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
         dose(psi, fd)
         F = fd[0]
         LAG = fd[1]
-        ne = 0
+        ne = np.int64(0)  # (not a literal 0: see steps below)
         for j in range(n_dose):
             tj = dose_t[j] + LAG
             if dose_dur[j] > 0.0:
@@ -399,6 +399,9 @@ def bind(module, guard, **options) -> None:
     helpers = {h: guard.jit(rebind(getattr(rosenbrock, h), h, {"math": math, "np": np}, filename), **options)
                for h in ("lu_factor", "lu_solve")}
     helpers["lu_inverse"] = guard.jit(rebind(rosenbrock.lu_inverse, "lu_inverse", {**helpers}, filename), **options)
+    # the same for every order (they read no per-order constant): one copy per model, compiled once
+    for name in ("block_solve", "invert_state_block"):
+        helpers[name] = guard.jit(rebind(getattr(rosenbrock, name), name, {"np": np, **helpers}, filename), **options)
     for k in (0, 1, 2):
         ns = {**lag_ns, "lag_event2": lag_event, "ORDER": k}
         ns.update({name: getattr(module, f"{name}{k}") for name in ("rhs", "init", "dose", "out")})
@@ -412,9 +415,8 @@ def bind(module, guard, **options) -> None:
         # the same solve around the implicit integrators (compiled on first use): Rosenbrock (suffix _stiff) and BDF
         implicit = {**_constants(rosenbrock, ns), **ns, **helpers, "jac": getattr(module, f"jac{k}"),
                     "TDEP": bool(getattr(module, "TDEP", True))}
-        for name, suffix in (("block_solve", ""), ("stage_solve", k), ("jacobian_at", k), ("invert_state_block", "")):
-            implicit[name] = guard.jit(rebind(getattr(rosenbrock, name), f"{name}{suffix}", implicit, filename),
-                                       **options)
+        for name in ("stage_solve", "jacobian_at"):
+            implicit[name] = guard.jit(rebind(getattr(rosenbrock, name), f"{name}{k}", implicit, filename), **options)
         stiff = {**implicit, "WORK_ROWS": rosenbrock.work_rows(ns["NY"])}
         stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas4_step{k}", stiff, filename), **options)
         stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)

@@ -148,16 +148,19 @@ def stage_solve(J, Gi, b, tmp):
     states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·NP2 + q) on states,
     first-order sensitivities and W_kl only, again through J_x.  So the state block's inverse serves every
     block, by forward substitution: g_b = G⁻¹ (b_b + Σ_{c in earlier blocks} J_aug[b, c] g_c)."""
-    nx = N_X
-    P = N_ACT
-    block_solve(J, Gi, b, 0, 1, 0, tmp)
+    # (int64 values, not the constants themselves: numba would compile block_solve once per literal combination)
+    nx = np.int64(N_X)
+    P = np.int64(N_ACT)
+    np2 = np.int64(NP2)
+    zero, one = np.int64(0), np.int64(1)
+    block_solve(J, Gi, b, zero, one, zero, tmp)
     if ORDER >= 1:
         for k in range(P):
             block_solve(J, Gi, b, nx + k, P, nx, tmp)
         if ORDER >= 2:
             base = nx + nx * P
-            for q in range(NP2):
-                block_solve(J, Gi, b, base + q, NP2, base, tmp)
+            for q in range(np2):
+                block_solve(J, Gi, b, base + q, np2, base, tmp)
 
 
 def block_solve(J, Gi, b, first, stride, before, tmp):
