@@ -65,9 +65,12 @@ def test_plain_python_bdf_matches_the_exact_solution_across_calls():
         J[0, 0] = -psi[0]
 
     ns = {"math": math, "np": np, "rhs": rhs, "N_X": 1, **{c: v for c, v in vars(bdf).items() if c.isupper() and c != "N_X"}}
-    shared = {**vars(R), "jac": jac, "N_X": 1, "ORDER": 0, "N_ACT": 0}  # the helpers both implicit methods use
-    for name in ("stage_solve", "jacobian_at", "invert_state_block"):
+    from pkdesign.kernels import solver_common
+
+    shared = {**vars(R), **vars(solver_common), "jac": jac, "N_X": 1, "ORDER": 0, "N_ACT": 0}  # both methods' helpers
+    for name in ("stage_solve", "jacobian_at"):
         ns[name] = rebind(getattr(R, name), f"{name}_py", shared)
+    ns["invert_state_block"] = solver_common.invert_state_block
     for name in ("rms", "change_d", "restart", "newton", "extrapolate", "advance"):
         ns[name] = rebind(getattr(bdf, name), f"{name}_py", ns)
     K, u = 0.7, 0.3

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pkdesign.kernels import dopri5
+from pkdesign.kernels import solver_common as common
 from pkdesign.kernels.jit import rebind
 
 from .conftest import compiled
@@ -15,8 +16,8 @@ from .conftest import compiled
 
 def _advance_py(rhs):
     """``dopri5.advance`` run by the Python interpreter with ``rhs`` bound to a Python function."""
-    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "rhs": rhs, "step_control": dopri5.step_control,
-          "error_norm": dopri5.error_norm}
+    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "rhs": rhs, "step_control": common.step_control,
+          "error_norm": common.error_norm}
     return rebind(dopri5.advance, "advance_py", ns)
 
 

@@ -18,14 +18,16 @@ from scipy.integrate import solve_ivp
 
 import pkdesign as pk
 from pkdesign.kernels import rosenbrock as R
+from pkdesign.kernels import solver_common as common
 
 from .test_ode import STIFF, check_stiff_exchange, check_tmdd_against_lsoda
 
 
 def _fixed_steps(f, jf, ft, y0, T, n):
     """n RODAS4 steps of T/n in plain Python (the module's functions, with rhs/jac bound here)."""
-    saved = R.rhs, R.jac, R.N_X, R.ORDER
+    saved = R.rhs, R.jac, R.N_X, R.ORDER, R.block_solve
     R.rhs = lambda t, y, psi, u, out: out.__setitem__(slice(None), f(t, y))
+    R.block_solve = common.block_solve
     R.N_X, R.ORDER = len(y0), 0  # no sensitivities: the state block is the whole iteration matrix
     try:
         y = np.array(y0, dtype=float)
@@ -37,8 +39,8 @@ def _fixed_steps(f, jf, ft, y0, T, n):
         for _ in range(n):
             J = jf(t, y)
             G = np.eye(ny) / (R.GAMMA * h) - J
-            assert R.lu_factor(G, piv)
-            R.lu_inverse(G, piv, Gi, tmp)
+            assert common.lu_factor(G, piv)
+            common.lu_inverse(G, piv, Gi, tmp)
             f0[:] = f(t, y)
             ftv[:] = ft(t, y)
             R.step(t, h, y, None, 0.0, J, Gi, tmp, f0, k, ftv, fs, yt, yn)
@@ -46,7 +48,7 @@ def _fixed_steps(f, jf, ft, y0, T, n):
             t += h
         return y
     finally:
-        R.rhs, R.jac, R.N_X, R.ORDER = saved
+        R.rhs, R.jac, R.N_X, R.ORDER, R.block_solve = saved
 
 
 def _orders(f, jf, ft, y0, T=2.0):

@@ -36,6 +36,8 @@ from .jit import GuardedKernel, rebind
 ORDER = NY = NDOSE = NOUT = NY0 = NY1 = N_X = N_ACT = CMT = NP2 = 0
 ACTIVE = PAIR_K = PAIR_L = np.zeros(0, dtype=np.int64)
 rhs = init = dose = out = rhs0 = rhs1 = rhst0 = None
+# from pkdesign.kernels.solver_common (compiled once per installation), bound by bind() as well
+step_control = error_norm = sort_index = None
 
 
 #: Second-order sensitivity jump at a dose whose time s = t_dose + LAG(ψ) depends on the parameters.
@@ -191,70 +193,10 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
     return t_end, h, 0, steps
 
 
-def error_norm(e, scale, y, yn, rtol, atol):
-    """RMS over components of scale·e_i / (atol + rtol·max(|y_i|, |yn_i|)): ≤ 1 accepts a step."""
-    ny = y.shape[0]
-    err = 0.0
-    for i in range(ny):
-        sc = atol + rtol * max(abs(y[i]), abs(yn[i]))
-        err += (scale * e[i] / sc) ** 2
-    return math.sqrt(err / ny)
 
 
-def step_control(err, h, h_full, clipped, exponent):
-    """(accepted, next step) for an error norm ``err`` of a step of size h (err ∝ h^(1/exponent)): accept when
-    err <= 1 and grow by 0.9·err^-exponent within [0.2, 5]; else shrink by the same rule (at least 5x smaller on
-    a non-finite error).  A step ``clipped`` to hit an event or sample never shrinks the next below h_full."""
-    if not (err == err) or err > 1e300:
-        return False, h * 0.2
-    if err <= 1.0:
-        h = h * (5.0 if err == 0.0 else min(5.0, max(0.2, 0.9 * err ** -exponent)))
-        if clipped:  # a step shortened to hit t_end says nothing against the longer one
-            h = max(h, h_full)
-        return True, h
-    return False, h * max(0.2, 0.9 * err ** -exponent)
 
 
-def sort_index(a, n):
-    """Indices that sort ``a[:n]`` (int64 (n,)), equal values in their given order: a bottom-up merge sort, with
-    the sorted case (the usual one) checked first.  Numba's ``np.argsort`` costs ~2 s of compilation per model."""
-    idx = np.arange(n)
-    done = True
-    for i in range(1, n):
-        if a[i] < a[i - 1]:
-            done = False
-            break
-    if done:
-        return idx
-    tmp = np.empty(n, dtype=np.int64)
-    width = 1
-    while width < n:
-        lo = 0
-        while lo < n - width:
-            mid = lo + width
-            hi = min(lo + 2 * width, n)
-            i, j, k = lo, mid, lo
-            while i < mid and j < hi:
-                if a[idx[j]] < a[idx[i]]:
-                    tmp[k] = idx[j]
-                    j += 1
-                else:
-                    tmp[k] = idx[i]
-                    i += 1
-                k += 1
-            while i < mid:
-                tmp[k] = idx[i]
-                i += 1
-                k += 1
-            while j < hi:
-                tmp[k] = idx[j]
-                j += 1
-                k += 1
-            for q in range(lo, hi):
-                idx[q] = tmp[q]
-            lo += 2 * width
-        width *= 2
-    return idx
 
 
 def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
@@ -389,19 +331,16 @@ def bind(module, guard, **options) -> None:
     shared = {name: getattr(module, name) for name in ("rhs0", "rhs1", "rhst0", "NY0", "NY1", "N_X", "N_ACT",
                                                       "CMT", "ACTIVE", "NP2", "PAIR_K", "PAIR_L")}
     filename = module.__file__
+    from . import solver_common as common  # the model-independent helpers: compiled once per installation
+
     lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, "WS_SIZE": WS_SIZE, **shared}
     for helper in ("error_norm", "step_control", "sort_index"):  # shared by the integrators
-        lag_ns[helper] = guard.jit(rebind(globals()[helper], helper, {"math": math, "np": np}, filename), **options)
+        lag_ns[helper] = getattr(common, helper)
     lag_ns["lag_side2"] = guard.jit(rebind(lag_side2, "lag_side2", lag_ns, filename), **options)
     lag_event = guard.jit(rebind(lag_event2, "lag_event2", lag_ns, filename), **options)
     from . import bdf, rosenbrock
 
-    helpers = {h: guard.jit(rebind(getattr(rosenbrock, h), h, {"math": math, "np": np}, filename), **options)
-               for h in ("lu_factor", "lu_solve")}
-    helpers["lu_inverse"] = guard.jit(rebind(rosenbrock.lu_inverse, "lu_inverse", {**helpers}, filename), **options)
-    # the same for every order (they read no per-order constant): one copy per model, compiled once
-    for name in ("block_solve", "invert_state_block"):
-        helpers[name] = guard.jit(rebind(getattr(rosenbrock, name), name, {"np": np, **helpers}, filename), **options)
+    helpers = {name: getattr(common, name) for name in ("block_solve", "invert_state_block")}
     for k in (0, 1, 2):
         ns = {**lag_ns, "lag_event2": lag_event, "ORDER": k}
         ns.update({name: getattr(module, f"{name}{k}") for name in ("rhs", "init", "dose", "out")})

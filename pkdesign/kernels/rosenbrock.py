@@ -36,7 +36,9 @@ import math
 import numpy as np
 
 # Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
-rhs = jac = step_control = error_norm = None
+rhs = jac = None
+# from pkdesign.kernels.solver_common (compiled once per installation), bound by bind() as well
+step_control = error_norm = block_solve = invert_state_block = None
 TDEP = False
 ORDER = N_X = N_ACT = NP2 = 0
 
@@ -54,67 +56,10 @@ CT2, CT3, CT4 = 0.386, 0.21, 0.63
 D1, D2, D3, D4 = 0.25, -0.1043, 0.1035, -0.0362
 
 
-def lu_factor(a, piv):
-    """In-place LU factorisation with partial pivoting of the square matrix ``a``; False if singular."""
-    n = a.shape[0]
-    for k in range(n):
-        p = k
-        big = abs(a[k, k])
-        for i in range(k + 1, n):
-            if abs(a[i, k]) > big:
-                big = abs(a[i, k])
-                p = i
-        piv[k] = p
-        if big == 0.0 or not math.isfinite(big):
-            return False
-        if p != k:
-            for j in range(n):
-                tmp = a[k, j]
-                a[k, j] = a[p, j]
-                a[p, j] = tmp
-        inv = 1.0 / a[k, k]
-        for i in range(k + 1, n):
-            a[i, k] *= inv
-            m = a[i, k]
-            if m != 0.0:
-                for j in range(k + 1, n):
-                    a[i, j] -= m * a[k, j]
-    return True
 
 
-def lu_solve(a, piv, b):
-    """Solve with the factors of :func:`lu_factor`, ``b`` overwritten by the solution."""
-    n = a.shape[0]
-    for k in range(n):
-        p = piv[k]
-        if p != k:
-            tmp = b[k]
-            b[k] = b[p]
-            b[p] = tmp
-    for i in range(n):
-        s = b[i]
-        for j in range(i):
-            s -= a[i, j] * b[j]
-        b[i] = s
-    for i in range(n - 1, -1, -1):
-        s = b[i]
-        for j in range(i + 1, n):
-            s -= a[i, j] * b[j]
-        b[i] = s / a[i, i]
 
 
-def lu_inverse(a, piv, inv, col):
-    """The inverse of the matrix whose factors (:func:`lu_factor`) are in ``a``, into ``inv`` (``col``: work of
-    its size).  The state blocks are small (n_x × n_x): applying an explicit inverse to the 1 + P (+ NP2)
-    blocks of every stage costs less than as many triangular solves with pivoting."""
-    n = a.shape[0]
-    for j in range(n):
-        for i in range(n):
-            col[i] = 0.0
-        col[j] = 1.0
-        lu_solve(a, piv, col)
-        for i in range(n):
-            inv[i, j] = col[i]
 
 
 def jacobian_at(t, y, psi, u, J):
@@ -126,23 +71,11 @@ def jacobian_at(t, y, psi, u, J):
     jac(t, y, psi, u, J)
 
 
-def invert_state_block(J, c, G, piv, Gi, tmp):
-    """Gi = (I/c − J_x)⁻¹, the inverse of the state block of the iteration matrix (``c``: γh for this method, h/α
-    for BDF), by an LU in G (with ``piv``, ``tmp`` work); False if singular."""
-    nx = G.shape[0]
-    for i in range(nx):
-        for j in range(nx):
-            G[i, j] = -J[i, j]
-        G[i, i] += 1.0 / c
-    if not lu_factor(G, piv):
-        return False
-    lu_inverse(G, piv, Gi, tmp)
-    return True
 
 
 def stage_solve(J, Gi, b, tmp):
     """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, Gi the inverse of the state
-    block G = I/(γh) − J_x (N_X, N_X; :func:`lu_inverse`), ``tmp`` work of length N_X.
+    block G = I/(γh) − J_x (N_X, N_X; :func:`~pkdesign.kernels.solver_common.lu_inverse`), ``tmp`` work of length N_X.
 
     The augmented system is block lower triangular: the sensitivities S_k (rows N_X + i·P + k) depend on the
     states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·NP2 + q) on states,
@@ -163,21 +96,6 @@ def stage_solve(J, Gi, b, tmp):
                 block_solve(J, Gi, b, base + q, np2, base, tmp)
 
 
-def block_solve(J, Gi, b, first, stride, before, tmp):
-    """One block of :func:`stage_solve`: rows first + i·stride (i < N_X), coupled to the columns below
-    ``before`` (already solved) through J and to themselves through G = Gi⁻¹."""
-    nx = Gi.shape[0]
-    for i in range(nx):
-        r = first + i * stride
-        s = b[r]
-        for c in range(before):
-            s += J[r, c] * b[c]
-        tmp[i] = s
-    for i in range(nx):
-        s = 0.0
-        for j in range(nx):
-            s += Gi[i, j] * tmp[j]
-        b[first + i * stride] = s
 
 
 def step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn):

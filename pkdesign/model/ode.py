@@ -51,7 +51,7 @@ PARALLEL_MIN_VECTORS = 64
 # compile and evaluate
 # ----------------------------------------------------------------------------------------------
 _FP = generator_fingerprint("ode.py", "ode_codegen.py", "../kernels/dopri5.py", "../kernels/rosenbrock.py",
-                            "../kernels/bdf.py", "printer.py",
+                            "../kernels/bdf.py", "../kernels/solver_common.py", "printer.py",
                             "symbolic.py", "special.py", "../kernels/fastexp.py")
 
 
