@@ -15,8 +15,8 @@ the likelihood and the FIM describe one model; ∂V/∂ω_kk is rank one (L_k L_
 import numpy as np
 
 from .jit import CachedJit, GuardedKernel
-from .normal_fim import (add_residual_variance, cholesky_inverse, clear_derivatives, linearised_variance,
-                         omega_derivatives, residual_derivatives, theta_derivatives)
+from .normal_fim import (add_residual_variance, cholesky_inverse, clear_derivatives, derivative_kinds,
+                         linearised_variance, omega_derivatives, residual_derivatives, row_work, theta_derivatives)
 
 _GUARD = CachedJit(label="FO likelihood kernel")
 
@@ -31,19 +31,8 @@ def _fo_nll(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_f
     pt = fth.shape[1]
     n_om = om_i.shape[0]
     p = grad.shape[0]
-    LO = np.zeros((n, E))
-    V = np.empty((n, n))
-    Sd = np.empty(n)
-    dV = np.zeros((p, n, n))
-    C = np.zeros((n, n))
-    Ci = np.zeros((n, n))
-    Vi = np.empty((n, n))
-    kind = np.zeros(p, dtype=np.int64)  # 0 dense (θ, covariances), 2 rank one (variances), 1 diagonal (σ²)
-    for k in range(n_om):
-        if om_i[k] == om_j[k]:
-            kind[pt + k] = 2
-    for r in range(pt + n_om, p):
-        kind[r] = 1
+    LO, V, Sd, dV, C, Ci, Vi = row_work(n, E, p)
+    kind = derivative_kinds(p, pt, om_i, om_j, False, True)  # dense θ and covariances, rank-one variances, diagonal σ²
     linearised_variance(L, omega, LO, V, Sd)
     clear_derivatives(dV, kind)
     add_residual_variance(V, f, Sd, idx, err_out, err_prop, err_var, err_ab, False)

@@ -212,6 +212,32 @@ def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
 
 
 @_cached(nogil=True, error_model="numpy", inline="always")
+def row_work(n, E, p):  # pragma: no cover - compiled
+    """Work arrays for one row's V and ∂V and their factors: LO (n, E), V (n, n), Sd (n,), dV (p, n, n), C and
+    Ci (n, n) (zeroed: their upper triangles are never written), Vi (n, n)."""
+    return (np.zeros((n, E)), np.empty((n, n)), np.empty(n), np.zeros((p, n, n)), np.zeros((n, n)),
+            np.zeros((n, n)), np.empty((n, n)))
+
+
+@_cached(nogil=True, error_model="numpy", inline="always")
+def derivative_kinds(p, pt, om_i, om_j, interaction, full):  # pragma: no cover - compiled
+    """The structure of each ∂V/∂α_a for ``row_fim_work`` (p,): 1 diagonal for the residual variances (after the
+    pt fixed effects and the Ω entries om_i/om_j), 2 rank one for a random effect's variance (L_k L_kᵀ; not with
+    the FOI interaction), 3 zero for the fixed effects of a reduced FIM, else 0 (dense)."""
+    n_om = om_i.shape[0]
+    kind = np.zeros(p, dtype=np.int64)
+    for r in range(pt + n_om, p):
+        kind[r] = 1
+    for k in range(n_om):
+        if om_i[k] == om_j[k] and not interaction:
+            kind[pt + k] = 2
+    if not full:
+        for m in range(pt):
+            kind[m] = 3
+    return kind
+
+
+@_cached(nogil=True, error_model="numpy", inline="always")
 def linearised_variance(L, omega, LO, V, Sd):  # pragma: no cover - compiled
     """One row's V = L Ω Lᵀ (n, n) from L (n, E) = ∂f/∂η and Ω (E, E); LO = L Ω (n, E) and Sd = diag(V) (n,) are
     kept (the derivatives and the FOI interaction use them)."""
@@ -362,24 +388,10 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
     p = out.shape[1]
     n_chunks = min(B, 64)
     for ch in prange(n_chunks):
-        LO = np.zeros((n, E))
-        V = np.empty((n, n))
-        Sd = np.empty(n)
-        dV = np.zeros((p, n, n))
-        C = np.zeros((n, n))
-        Ci = np.zeros((n, n))
-        Vi = np.empty((n, n))
+        LO, V, Sd, dV, C, Ci, Vi = row_work(n, E, p)
         M = np.empty((p, n, n))
         nz = np.zeros(p, dtype=np.bool_)
-        kind = np.zeros(p, dtype=np.int64)
-        for r in range(pt + n_om, p):
-            kind[r] = 1
-        for k in range(n_om):  # the variance of one random effect: ∂V/∂ω_kk = L_k L_kᵀ (rank one) under FO/FOCE
-            if om_i[k] == om_j[k] and not interaction:
-                kind[pt + k] = 2
-        if not full:  # the reduced FIM: V does not depend on θ
-            for m in range(pt):
-                kind[m] = 3
+        kind = derivative_kinds(p, pt, om_i, om_j, interaction, full)
         for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
             linearised_variance(L[b], omega, LO, V, Sd)
             clear_derivatives(dV, kind)
