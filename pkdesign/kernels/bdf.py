@@ -4,7 +4,7 @@ The method of Shampine & Reichelt (The MATLAB ODE suite, SIAM J Sci Comput 18:1-
 and scipy's ``BDF``): the numerical differentiation formulas of orders 1-5 (BDF with the κ corrections of
 their Table 1 at orders 1-4), in Nordsieck-like form with a *difference array* D (D[0] = y, D[j] the j-th
 backward difference scaled to the step h) on a quasi-constant step: a change of h or of the order rescales D
-(:func:`change_d`), and the order and step are reconsidered after order + 1 steps of equal size, from the error
+(:func:`~pkdesign.kernels.solver_common.change_d`), and the order and step are reconsidered after order + 1 steps of equal size, from the error
 estimates of orders k - 1, k and k + 1.  Each step solves the implicit corrector by simplified Newton
 iterations with the iteration matrix I - c J, c = h / α_k; J is kept across steps and evaluated again only when
 Newton fails to converge.
@@ -33,6 +33,8 @@ import numpy as np
 
 # Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
 rhs = stage_solve = jacobian_at = invert_state_block = None
+# from pkdesign.kernels.solver_common (compiled once per installation), bound by bind() as well
+rms = change_d = extrapolate = None
 N_X = 0
 
 MAX_ORDER = 5
@@ -61,43 +63,8 @@ def work_rows(ny: int) -> int:
     return ROW_J + ny
 
 
-def rms(v, scale, y, rtol, atol):
-    """RMS of scale·v_i / (atol + rtol |y_i|)."""
-    n = v.shape[0]
-    s = 0.0
-    for i in range(n):
-        x = scale * v[i] / (atol + rtol * abs(y[i]))
-        s += x * x
-    return math.sqrt(s / n)
 
 
-def change_d(D, order, factor):
-    """Rescale the difference array D (rows 0..order) from step h to factor·h (Shampine & Reichelt, eq. 2.4:
-    D ← (R(factor) U)ᵀ D with R_ij = Π_{m<=i} (m - 1 - factor·j)/m and U = R(1))."""
-    k = order + 1
-    R = np.empty((k, k))
-    U = np.empty((k, k))
-    for j in range(k):
-        R[0, j] = 1.0
-        U[0, j] = 1.0
-    for i in range(1, k):
-        R[i, 0] = 0.0
-        U[i, 0] = 0.0
-        for j in range(1, k):
-            R[i, j] = R[i - 1, j] * (i - 1 - factor * j) / i
-            U[i, j] = U[i - 1, j] * (i - 1 - j) / i
-    RU = R @ U
-    ny = D.shape[1]
-    new = np.zeros((k, ny))
-    for a in range(k):
-        for b in range(k):
-            c = RU[b, a]
-            if c != 0.0:
-                for i in range(ny):
-                    new[a, i] += c * D[b, i]
-    for a in range(k):
-        for i in range(ny):
-            D[a, i] = new[a, i]
 
 
 def restart(t, y, psi, u, rtol, atol, work):
@@ -174,17 +141,6 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
     return False, NEWTON_MAXITER
 
 
-def extrapolate(D, order, s, y):
-    """y = the history's interpolating polynomial at t + s·h (Newton backward form:
-    Σ_j D[j] Π_{m<j} (s + m)/(m + 1))."""
-    ny = y.shape[0]
-    for i in range(ny):
-        y[i] = D[0, i]
-    c = 1.0
-    for j in range(1, order + 1):
-        c *= (s + j - 1) / j
-        for i in range(ny):
-            y[i] += c * D[j, i]
 
 
 def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):

@@ -1,6 +1,7 @@
 """The model-independent pieces of the compiled ODE integrators: small dense LU factorisation, solve and inverse,
 the inverted state block of an implicit method's iteration matrix and the block forward substitution through the
-augmented system, the weighted error norm and step-size control, and a stable sort of times.
+augmented system, the weighted error norms and step-size control, a stable sort of times, and the BDF method's
+difference-array rescaling and interpolation (:mod:`pkdesign.kernels.bdf`).
 
 They read no model constant, so they are compiled once per installation (fixed signatures, cached and verified like
 the FIM kernels, :mod:`pkdesign.kernels.jit`) and shared by every model's integrators, which
@@ -194,3 +195,63 @@ def sort_index(a, n):
             lo += 2 * width
         width *= 2
     return idx
+
+
+@_fixed(types.float64(F1, types.float64, F1, types.float64, types.float64))
+def rms(v, scale, y, rtol, atol):
+    """RMS of scale·v_i / (atol + rtol |y_i|)."""
+    n = v.shape[0]
+    s = 0.0
+    for i in range(n):
+        x = scale * v[i] / (atol + rtol * abs(y[i]))
+        s += x * x
+    return math.sqrt(s / n)
+
+
+@_fixed(types.none(F2, types.int64, types.float64))
+def change_d(D, order, factor):
+    """Rescale the difference array D (rows 0..order) from step h to factor·h (Shampine & Reichelt, eq. 2.4:
+    D ← (R(factor) U)ᵀ D with R_ij = Π_{m<=i} (m - 1 - factor·j)/m and U = R(1))."""
+    k = order + 1
+    R = np.empty((k, k))
+    U = np.empty((k, k))
+    for j in range(k):
+        R[0, j] = 1.0
+        U[0, j] = 1.0
+    for i in range(1, k):
+        R[i, 0] = 0.0
+        U[i, 0] = 0.0
+        for j in range(1, k):
+            R[i, j] = R[i - 1, j] * (i - 1 - factor * j) / i
+            U[i, j] = U[i - 1, j] * (i - 1 - j) / i
+    RU = np.zeros((k, k))  # R U (a loop: numba's matrix product costs 0.5 s of compilation for k <= 7)
+    for i in range(k):
+        for m in range(k):
+            r = R[i, m]
+            for j in range(k):
+                RU[i, j] += r * U[m, j]
+    ny = D.shape[1]
+    new = np.zeros((k, ny))
+    for a in range(k):
+        for b in range(k):
+            c = RU[b, a]
+            if c != 0.0:
+                for i in range(ny):
+                    new[a, i] += c * D[b, i]
+    for a in range(k):
+        for i in range(ny):
+            D[a, i] = new[a, i]
+
+
+@_fixed(types.none(F2, types.int64, types.float64, F1))
+def extrapolate(D, order, s, y):
+    """y = the history's interpolating polynomial at t + s·h (Newton backward form:
+    Σ_j D[j] Π_{m<j} (s + m)/(m + 1))."""
+    ny = y.shape[0]
+    for i in range(ny):
+        y[i] = D[0, i]
+    c = 1.0
+    for j in range(1, order + 1):
+        c *= (s + j - 1) / j
+        for i in range(ny):
+            y[i] += c * D[j, i]
