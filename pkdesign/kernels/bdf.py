@@ -4,10 +4,10 @@ The method of Shampine & Reichelt (The MATLAB ODE suite, SIAM J Sci Comput 18:1-
 and scipy's ``BDF``): the numerical differentiation formulas of orders 1-5 (BDF with the κ corrections of
 their Table 1 at orders 1-4), in Nordsieck-like form with a *difference array* D (D[0] = y, D[j] the j-th
 backward difference scaled to the step h) on a quasi-constant step: a change of h or of the order rescales D
-(:func:`~pkdesign.kernels.solver_common.change_d`), and the order and step are reconsidered after order + 1 steps of equal size, from the error
-estimates of orders k - 1, k and k + 1.  Each step solves the implicit corrector by simplified Newton
-iterations with the iteration matrix I - c J, c = h / α_k; J is kept across steps and evaluated again only when
-Newton fails to converge.
+(:func:`~pkdesign.kernels.solver_common.change_d`), and the order and step are reconsidered after order + 1 steps
+of equal size, from the error estimates of orders k - 1, k and k + 1.  Each step solves the implicit corrector by
+simplified Newton iterations with the iteration matrix I - c J, c = h / α_k; J is kept across steps and evaluated
+again only when Newton fails to converge.
 
 Why a BDF beside the Rosenbrock method (:mod:`pkdesign.kernels.rosenbrock`): on stiff problems in
 quasi-equilibrium (target binding, fast exchange) at tight tolerances a Rosenbrock method loses order (the
@@ -61,10 +61,6 @@ EXTRAPOLATE = 0.2
 def work_rows(ny: int) -> int:
     """Rows of the ``work`` array (ny columns) :func:`advance` needs: its vectors, then J (ny rows)."""
     return ROW_J + ny
-
-
-
-
 
 
 def restart(t, y, psi, u, rtol, atol, work):
@@ -139,8 +135,6 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
             return True, it + 1
         dy_norm_old = dy_norm
     return False, NEWTON_MAXITER
-
-
 
 
 def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):

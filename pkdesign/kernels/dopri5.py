@@ -10,12 +10,13 @@ The generated ODE module (names in generated code: see :mod:`pkdesign.model.code
 derivative order K (0, 1, 2),
 ``rhsK(t, y, psi, u, dy)`` (the augmented right-hand side: states, then first-order sensitivities S_i_k
 at ``nx + i*P + k``, then second-order ones W_i_kl at ``nx + nx*P + i*NP2 + q`` for the pair (k, l) =
-(``PAIR_K[q]``, ``PAIR_L[q]``), the pairs a FIM needs, see ``ModelSpec.second_order_pairs``), ``jacK`` (orders 0 and 1), ``initK(psi, y)``,
+(``PAIR_K[q]``, ``PAIR_L[q]``), the pairs a FIM needs, see ``ModelSpec.second_order_pairs``), ``jacK`` (orders
+0 and 1 for LSODA; every order, and only the entries the implicit solvers read, for those), ``initK(psi, y)``,
 ``doseK(psi, fd)`` (F, LAG, their first and, for K = 2, second ψ-derivatives), ``outK(o, t, y, psi, u,
 vals)`` (value, ∂/∂t, first and second ψ-derivatives of output o), ``NYK`` (state length), ``NDOSEK``,
 ``NOUTK``; once: ``rhst0`` (∂g/∂t), ``N_X`` (states), ``N_ACT`` and ``ACTIVE`` (the parameters whose
-sensitivities are integrated, indices into ψ), ``NP2``, ``PAIR_K``, ``PAIR_L`` (the second-order pairs), ``CMT`` (dosing compartment, -1 for none).  :func:`bind`
-adds ``advanceK``, ``solveK`` and ``solveK_parallel`` to the module.
+sensitivities are integrated, indices into ψ), ``NP2``, ``PAIR_K``, ``PAIR_L`` (the second-order pairs), ``CMT``
+(dosing compartment, -1 for none).  :func:`bind` adds ``advanceK``, ``solveK`` and ``solveK_parallel`` to the module.
 
 Status codes written by :func:`solve`: 0 ok, 1 step size below 1e-14, 2 more than ``max_steps`` steps,
 3 non-finite state, 5 non-finite initial values.
@@ -193,12 +194,6 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
     return t_end, h, 0, steps
 
 
-
-
-
-
-
-
 def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
              f, d1, dt, d2, status, fail):
     n_vec = psi_all.shape[0]
@@ -325,9 +320,9 @@ def bind(module, guard, **options) -> None:
     """Compile this integrator for the generated ODE ``module`` (whose model kernels are already jitted):
     sets ``advanceK``, ``solveK`` and ``solveK_parallel`` (K = 0, 1, 2) on it, the solvers wrapped as
     :class:`~pkdesign.kernels.jit.GuardedKernel` entry points of ``guard`` (a ``CachedJit``); where the module has
-    the Jacobian ``jacK``, also ``solveK_stiff`` / ``solveK_stiff_parallel`` and ``solveK_bdf`` / ``solveK_bdf_parallel``,
-    the same solver around the Rosenbrock integrator of :mod:`pkdesign.kernels.rosenbrock` and the BDF integrator
-    of :mod:`pkdesign.kernels.bdf`."""
+    the Jacobian ``jacK``, also ``solveK_stiff`` / ``solveK_stiff_parallel`` and ``solveK_bdf`` /
+    ``solveK_bdf_parallel``, the same solver around the Rosenbrock integrator of :mod:`pkdesign.kernels.rosenbrock`
+    and the BDF integrator of :mod:`pkdesign.kernels.bdf`."""
     shared = {name: getattr(module, name) for name in ("rhs0", "rhs1", "rhst0", "NY0", "NY1", "N_X", "N_ACT",
                                                       "CMT", "ACTIVE", "NP2", "PAIR_K", "PAIR_L")}
     filename = module.__file__

@@ -9,7 +9,8 @@ V = L Ω Lᵀ + R(f), the model behind the FO FIM.  With e_i = y_i − f, S = Σ
 
 for the FIM's parameters α (estimated θ, Ω entries, residual variances, in the FIM's order).  V and ∂V are
 built by the FO FIM kernel's own builders (:mod:`pkdesign.kernels.normal_fim`: the same V, the same ∂V), so
-the likelihood and the FIM describe one model; ∂V/∂ω_kk is rank one (L_k L_kᵀ: u_kᵀ K u_k), ∂V/∂σ² diagonal.
+the likelihood and the FIM describe one model; ∂V/∂ω_kk is rank one (L_k L_kᵀ: u_kᵀ K u_k), ∂V/∂σ²
+diagonal.
 """
 
 import numpy as np
@@ -32,7 +33,8 @@ def _fo_nll(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_f
     n_om = om_i.shape[0]
     p = grad.shape[0]
     LO, V, Sd, dV, C, Ci, Vi = row_work(n, E, p)
-    kind = derivative_kinds(p, pt, om_i, om_j, False, True)  # dense θ and covariances, rank-one variances, diagonal σ²
+    # dense θ and covariances, rank-one variances, diagonal σ² (FO: no interaction; V depends on θ: "full")
+    kind = derivative_kinds(p, pt, om_i, om_j, False, True)
     linearised_variance(L, omega, LO, V, Sd)
     clear_derivatives(dV, kind)
     add_residual_variance(V, f, Sd, idx, err_out, err_prop, err_var, err_ab, False)

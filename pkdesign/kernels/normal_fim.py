@@ -213,10 +213,10 @@ def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
 
 @_cached(nogil=True, error_model="numpy", inline="always")
 def row_work(n, E, p):  # pragma: no cover - compiled
-    """Work arrays for one row's V and ∂V and their factors: LO (n, E), V (n, n), Sd (n,), dV (p, n, n), C and
-    Ci (n, n) (zeroed: their upper triangles are never written), Vi (n, n)."""
+    """Work arrays for one row's V and ∂V and their factors: LO (n, E), V (n, n), Sd (n,), dV (p, n, n), C (n, n)
+    (zeroed: its upper triangle is never written), Ci (n, n), Vi (n, n)."""
     return (np.zeros((n, E)), np.empty((n, n)), np.empty(n), np.zeros((p, n, n)), np.zeros((n, n)),
-            np.zeros((n, n)), np.empty((n, n)))
+            np.empty((n, n)), np.empty((n, n)))
 
 
 @_cached(nogil=True, error_model="numpy", inline="always")
@@ -378,8 +378,8 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
     variance), 0 otherwise; idx (n,) output of each observation.
     out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
     Rows are processed in chunks (one set of work arrays per chunk); each row: V and its derivatives by the
-    builders above (one job each, compiled once and shared by the serial and parallel kernels), then
-    ``row_fim_work``.
+    builders above (one job each; inlined at numba IR level, so this compiles as one function, and shared with the
+    SSE likelihood kernel, :mod:`pkdesign.kernels.fo_likelihood`), then ``row_fim_work``.
     """
     B, n = f.shape
     pt = fth.shape[2]

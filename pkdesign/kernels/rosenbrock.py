@@ -56,12 +56,6 @@ CT2, CT3, CT4 = 0.386, 0.21, 0.63
 D1, D2, D3, D4 = 0.25, -0.1043, 0.1035, -0.0362
 
 
-
-
-
-
-
-
 def jacobian_at(t, y, psi, u, J):
     """J = the augmented system's Jacobian at (t, y) (the generated ``jac`` writes only its non-zero entries)."""
     ny = J.shape[0]
@@ -71,11 +65,10 @@ def jacobian_at(t, y, psi, u, J):
     jac(t, y, psi, u, J)
 
 
-
-
 def stage_solve(J, Gi, b, tmp):
     """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, Gi the inverse of the state
-    block G = I/(γh) − J_x (N_X, N_X; :func:`~pkdesign.kernels.solver_common.lu_inverse`), ``tmp`` work of length N_X.
+    block G = I/(γh) − J_x (N_X, N_X; :func:`~pkdesign.kernels.solver_common.lu_inverse`), ``tmp`` work of
+    length N_X.
 
     The augmented system is block lower triangular: the sensitivities S_k (rows N_X + i·P + k) depend on the
     states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·NP2 + q) on states,
@@ -94,8 +87,6 @@ def stage_solve(J, Gi, b, tmp):
             base = nx + nx * P
             for q in range(np2):
                 block_solve(J, Gi, b, base + q, np2, base, tmp)
-
-
 
 
 def step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn):

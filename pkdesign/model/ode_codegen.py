@@ -25,9 +25,7 @@ def _read_columns(i: int, n: int, P: int) -> int:
     and reach the other blocks by forward substitution through their couplings to earlier blocks
     (:func:`pkdesign.kernels.rosenbrock.stage_solve`), so the copies of J_x on the sensitivity rows are never
     read and not generated (LSODA, which takes the whole matrix, is not used with these models)."""
-    if i < n:
-        return n
-    return n if i < n + n * P else n + n * P
+    return n if i < n + n * P else n + n * P  # states and first-order rows: the states; second order: + S
 
 
 class OdeDerivatives:
