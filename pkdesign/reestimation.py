@@ -115,7 +115,6 @@ class _FOLikelihood:
 
         self.model = model
         self.names = list(population_parameters(model.spec, values0).names)
-        self.values0 = values0
         # per group: (group, times, outputs, subjects m, Σ yᵢ (n,), Σ yᵢyᵢᵀ (n, n)): the residual sums at any f
         self.data = [(g, t, idx, Y.shape[0], Y.sum(axis=0), Y.T @ Y) for g, t, idx, Y in data]
 
@@ -140,12 +139,10 @@ class _FOLikelihood:
             f = P.f[0]
             esum = ysum - m * f  # Σ (yᵢ − f) and Σ (yᵢ − f)(yᵢ − f)ᵀ from the data's sums
             S = yy - np.outer(ysum, f) - np.outer(f, ysum) + m * np.outer(f, f)
-            om = np.array(ppx.omega_free, dtype=np.int64).reshape(-1, 2)
             gx = np.zeros(len(ppx.names))
             nll = fo_nll(f.copy(), np.ascontiguousarray(P.fth[0]), np.ascontiguousarray(P.L[0]),
-                         np.ascontiguousarray(P.Lth[0]), np.ascontiguousarray(ppx.omega, dtype=float), om[:, 0].copy(),
-                         om[:, 1].copy(), *ppx.residual.kernel_arrays(), np.asarray(idx, dtype=np.int64), S, esum,
-                         float(m), gx)
+                         np.ascontiguousarray(P.Lth[0]), *ppx.variance_kernel_arrays(), np.asarray(idx, dtype=np.int64),
+                         S, esum, float(m), gx)
             if not np.isfinite(nll):
                 return bad
             total += nll

@@ -41,9 +41,7 @@ class _FOPlan:
         self.abc = tuple(np.ascontiguousarray(x, dtype=float) for x in (a, b, c))
         self.need = np.union1d(self.free, self.ep).astype(np.int64)
         self.doses = model._doses(regimen)
-        om = np.array(pp.omega_free, dtype=np.int64).reshape(-1, 2)
-        self.omega, self.om_i, self.om_j = np.asarray(pp.omega, dtype=float), om[:, 0].copy(), om[:, 1].copy()
-        self.resid = pp.residual.kernel_arrays()
+        self.variance = pp.variance_kernel_arrays()
         self.p, self.n_psi = pp.p, self.psi.shape[1]
         self.set_times(t, idx)
 
@@ -58,7 +56,7 @@ class _FOPlan:
         self.fth, self.L = np.empty((1, n, pt)), np.empty((1, n, E))
         self.Lth = np.empty((1, n, E, pt)) if self.full else np.zeros((1, n, E, pt))
         self.args = (self.bufs[0], self.bufs[1], self.bufs[3], *self.abc, self.free, self.ep, self.need, self.fth,
-                     self.L, self.Lth, self.omega, self.om_i, self.om_j, *self.resid, self.idx, self.full,
+                     self.L, self.Lth, *self.variance, self.idx, self.full,
                      self.interaction, self.out)
 
     def __call__(self):

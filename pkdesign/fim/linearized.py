@@ -58,14 +58,11 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
     # (a writable contiguous array: numba compiles read-only broadcast views separately, and slower)
     f_ref = ref.f if ref.f.shape[0] == B else np.repeat(ref.f, B, axis=0)
     fth_ref = ref.fth if ref.fth.shape[0] == B else np.repeat(ref.fth, B, axis=0)
-    om = np.array(pp.omega_free, dtype=np.int64).reshape(-1, 2)
     Lth = Ps.Lth if full else np.zeros((B, n, E, pt))
     out = np.empty((B, pp.p, pp.p))
     fo_fim_kernel(np.ascontiguousarray(mu_th), np.ascontiguousarray(f_ref), np.ascontiguousarray(fth_ref),
-                  np.ascontiguousarray(Ps.L),
-                  np.ascontiguousarray(Lth), np.ascontiguousarray(pp.omega, dtype=float), om[:, 0].copy(),
-                  om[:, 1].copy(), *pp.residual.kernel_arrays(), np.asarray(idx, dtype=np.int64), full, interaction,
-                  out)
+                  np.ascontiguousarray(Ps.L), np.ascontiguousarray(Lth), *pp.variance_kernel_arrays(),
+                  np.asarray(idx, dtype=np.int64), full, interaction, out)
     if np.isnan(out).any():
         singular_covariance(pp, idx, f_ref, Ps.L, mu_th, times, where)
     return out

@@ -95,6 +95,14 @@ class PopulationParameters:
         """The residual-error model (one object for every approximation)."""
         return ResidualError(tuple(self.errors), self.n_outputs)
 
+    def variance_kernel_arrays(self) -> tuple:
+        """The variance model as the FO kernels take it (``kernels.normal_fim``, ``kernels.fo_likelihood``):
+        (omega (E, E) float64, om_i, om_j (n_om,) int64 — the estimated Ω entries in FIM order — and the residual
+        terms' ``ResidualError.kernel_arrays()``)."""
+        om = np.array(self.omega_free, dtype=np.int64).reshape(-1, 2)
+        return (np.ascontiguousarray(self.omega, dtype=float), om[:, 0].copy(), om[:, 1].copy(),
+                *self.residual.kernel_arrays())
+
     def without_random_effects(self) -> "PopulationParameters":
         """The fixed-effects model: no η, no Ω entries (individual FIM)."""
         from dataclasses import replace
