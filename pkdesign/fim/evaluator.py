@@ -39,7 +39,6 @@ class _FOPlan:
         self.free = np.ascontiguousarray(pp.free, dtype=np.int64)
         self.ep = np.ascontiguousarray(pp.eta_par, dtype=np.int64)
         self.abc = tuple(np.ascontiguousarray(x, dtype=float) for x in (a, b, c))
-        self.need = np.union1d(self.free, self.ep).astype(np.int64)
         self.doses = model._doses(regimen)
         self.variance = pp.variance_kernel_arrays()
         self.p, self.n_psi = pp.p, self.psi.shape[1]
@@ -55,7 +54,7 @@ class _FOPlan:
         self.out = np.empty((1, self.p, self.p))
         self.fth, self.L = np.empty((1, n, pt)), np.empty((1, n, E))
         self.Lth = np.empty((1, n, E, pt)) if self.full else np.zeros((1, n, E, pt))
-        self.args = (self.bufs[0], self.bufs[1], self.bufs[3], *self.abc, self.free, self.ep, self.need, self.fth,
+        self.args = (self.bufs[0], self.bufs[1], self.bufs[3], *self.abc, self.free, self.ep, self.fth,
                      self.L, self.Lth, *self.variance, self.idx, self.full,
                      self.interaction, self.out)
 

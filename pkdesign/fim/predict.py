@@ -155,9 +155,9 @@ def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=Non
         return Predictions(f=f, fth=None, L=None)
     a, b, c, e = pp.transform_derivatives(eta_b, active)
     fth, L, Lth, Leta = chain_rule(d1, d2 if order >= 2 else None, a, b, c, e, pp.free, pp.eta_par, eta2)
-    for second in (Lth, Leta):
+    for second in (Lth, Leta):  # (f and the first derivatives were checked above)
         if second is not None:
-            _check_finite(f, fth, second, times, idx, where, model.spec.output_names)
+            _check_finite(f, None, second, times, idx, where, model.spec.output_names)
     return Predictions(f=f, fth=fth, L=L, dt=dt, Lth=Lth, Leta=Leta)
 
 
@@ -210,9 +210,11 @@ def chain_rule(d1, d2, a, b, c, e, free, ep, eta2: bool = False) -> tuple:
 def _check_finite(f, d1, d2, times, idx, where, names=None):
     # fast path: a sum of finite numbers is finite (one pass, no boolean temporaries); a NaN or an infinity makes
     # it non-finite, and so can an overflow of the sum, which the exact check below then clears
-    if np.isfinite(f.sum()) and np.isfinite(d1.sum()) and (d2 is None or np.isfinite(d2.sum())):
+    if np.isfinite(f.sum()) and (d1 is None or np.isfinite(d1.sum())) and (d2 is None or np.isfinite(d2.sum())):
         return
-    bad = ~np.isfinite(f) | ~np.all(np.isfinite(d1), axis=-1)
+    bad = ~np.isfinite(f)
+    if d1 is not None:
+        bad |= ~np.all(np.isfinite(d1), axis=-1)
     if d2 is not None:
         bad |= ~np.all(np.isfinite(d2), axis=(-2, -1))
     if bad.any():

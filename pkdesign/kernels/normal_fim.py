@@ -457,26 +457,21 @@ chain_rows = GuardedKernel(_GUARD, _GUARD.jit(_chain_rows, nogil=True, error_mod
 chain_rows_disp = chain_rows.disp
 
 
-def _fo_direct(f, d1, d2, a, b, c, free, ep, need, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var,
+def _fo_direct(f, d1, d2, a, b, c, free, ep, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var,
                err_free, err_ab, idx, full, interaction, out):  # pragma: no cover - compiled
     """The FO/FOI FIM of one subject at η = 0 from the model kernel's ψ-derivatives, in one compiled call (the
     evaluator's direct path): the chain rule ψ → (θ, η) (:func:`_chain_rows`) into fth (1, n, pt), L (1, n, E)
     and, for the full FIM, Lth (1, n, E, pt); then ``_fo_fim`` into out (1, p, p).
 
     f (1, n), d1 (1, n, P), d2 (1, n, P, P) (read only when ``full``); a (1, P), b, c (1, E) from
-    ``transform_derivatives`` at η = 0; free (pt,), ep (E,) ψ indices; need the union of both.  Returns False,
-    leaving the caller to explain, when a prediction or a needed derivative is not finite or the FIM has a NaN
-    (V not positive definite)."""
+    ``transform_derivatives`` at η = 0; free (pt,), ep (E,) ψ indices.  Returns False, leaving the caller to
+    explain, when a prediction or a derivative the FIM uses is not finite (checked on f, fth, L and Lth: what the
+    chain rule read, as ``predict`` checks; other entries of d1/d2 may be NaN, "not computed") or the FIM has a
+    NaN (V not positive definite)."""
     n = f.shape[1]
     for i in range(n):
         if not np.isfinite(f[0, i]):
             return False
-    if full:  # the second derivatives the chain rule reads: one parameter with an η (others may be NaN)
-        for i in range(n):
-            for k in ep:
-                for l in need:
-                    if not np.isfinite(d2[0, i, k, l]):
-                        return False
     chain_rows_disp(d1, d2, a, b, c, free, ep, full, fth, L, Lth)
     for i in range(n):
         for m in range(fth.shape[2]):
@@ -485,6 +480,10 @@ def _fo_direct(f, d1, d2, a, b, c, free, ep, need, fth, L, Lth, omega, om_i, om_
         for j in range(L.shape[2]):
             if not np.isfinite(L[0, i, j]):
                 return False
+            if full:
+                for m in range(Lth.shape[3]):
+                    if not np.isfinite(Lth[0, i, j, m]):
+                        return False
     fo_fim_serial_disp(fth, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx,
                        full, interaction, out)
     p = out.shape[1]
