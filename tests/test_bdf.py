@@ -69,7 +69,7 @@ def test_plain_python_bdf_matches_the_exact_solution_across_calls():
     for name in ("stage_solve", "jacobian_at"):
         ns[name] = rebind(getattr(R, name), f"{name}_py", shared)
     ns["invert_state_block"] = solver_common.invert_state_block
-    ns.update({name: getattr(solver_common, name) for name in ("rms", "change_d", "extrapolate")})
+    ns.update({name: getattr(solver_common, name) for name in ("error_norm", "change_d", "extrapolate")})
     for name in ("restart", "newton", "advance"):
         ns[name] = rebind(getattr(bdf, name), f"{name}_py", ns)
     K, u = 0.7, 0.3

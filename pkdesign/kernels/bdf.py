@@ -34,7 +34,7 @@ import numpy as np
 # Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
 rhs = stage_solve = jacobian_at = invert_state_block = None
 # from pkdesign.kernels.solver_common (compiled once per installation), bound by bind() as well
-rms = change_d = extrapolate = None
+error_norm = change_d = extrapolate = None
 N_X = 0
 
 MAX_ORDER = 5
@@ -71,15 +71,15 @@ def restart(t, y, psi, u, rtol, atol, work):
     y1 = work[ROW_NEW]
     f1 = work[ROW_DY]
     rhs(t, y, psi, u, f0)
-    d0 = rms(y, 1.0, y, rtol, atol)
-    d1 = rms(f0, 1.0, y, rtol, atol)
+    d0 = error_norm(y, 1.0, y, y, rtol, atol)
+    d1 = error_norm(f0, 1.0, y, y, rtol, atol)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     for i in range(ny):
         y1[i] = y[i] + h0 * f0[i]
     rhs(t + h0, y1, psi, u, f1)
     for i in range(ny):
         f1[i] -= f0[i]
-    d2 = rms(f1, 1.0, y, rtol, atol) / h0
+    d2 = error_norm(f1, 1.0, y, y, rtol, atol) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -122,7 +122,7 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
         for i in range(ny):
             dy[i] = f[i] - (pt[i] + d[i]) / c
         stage_solve(J, Gi, dy, tmp)
-        dy_norm = rms(dy, 1.0, yp, rtol, atol)
+        dy_norm = error_norm(dy, 1.0, yp, yp, rtol, atol)
         rate = -1.0
         if dy_norm_old > 0.0:
             rate = dy_norm / dy_norm_old
@@ -242,7 +242,7 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
                 h_restore = 0.0
                 continue
             safety = 0.9 * (2 * NEWTON_MAXITER + 1) / (2 * NEWTON_MAXITER + n_iter)
-            err = rms(d, ERROR_CONST[order], y_new, rtol, atol)
+            err = error_norm(d, ERROR_CONST[order], y_new, y_new, rtol, atol)
             if err > 1.0:
                 factor = max(MIN_FACTOR, safety * err ** (-1.0 / (order + 1)))
                 change_d(D, order, factor)
@@ -275,9 +275,9 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
         e_m = math.inf
         e_p = math.inf
         if order > 1:  # weighted by the new state, as the error test (not by y: the caller's, from the call's start)
-            e_m = rms(D[order], ERROR_CONST[order - 1], y_new, rtol, atol)
+            e_m = error_norm(D[order], ERROR_CONST[order - 1], y_new, y_new, rtol, atol)
         if order < MAX_ORDER:
-            e_p = rms(D[order + 2], ERROR_CONST[order + 1], y_new, rtol, atol)
+            e_p = error_norm(D[order + 2], ERROR_CONST[order + 1], y_new, y_new, rtol, atol)
         f_m = math.inf if e_m == 0.0 else e_m ** (-1.0 / order)
         f_0 = math.inf if err == 0.0 else err ** (-1.0 / (order + 1))
         f_p = math.inf if e_p == 0.0 else e_p ** (-1.0 / (order + 2))

@@ -356,7 +356,7 @@ def bind(module, guard, **options) -> None:
         stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
         _bind_solve(module, guard, options, filename, stiff, f"solve{k}_stiff")
         multistep = {**implicit, **_constants(bdf, ns), "WORK_ROWS": bdf.work_rows(ns["NY"])}
-        multistep.update({name: getattr(common, name) for name in ("rms", "change_d", "extrapolate")})
+        multistep.update({name: getattr(common, name) for name in ("change_d", "extrapolate")})
         for name in ("restart", "newton"):
             multistep[name] = guard.jit(rebind(getattr(bdf, name), f"bdf_{name}{k}", multistep, filename), **options)
         multistep["advance"] = guard.jit(rebind(bdf.advance, f"advance{k}_bdf", multistep, filename), **options)

@@ -1,6 +1,6 @@
 """The model-independent pieces of the compiled ODE integrators: small dense LU factorisation, solve and inverse,
 the inverted state block of an implicit method's iteration matrix and the block forward substitution through the
-augmented system, the weighted error norms and step-size control, a stable sort of times, and the BDF method's
+augmented system, the weighted error norm and step-size control, a stable sort of times, and the BDF method's
 difference-array rescaling and interpolation (:mod:`pkdesign.kernels.bdf`).
 
 They read no model constant, so they are compiled once per installation (fixed signatures, cached and verified like
@@ -195,17 +195,6 @@ def sort_index(a, n):
             lo += 2 * width
         width *= 2
     return idx
-
-
-@_fixed(types.float64(F1, types.float64, F1, types.float64, types.float64))
-def rms(v, scale, y, rtol, atol):
-    """RMS of scale·v_i / (atol + rtol |y_i|)."""
-    n = v.shape[0]
-    s = 0.0
-    for i in range(n):
-        x = scale * v[i] / (atol + rtol * abs(y[i]))
-        s += x * x
-    return math.sqrt(s / n)
 
 
 @_fixed(types.none(F2, types.int64, types.float64))
