@@ -55,6 +55,7 @@ def test_change_d_is_exact_on_polynomials(order, factor, coefs):
 def test_plain_python_bdf_matches_the_exact_solution_across_calls():
     """``bdf.advance`` run by the interpreter on y' = -K y + u (exact: u/K + (1 - u/K) e^(-K t)), stopping at 40
     samples (history kept) and at a change of u (restart)."""
+    from pkdesign.kernels import model_table
     from pkdesign.kernels import rosenbrock as R
     from pkdesign.kernels.jit import rebind
 
@@ -64,8 +65,11 @@ def test_plain_python_bdf_matches_the_exact_solution_across_calls():
     def jac(t, y, psi, u_in, J):
         J[0, 0] = -psi[0]
 
-    ns = {"math": math, "np": np, "rhs": rhs, "N_X": 1, **{c: v for c, v in vars(bdf).items() if c.isupper() and c != "N_X"}}
-    shared = {**vars(R), **vars(solver_common), "jac": jac, "N_X": 1, "ORDER": 0, "N_ACT": 0}  # both methods' helpers
+    # the table's addresses are not read: rhs_at / jac_at return the Python functions; one state, order 0
+    table = np.zeros(model_table.T_INDEX, dtype=np.int64)
+    table[model_table.T_NX] = 1
+    ns = {"math": math, "np": np, "rhs_at": lambda address: rhs, **{c: v for c, v in vars(bdf).items() if c.isupper()}}
+    shared = {**vars(R), **vars(solver_common), "rhs_at": lambda address: rhs, "jac_at": lambda address: jac}
     for name in ("stage_solve", "jacobian_at"):
         ns[name] = rebind(getattr(R, name), f"{name}_py", shared)
     ns["invert_state_block"] = solver_common.invert_state_block
@@ -77,13 +81,15 @@ def test_plain_python_bdf_matches_the_exact_solution_across_calls():
     work, ws = np.zeros((bdf.work_rows(1), 1)), np.zeros(bdf.WS_SIZE)
     t, steps = 0.0, 0
     for t_end in np.linspace(0.1, 4.0, 40):
-        t, _, status, steps = ns["advance"](t, t_end, y, 0.0, np.array([K]), u, 1e-10, 1e-12, 100_000, work, ws, steps)
+        t, _, status, steps = ns["advance"](t, t_end, y, 0.0, np.array([K]), u, 1e-10, 1e-12, 100_000,
+                                            work, ws, steps, table)
         assert status == 0 and t == t_end
         assert abs(y[0] - (u / K + (1 - u / K) * math.exp(-K * t))) < 2e-8
     assert steps < 400  # measured 222; restarting at order 1 at each of the 40 samples takes more
 
     y0 = y[0]
-    t, _, status, steps = ns["advance"](t, 6.0, y, 0.0, np.array([K]), 0.0, 1e-10, 1e-12, 100_000, work, ws, steps)
+    t, _, status, steps = ns["advance"](t, 6.0, y, 0.0, np.array([K]), 0.0, 1e-10, 1e-12, 100_000,
+                                        work, ws, steps, table)
     assert status == 0 and abs(y[0] - y0 * math.exp(-K * 2.0)) < 2e-8
 
 

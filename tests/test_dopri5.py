@@ -1,13 +1,12 @@
 """The ODE integrator is an ordinary module (``pkdesign/kernels/dopri5.py``): its functions run as plain
-Python against plain Python right-hand sides, and ``bind`` compiles one copy per model whose numba cache
-files sit beside that model's generated module."""
+Python against plain Python right-hand sides; ``pkdesign.kernels.integrators`` compiles it once per installation
+and every model reaches it through its table (``pkdesign.kernels.model_table``)."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 
-from pkdesign.kernels import dopri5
+from pkdesign.kernels import dopri5, model_table
 from pkdesign.kernels import solver_common as common
 from pkdesign.kernels.jit import rebind
 
@@ -15,14 +14,16 @@ from .conftest import compiled
 
 
 def _advance_py(rhs):
-    """``dopri5.advance`` run by the Python interpreter with ``rhs`` bound to a Python function."""
-    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "rhs": rhs, "step_control": common.step_control,
-          "error_norm": common.error_norm}
+    """``dopri5.advance`` run by the Python interpreter with the model's right-hand side a Python function (the
+    table's address is not read: ``rhs_at`` returns ``rhs``)."""
+    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "rhs_at": lambda address: rhs,
+          "T_RHS": model_table.T_RHS, "step_control": common.step_control, "error_norm": common.error_norm}
     return rebind(dopri5.advance, "advance_py", ns)
 
 
 def _work(ny):
-    return np.empty((dopri5.work_rows(ny), ny)), np.zeros(dopri5.WS_SIZE)
+    """work, ws, steps and the (unread) table: the arguments after ``max_steps``."""
+    return np.empty((dopri5.work_rows(ny), ny)), np.zeros(dopri5.WS_SIZE), 0, np.zeros(model_table.T_INDEX, np.int64)
 
 
 def test_plain_python_integrator_matches_the_exact_solution():
@@ -34,7 +35,7 @@ def test_plain_python_integrator_matches_the_exact_solution():
 
     advance = _advance_py(rhs)
     y = np.array([1.0])
-    t, h, status, steps = advance(0.0, 4.0, y, 1e-3, np.array([K]), u, 1e-10, 1e-12, 100_000, *_work(1), 0)
+    t, h, status, steps = advance(0.0, 4.0, y, 1e-3, np.array([K]), u, 1e-10, 1e-12, 100_000, *_work(1))
     exact = u / K + (1 - u / K) * math.exp(-K * 4.0)
     assert status == 0 and t == 4.0 and 5 < steps < 2000
     assert abs(y[0] - exact) < 1e-9
@@ -46,22 +47,26 @@ def test_plain_python_integrator_reports_its_step_limit():
 
     advance = _advance_py(rhs)
     y = np.array([1.0])
-    _, _, status, steps = advance(0.0, 100.0, y, 1e-3, np.array([50.0]), 0.0, 1e-12, 1e-14, 20, *_work(1), 0)
+    _, _, status, steps = advance(0.0, 100.0, y, 1e-3, np.array([50.0]), 0.0, 1e-12, 1e-14, 20, *_work(1))
     assert status == 2 and steps == 20
 
 
-def test_bound_solvers_are_per_model_and_cached_beside_the_generated_module():
-    _, m = compiled("warfarin_ode")
-    module = m.module
-    for k in (0, 1, 2):
-        for name in (f"solve{k}", f"solve{k}_parallel"):
-            disp = getattr(module, name).disp
-            assert disp.py_func.__code__.co_filename == module.__file__
-            assert disp.py_func.__globals__["ORDER"] == k
-            assert disp.py_func.__globals__["rhs"] is getattr(module, f"rhs{k}")
-    m.evaluate(m.spec.theta, np.array([1.0, 24.0]), m.spec.default_design.groups[0].regimen, order=1)  # compiles
-    if m.generated is not None and Path(module.__file__).exists():
-        cache_dir = Path(module.__file__).parent / "__pycache__"
-        stem = Path(module.__file__).stem
-        names = {p.name.split(".")[1].rsplit("-", 1)[0] for p in cache_dir.glob(f"{stem}.*.nbi")}
-        assert {"solve1", "advance1"} <= names, names
+def test_one_compiled_solver_serves_every_model_through_its_table():
+    """The solvers are compiled once (fixed signature, compilation then disabled) and take the model as a table of
+    sizes, function addresses and indices; a model's table calls its own compiled functions (values of two models
+    through the same solver)."""
+    from pkdesign.kernels import integrators
+
+    _, warfarin = compiled("warfarin_ode")
+    _, oral = compiled("two_comp_oral_ode")
+    for m in (warfarin, oral):
+        m.evaluate(m.spec.theta, np.array([1.0, 24.0]), m.spec.default_design.groups[0].regimen, order=1)
+    disp = integrators.solver("dopri5")
+    assert len(disp.overloads) == 1 and not disp._can_compile
+    assert disp.py_func.__code__.co_filename == integrators.__file__
+    tables = [m.module._pkdesign_tables[(1, m.lag_depends_on_parameters, False)] for m in (warfarin, oral)]
+    for m, table in zip((warfarin, oral), tables):
+        assert table[model_table.T_NX] == len(m.spec.ode.states) and table[model_table.T_ORDER] == 1
+        assert table[model_table.T_RHS] == model_table.function_address(m.module.rhs1, model_table.RHS)
+        assert list(table[model_table.T_INDEX:model_table.T_INDEX + m.module.N_ACT]) == list(m.module.ACTIVE)
+    assert tables[0][model_table.T_RHS] != tables[1][model_table.T_RHS]

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import pkdesign as pk
+from pkdesign.kernels import model_table
 from pkdesign.kernels import rosenbrock as R
 from pkdesign.kernels import solver_common as common
 
@@ -24,11 +25,12 @@ from .test_ode import STIFF, check_stiff_exchange, check_tmdd_against_lsoda
 
 
 def _fixed_steps(f, jf, ft, y0, T, n):
-    """n RODAS4 steps of T/n in plain Python (the module's functions, with rhs/jac bound here)."""
-    saved = R.rhs, R.jac, R.N_X, R.ORDER, R.block_solve
-    R.rhs = lambda t, y, psi, u, out: out.__setitem__(slice(None), f(t, y))
+    """n RODAS4 steps of T/n in plain Python (the module's functions, with the right-hand side bound here)."""
+    saved = R.rhs_at, R.block_solve
+    R.rhs_at = lambda address: lambda t, y, psi, u, out: out.__setitem__(slice(None), f(t, y))
     R.block_solve = common.block_solve
-    R.N_X, R.ORDER = len(y0), 0  # no sensitivities: the state block is the whole iteration matrix
+    table = np.zeros(model_table.T_INDEX, dtype=np.int64)
+    table[model_table.T_NX] = len(y0)  # order 0, no sensitivities: the state block is the whole iteration matrix
     try:
         y = np.array(y0, dtype=float)
         ny, h, t = y.size, T / n, 0.0
@@ -43,12 +45,12 @@ def _fixed_steps(f, jf, ft, y0, T, n):
             common.lu_inverse(G, piv, Gi, tmp)
             f0[:] = f(t, y)
             ftv[:] = ft(t, y)
-            R.step(t, h, y, None, 0.0, J, Gi, tmp, f0, k, ftv, fs, yt, yn)
+            R.step(t, h, y, None, 0.0, J, Gi, tmp, f0, k, ftv, fs, yt, yn, table)
             y[:] = yn
             t += h
         return y
     finally:
-        R.rhs, R.jac, R.N_X, R.ORDER, R.block_solve = saved
+        R.rhs_at, R.block_solve = saved
 
 
 def _orders(f, jf, ft, y0, T=2.0):

@@ -1,4 +1,4 @@
-"""A variable-order backward differentiation (BDF/NDF) integrator for stiff ODE models, compiled per model.
+"""A variable-order backward differentiation (BDF/NDF) integrator for stiff ODE models, compiled once per installation.
 
 The method of Shampine & Reichelt (The MATLAB ODE suite, SIAM J Sci Comput 18:1-22, 1997; MATLAB's ode15s
 and scipy's ``BDF``): the numerical differentiation formulas of orders 1-5 (BDF with the κ corrections of
@@ -31,11 +31,12 @@ import math
 
 import numpy as np
 
-# Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
-rhs = stage_solve = jacobian_at = invert_state_block = None
-# from pkdesign.kernels.solver_common (compiled once per installation), bound by bind() as well
+from .model_table import T_NX, T_RHS, rhs_at
+
+# Bound by pkdesign.kernels.integrators (placeholders here so the module reads and lints as Python): the Rosenbrock
+# module's stage_solve and jacobian_at, and helpers from pkdesign.kernels.solver_common
+stage_solve = jacobian_at = invert_state_block = None
 error_norm = change_d = extrapolate = None
-N_X = 0
 
 MAX_ORDER = 5
 NEWTON_MAXITER = 4
@@ -63,10 +64,11 @@ def work_rows(ny: int) -> int:
     return ROW_J + ny
 
 
-def restart(t, y, psi, u, rtol, atol, work):
+def restart(t, y, psi, u, rtol, atol, work, table):
     """Start at order 1 from (t, y): D[0] = y, D[1] = h f(t, y) with the first step h of Hairer, Nørsett &
     Wanner (1993, §II.4), for order 1 (not limited by the next sample: a step past it is shortened); returns h."""
     ny = y.shape[0]
+    rhs = rhs_at(table[T_RHS])
     f0 = work[ROW_F]
     y1 = work[ROW_NEW]
     f1 = work[ROW_DY]
@@ -95,11 +97,12 @@ def restart(t, y, psi, u, rtol, atol, work):
     return h
 
 
-def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
+def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp, table):
     """Simplified Newton iterations for the corrector y = y_pred + d, c f(t_new, y) - ψ_term - d = 0, with the
     inverse Gi of the state block I/c - J_x (``tmp``: work of its size); returns (converged, iterations); y in
     work[ROW_NEW], d in work[ROW_DSUM]."""
     ny = work.shape[1]
+    rhs = rhs_at(table[T_RHS])
     J = work[ROW_J:ROW_J + ny]
     yp = work[ROW_PRED]
     pt = work[ROW_PSI]
@@ -121,7 +124,7 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
             return False, it + 1
         for i in range(ny):
             dy[i] = f[i] - (pt[i] + d[i]) / c
-        stage_solve(J, Gi, dy, tmp)
+        stage_solve(J, Gi, dy, tmp, table)
         dy_norm = error_norm(dy, 1.0, yp, yp, rtol, atol)
         rate = -1.0
         if dy_norm_old > 0.0:
@@ -137,7 +140,7 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp):
     return False, NEWTON_MAXITER
 
 
-def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
+def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, table):
     """Integrate y from t to t_end in place; returns (t reached, h, status, steps); status 1 = step too small,
     2 = too many steps, 3 = non-finite state.  ``work`` (:func:`work_rows` × ny) and ``ws`` (``WS_SIZE``) carry
     the history between calls; ``h`` is informative only (the integrator keeps its own).
@@ -148,7 +151,7 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
-    nx = N_X
+    nx = table[T_NX]
     D = work[ROW_D:ROW_D + MAX_ORDER + 3]
     J = work[ROW_J:ROW_J + ny]
     y_out = work[ROW_OUT]
@@ -165,10 +168,10 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
     if not fresh:
         t = ws[WS_TINT]  # the history's time (before the caller's when the last end was extrapolated)
     if fresh:
-        h_abs = restart(t, y, psi, u, rtol, atol, work)
+        h_abs = restart(t, y, psi, u, rtol, atol, work, table)
         order = 1
         n_equal = 0
-        jacobian_at(t, y, psi, u, J)
+        jacobian_at(t, y, psi, u, J, table)
         jac_ok = True
     else:
         order = int(ws[WS_ORDER])
@@ -227,10 +230,10 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
                     if not invert_state_block(J, c, G, piv, Gi, tmp):
                         break
                     c_lu = c
-                converged, n_iter = newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp)
+                converged, n_iter = newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp, table)
                 if converged or jac_ok:
                     break
-                jacobian_at(t_new, yp, psi, u, J)
+                jacobian_at(t_new, yp, psi, u, J, table)
                 jac_ok = True
                 c_lu = -1.0
             steps += 1

@@ -1,22 +1,17 @@
 """Dormand–Prince 5(4) integrator of generated ODE models, with dose events and parameter sensitivities.
 
-The functions below are ordinary Python (read, lint and test them here); :func:`bind` compiles one copy
-of them per model and derivative order, whose global names refer to that model's generated kernels.
-Numba resolves globals at compile time, so each copy calls the model's right-hand side directly (no
-function pointers), and its cache files sit beside the model's generated module (the copies take that
-module's file name, so numba's cache stays per model and is checked like the model's own kernels).
+The functions below are ordinary Python (read, lint and test them here); :mod:`pkdesign.kernels.integrators`
+compiles them once per installation.  The model is a run-time argument: its *table*
+(:mod:`pkdesign.kernels.model_table`: sizes, the addresses of its compiled generated functions, the indices of the
+integrated parameters and pairs), so a new model compiles only its own generated functions.
 
-The generated ODE module (names in generated code: see :mod:`pkdesign.model.codegen`) provides, per
-derivative order K (0, 1, 2),
+The generated ODE module (see :mod:`pkdesign.model.ode_codegen`) provides, per derivative order K (0, 1, 2),
 ``rhsK(t, y, psi, u, dy)`` (the augmented right-hand side: states, then first-order sensitivities S_i_k
 at ``nx + i*P + k``, then second-order ones W_i_kl at ``nx + nx*P + i*NP2 + q`` for the pair (k, l) =
 (``PAIR_K[q]``, ``PAIR_L[q]``), the pairs a FIM needs, see ``ModelSpec.second_order_pairs``), ``jacK`` (orders
 0 and 1 for LSODA; every order, and only the entries the implicit solvers read, for those), ``initK(psi, y)``,
 ``doseK(psi, fd)`` (F, LAG, their first and, for K = 2, second ψ-derivatives), ``outK(o, t, y, psi, u,
-vals)`` (value, ∂/∂t, first and second ψ-derivatives of output o), ``NYK`` (state length), ``NDOSEK``,
-``NOUTK``; once: ``rhst0`` (∂g/∂t), ``N_X`` (states), ``N_ACT`` and ``ACTIVE`` (the parameters whose
-sensitivities are integrated, indices into ψ), ``NP2``, ``PAIR_K``, ``PAIR_L`` (the second-order pairs), ``CMT``
-(dosing compartment, -1 for none).  :func:`bind` adds ``advanceK``, ``solveK`` and ``solveK_parallel`` to the module.
+vals)`` (value, ∂/∂t, first and second ψ-derivatives of output o); once: ``rhst0`` (∂g/∂t).
 
 Status codes written by :func:`solve`: 0 ok, 1 step size below 1e-14, 2 more than ``max_steps`` steps,
 3 non-finite state, 5 non-finite initial values.
@@ -30,14 +25,13 @@ import numba
 import numpy as np
 
 from .bdf import WS_SIZE  # the integrators' scalar state between advance calls (only BDF keeps one)
-from .jit import GuardedKernel, rebind
+from .model_table import (T_CMT, T_DOSE, T_INDEX, T_INIT, T_NACT, T_NDOSE, T_NOUT, T_NP2, T_NX, T_NY, T_NY1, T_ORDER,
+                          T_OUT, T_RHS, T_RHS0, T_RHS1, T_RHST0, init_at, out_at, rhs_at)
 
-# Names bound per model and order by bind() (placeholders here, so that the module reads and lints as
-# Python; numba sees the bound values).
-ORDER = NY = NDOSE = NOUT = NY0 = NY1 = N_X = N_ACT = CMT = NP2 = 0
-ACTIVE = PAIR_K = PAIR_L = np.zeros(0, dtype=np.int64)
-rhs = init = dose = out = rhs0 = rhs1 = rhst0 = None
-# from pkdesign.kernels.solver_common (compiled once per installation), bound by bind() as well
+# Names bound by pkdesign.kernels.integrators (placeholders here, so that the module reads and lints as Python;
+# numba sees the bound values): the integrator solve() runs, its work rows (WORK_BASE + WORK_PER_NY·ny) and the
+# helpers compiled once per installation (pkdesign.kernels.solver_common)
+WORK_BASE = WORK_PER_NY = 0
 step_control = error_norm = sort_index = None
 
 
@@ -50,11 +44,12 @@ step_control = error_norm = sort_index = None
 #:           − (J⁺z_k + G⁺_k) s_l − (J⁺z_l + G⁺_l) s_k + (J⁺g⁺ − ∂g⁺/∂t) s_k s_l − g⁺ s_kl
 #: (the limit t ↓ s of ∂²y(t)/∂ψ_k∂ψ_l, from y(t) = z + g⁺ (t − s) + ½ ġ⁺ (t − s)²).  J·v and J·S + G
 #: come from the order-1 augmented right-hand side ``rhs1`` (its state is a prefix of the order-2 one).
-def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt):
+def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt, table):
     """At state x (before or after an event): G = ∂g/∂ψ (via rhs1 with zero sensitivities), Jg = J·g
     and gt = ∂g/∂t, for a right-hand side value g already computed."""
-    nx = N_X
-    P = N_ACT
+    rhs1 = rhs_at(table[T_RHS1])
+    nx = table[T_NX]
+    P = table[T_NACT]
     ny1 = nx + nx * P
     for j in range(nx):
         w1[j] = x[j]
@@ -68,15 +63,18 @@ def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt):
     rhs1(t, w1, psi, u, o1)
     for i in range(nx):
         Jg[i] = o1[nx + i * P] - G[nx + i * P]
-    rhst0(t, x, psi, u, gt)
+    rhs_at(table[T_RHST0])(t, x, psi, u, gt)
 
 
-def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
-    nx = N_X
-    P = N_ACT
+def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg, table):
+    rhs1 = rhs_at(table[T_RHS1])
+    nx = table[T_NX]
+    P = table[T_NACT]
+    CMT = table[T_CMT]
     ny1 = nx + nx * P
     base_w = nx + nx * P
-    np2 = NP2
+    np2 = table[T_NP2]
+    pairs = T_INDEX + P
     F = fd[0]
     gm, gp, ASm, Gm, Z, JZp, Gp = lg[0], lg[1], lg[2], lg[3], lg[4], lg[5], lg[6]
     Jgm, Jgp, gtm, gtp = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
@@ -86,7 +84,7 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
         ASm[j] = o1[j]
     for i in range(nx):
         gm[i] = o1[i]
-    lag_side2(t, y[:nx], psi, u_m, gm, w1, o1, Gm, Jgm, gtm)
+    lag_side2(t, y[:nx], psi, u_m, gm, w1, o1, Gm, Jgm, gtm, table)
     # the jump of the state, and z_k
     if CMT >= 0:
         y[CMT] += F * amt
@@ -97,8 +95,8 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
         for k in range(P):
             Z[nx + CMT * P + k] += amt * fd[2 + k]
     # after the event: g⁺, G⁺, J⁺g⁺, ∂g⁺/∂t, and J⁺z + G⁺
-    rhs0(t, y[:nx], psi, u_p, gp)
-    lag_side2(t, y[:nx], psi, u_p, gp, w1, o1, Gp, Jgp, gtp)
+    rhs_at(table[T_RHS0])(t, y[:nx], psi, u_p, gp)
+    lag_side2(t, y[:nx], psi, u_p, gp, w1, o1, Gp, Jgp, gtp, table)
     for j in range(nx):
         w1[j] = y[j]
     for j in range(nx, ny1):
@@ -109,8 +107,8 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg):
     # second-order jump (W holds the pairs (PAIR_K[q], PAIR_L[q]), k <= l)
     for i in range(nx):
         for q in range(np2):
-            k = PAIR_K[q]
-            l = PAIR_L[q]
+            k = table[pairs + q]
+            l = table[pairs + np2 + q]
             sk = fd[2 + P + k]
             sl = fd[2 + P + l]
             skl = fd[2 + 2 * P + np2 + q]
@@ -135,13 +133,15 @@ def work_rows(ny: int) -> int:
     return WORK_ROWS
 
 
-def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
+def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, table):
     """Integrate y from t to t_end in place; returns (t reached, h, status, steps); status 1 = step
     too small, 2 = too many steps, 3 = non-finite state.  ``work`` (:func:`work_rows` × ny) holds the stages;
-    ``ws`` (the integrators' scalar state between calls) is not used by this one-step method."""
+    ``ws`` (the integrators' scalar state between calls) is not used by this one-step method; ``table``: the
+    model (:mod:`~pkdesign.kernels.model_table`), whose right-hand side of its order is integrated."""
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
+    rhs = rhs_at(table[T_RHS])
     k1, k2, k3, k4, k5, k6, k7, yt, yn = work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8]
     rhs(t, y, psi, u, k1)
     while t < t_end:
@@ -195,25 +195,38 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
 
 
 def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_steps, lag_sens,
-             f, d1, dt, d2, status, fail):
+          f, d1, dt, d2, status, fail, table):
+    """Integrate the model of ``table`` (:mod:`~pkdesign.kernels.model_table`) for each parameter vector
+    ``psi_all[v]`` (n_vec, n_psi) through the doses (times ``dose_t``, amounts, durations: 0 for a bolus) and write
+    its outputs ``out_idx[j]`` at ``t_obs[j]`` into f (n_vec, n_obs), d1 (n_vec, n_obs, n_psi), dt and d2 (n_vec,
+    n_obs, n_psi, n_psi; at order 2), zeroed by the caller; ``status[v]`` as in the module's docstring, and on
+    failure ``fail[v]`` = (t, state).  The integrator is the global ``advance``."""
     n_vec = psi_all.shape[0]
     n_obs = t_obs.shape[0]
     n_dose = dose_t.shape[0]
-    ny = NY
-    nx = N_X
-    P = N_ACT
+    ORDER = table[T_ORDER]
+    ny = table[T_NY]
+    nx = table[T_NX]
+    P = table[T_NACT]
+    NP2 = table[T_NP2]
+    CMT = table[T_CMT]
+    pairs = T_INDEX + P
+    init = init_at(table[T_INIT])
+    dose = init_at(table[T_DOSE])
+    out = out_at(table[T_OUT])
+    rhs0 = rhs_at(table[T_RHS0])
     order_obs = sort_index(t_obs, n_obs)
     for v in numba.prange(n_vec):
         y = np.empty(ny)
-        work = np.empty((WORK_ROWS, ny))  # the integrator's vectors (and its history, for BDF)
+        work = np.empty((WORK_BASE + WORK_PER_NY * ny, ny))  # the integrator's vectors (and its history, for BDF)
         ws = np.zeros(WS_SIZE)
-        gm = np.empty(NY0)
-        gp = np.empty(NY0)
-        fd = np.empty(NDOSE)
-        vals = np.empty(NOUT)
+        gm = np.empty(nx)
+        gp = np.empty(nx)
+        fd = np.empty(table[T_NDOSE])
+        vals = np.empty(table[T_NOUT])
         # lag_event2 work (order 2 with a parameter-dependent lag only): an order-1 augmented state, its
         # derivative and 7 more of that size
-        n_lag = NY1 if ORDER >= 2 and lag_sens else 0
+        n_lag = table[T_NY1] if ORDER >= 2 and lag_sens else 0
         w1 = np.empty(n_lag)
         o1 = np.empty(n_lag)
         lg = np.empty((7, n_lag))
@@ -260,14 +273,14 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
             while ie < ne and ev_t[order_ev[ie]] < tt:
                 e = order_ev[ie]
                 te = ev_t[e]
-                t, h, st, steps = advance(t, te, y, h, psi, u, rtol, atol, max_steps, work, ws, steps)
+                t, h, st, steps = advance(t, te, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, table)
                 if st != 0:
                     failed = True
                     status[v] = st
                     break
                 if ORDER >= 2 and lag_sens:  # second-order jumps of a dose at a parameter-dependent time
                     du = 0.0 if ev_k[e] == 0 else (1.0 if ev_k[e] == 1 else -1.0) * ev_a[e]
-                    lag_event2(t, y, psi, u, u + du, ev_a[e] if ev_k[e] == 0 else 0.0, fd, w1, o1, lg)
+                    lag_event2(t, y, psi, u, u + du, ev_a[e] if ev_k[e] == 0 else 0.0, fd, w1, o1, lg, table)
                     u += du
                 elif ev_k[e] == 0:
                     if ORDER >= 1 and lag_sens:
@@ -293,7 +306,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 ie += 1
             if failed:
                 break
-            t, h, st, steps = advance(t, tt, y, h, psi, u, rtol, atol, max_steps, work, ws, steps)
+            t, h, st, steps = advance(t, tt, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, table)
             if st != 0:
                 status[v] = st
                 failed = True
@@ -303,11 +316,13 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
             if ORDER >= 1:
                 dt[v, io] = vals[1]
                 for k in range(P):
-                    d1[v, io, ACTIVE[k]] = vals[2 + k]
+                    d1[v, io, table[T_INDEX + k]] = vals[2 + k]
             if ORDER >= 2:
                 for q in range(NP2):
-                    d2[v, io, ACTIVE[PAIR_K[q]], ACTIVE[PAIR_L[q]]] = vals[2 + P + q]
-                    d2[v, io, ACTIVE[PAIR_L[q]], ACTIVE[PAIR_K[q]]] = vals[2 + P + q]
+                    a = table[T_INDEX + table[pairs + q]]
+                    b = table[T_INDEX + table[pairs + NP2 + q]]
+                    d2[v, io, a, b] = vals[2 + P + q]
+                    d2[v, io, b, a] = vals[2 + P + q]
         if failed:
             fail[v, 0] = t
             for i in range(nx):
@@ -315,63 +330,3 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
             for jo in range(n_obs):
                 f[v, jo] = np.nan
 
-
-def bind(module, guard, **options) -> None:
-    """Compile this integrator for the generated ODE ``module`` (whose model kernels are already jitted):
-    sets ``advanceK``, ``solveK`` and ``solveK_parallel`` (K = 0, 1, 2) on it, the solvers wrapped as
-    :class:`~pkdesign.kernels.jit.GuardedKernel` entry points of ``guard`` (a ``CachedJit``); where the module has
-    the Jacobian ``jacK``, also ``solveK_stiff`` / ``solveK_stiff_parallel`` and ``solveK_bdf`` /
-    ``solveK_bdf_parallel``, the same solver around the Rosenbrock integrator of :mod:`pkdesign.kernels.rosenbrock`
-    and the BDF integrator of :mod:`pkdesign.kernels.bdf`."""
-    shared = {name: getattr(module, name) for name in ("rhs0", "rhs1", "rhst0", "NY0", "NY1", "N_X", "N_ACT",
-                                                      "CMT", "ACTIVE", "NP2", "PAIR_K", "PAIR_L")}
-    filename = module.__file__
-    from . import solver_common as common  # the model-independent helpers: compiled once per installation
-
-    lag_ns = {"__name__": module.__name__, "math": math, "np": np, "numba": numba, "WS_SIZE": WS_SIZE, **shared}
-    for helper in ("error_norm", "step_control", "sort_index"):  # shared by the integrators
-        lag_ns[helper] = getattr(common, helper)
-    lag_ns["lag_side2"] = guard.jit(rebind(lag_side2, "lag_side2", lag_ns, filename), **options)
-    lag_event = guard.jit(rebind(lag_event2, "lag_event2", lag_ns, filename), **options)
-    from . import bdf, rosenbrock
-
-    helpers = {name: getattr(common, name) for name in ("block_solve", "invert_state_block")}
-    for k in (0, 1, 2):
-        ns = {**lag_ns, "lag_event2": lag_event, "ORDER": k}
-        ns.update({name: getattr(module, f"{name}{k}") for name in ("rhs", "init", "dose", "out")})
-        ns.update({name: getattr(module, f"{name}{k}") for name in ("NY", "NDOSE", "NOUT")})
-        ns["WORK_ROWS"] = work_rows(ns["NY"])
-        ns["advance"] = guard.jit(rebind(advance, f"advance{k}", ns, filename), **options)
-        setattr(module, f"advance{k}", ns["advance"])
-        _bind_solve(module, guard, options, filename, ns, f"solve{k}")
-        if not hasattr(module, f"jac{k}"):
-            continue
-        # the same solve around the implicit integrators (compiled on first use): Rosenbrock (suffix _stiff) and BDF
-        implicit = {**_constants(rosenbrock, ns), **ns, **helpers, "jac": getattr(module, f"jac{k}"),
-                    "TDEP": bool(getattr(module, "TDEP", True))}
-        for name in ("stage_solve", "jacobian_at"):
-            implicit[name] = guard.jit(rebind(getattr(rosenbrock, name), f"{name}{k}", implicit, filename), **options)
-        stiff = {**implicit, "WORK_ROWS": rosenbrock.work_rows(ns["NY"])}
-        stiff["step"] = guard.jit(rebind(rosenbrock.step, f"rodas4_step{k}", stiff, filename), **options)
-        stiff["advance"] = guard.jit(rebind(rosenbrock.advance, f"advance{k}_stiff", stiff, filename), **options)
-        _bind_solve(module, guard, options, filename, stiff, f"solve{k}_stiff")
-        multistep = {**implicit, **_constants(bdf, ns), "WORK_ROWS": bdf.work_rows(ns["NY"])}
-        multistep.update({name: getattr(common, name) for name in ("change_d", "extrapolate")})
-        for name in ("restart", "newton"):
-            multistep[name] = guard.jit(rebind(getattr(bdf, name), f"bdf_{name}{k}", multistep, filename), **options)
-        multistep["advance"] = guard.jit(rebind(bdf.advance, f"advance{k}_bdf", multistep, filename), **options)
-        _bind_solve(module, guard, options, filename, multistep, f"solve{k}_bdf")
-
-
-def _constants(mod, bound):
-    """The upper-case constants of an integrator module, without its placeholders of names bound per model
-    (``N_X``, ``ORDER``, ...: those in ``bound``)."""
-    return {c: v for c, v in vars(mod).items() if c.isupper() and c not in bound}
-
-
-def _bind_solve(module, guard, options, filename, ns, name):
-    """``name`` and ``name_parallel`` on the module: :func:`solve` around the integrator ``ns["advance"]``; large
-    batches run in parallel threads, small ones keep the serial solver and its shorter compile."""
-    for suffix, parallel in (("", False), ("_parallel", True)):
-        disp = guard.jit(rebind(solve, name + suffix, ns, filename), parallel=parallel, **options)
-        setattr(module, name + suffix, GuardedKernel(guard, disp))

@@ -1,4 +1,4 @@
-"""A linearly implicit (Rosenbrock) integrator for stiff ODE models, compiled per model like Dormand–Prince.
+"""A linearly implicit (Rosenbrock) integrator for stiff ODE models, compiled once per installation like Dormand–Prince.
 
 RODAS4 (Hairer & Wanner, Solving Ordinary Differential Equations II, 2nd ed. 1996, §IV.7; the coefficients of
 their code RODAS): 6 stages, order 4 with an embedded order-3 solution, L-stable and stiffly accurate, one LU
@@ -20,12 +20,13 @@ checked in ``tests/test_rosenbrock.py`` by the order of convergence (4) on non-s
 non-autonomous problems.
 
 ``f`` is the model's *augmented* right-hand side (states and forward sensitivities) and J its symbolic
-Jacobian (``jacK`` of the generated module), so the sensitivities are integrated by the same implicit method,
-simultaneously with the states.  f_t is 0 for an autonomous model (``TDEP`` false); otherwise a forward
+Jacobian (``jacK`` of the generated module; both reached through the model's table,
+:mod:`pkdesign.kernels.model_table`), so the sensitivities are integrated by the same implicit method,
+simultaneously with the states.  f_t is 0 for an autonomous model (``T_TDEP`` 0); otherwise a forward
 difference in t.  Between dose events u is constant.
 
 :func:`advance` has the signature of :func:`pkdesign.kernels.dopri5.advance` (its vectors, stages and Jacobian in
-the rows of ``work``), so :func:`~pkdesign.kernels.dopri5.bind` compiles the same
+the rows of ``work``), so :mod:`pkdesign.kernels.integrators` compiles the same
 ``solve`` (dose events, lag-time jumps, outputs) around either integrator.
 """
 
@@ -35,12 +36,11 @@ import math
 
 import numpy as np
 
-# Bound per model and order by dopri5.bind() (placeholders here so the module reads and lints as Python).
-rhs = jac = None
-# from pkdesign.kernels.solver_common (compiled once per installation), bound by bind() as well
+from .model_table import T_JAC, T_NACT, T_NP2, T_NX, T_ORDER, T_RHS, T_TDEP, jac_at, rhs_at
+
+# from pkdesign.kernels.solver_common (compiled once per installation), bound by pkdesign.kernels.integrators
+# (placeholders here so the module reads and lints as Python)
 step_control = error_norm = block_solve = invert_state_block = None
-TDEP = False
-ORDER = N_X = N_ACT = NP2 = 0
 
 GAMMA = 0.25
 A21 = 1.544
@@ -56,16 +56,16 @@ CT2, CT3, CT4 = 0.386, 0.21, 0.63
 D1, D2, D3, D4 = 0.25, -0.1043, 0.1035, -0.0362
 
 
-def jacobian_at(t, y, psi, u, J):
+def jacobian_at(t, y, psi, u, J, table):
     """J = the augmented system's Jacobian at (t, y) (the generated ``jac`` writes only its non-zero entries)."""
     ny = J.shape[0]
     for i in range(ny):
         for j in range(ny):
             J[i, j] = 0.0
-    jac(t, y, psi, u, J)
+    jac_at(table[T_JAC])(t, y, psi, u, J)
 
 
-def stage_solve(J, Gi, b, tmp):
+def stage_solve(J, Gi, b, tmp, table):
     """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, Gi the inverse of the state
     block G = I/(γh) − J_x (N_X, N_X; :func:`~pkdesign.kernels.solver_common.lu_inverse`), ``tmp`` work of
     length N_X.
@@ -74,59 +74,59 @@ def stage_solve(J, Gi, b, tmp):
     states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·NP2 + q) on states,
     first-order sensitivities and W_kl only, again through J_x.  So the state block's inverse serves every
     block, by forward substitution: g_b = G⁻¹ (b_b + Σ_{c in earlier blocks} J_aug[b, c] g_c)."""
-    # (int64 values, not the constants themselves: numba would compile block_solve once per literal combination)
-    nx = np.int64(N_X)
-    P = np.int64(N_ACT)
-    np2 = np.int64(NP2)
+    nx = table[T_NX]
+    P = table[T_NACT]
+    np2 = table[T_NP2]
     zero, one = np.int64(0), np.int64(1)
     block_solve(J, Gi, b, zero, one, zero, tmp)
-    if ORDER >= 1:
+    if table[T_ORDER] >= 1:
         for k in range(P):
             block_solve(J, Gi, b, nx + k, P, nx, tmp)
-        if ORDER >= 2:
+        if table[T_ORDER] >= 2:
             base = nx + nx * P
             for q in range(np2):
                 block_solve(J, Gi, b, base + q, np2, base, tmp)
 
 
-def step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn):
+def step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn, table):
     """One RODAS4 step of size h from (t, y), with the Jacobian J and the inverse Gi of the state block of the
     iteration matrix (:func:`stage_solve`; ``tmp`` its work), f0 = f(t, y) and ft = ∂f/∂t: the stages in ``k``
     (6, ny), the new state in ``yn``, its error estimate in ``k[5]``."""
     ny = y.shape[0]
+    rhs = rhs_at(table[T_RHS])
     for i in range(ny):
         k[0, i] = f0[i] + D1 * h * ft[i]
-    stage_solve(J, Gi, k[0], tmp)
+    stage_solve(J, Gi, k[0], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A21 * k[0, i]
     rhs(t + CT2 * h, yt, psi, u, fs)
     for i in range(ny):
         k[1, i] = fs[i] + C21 / h * k[0, i] + D2 * h * ft[i]
-    stage_solve(J, Gi, k[1], tmp)
+    stage_solve(J, Gi, k[1], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A31 * k[0, i] + A32 * k[1, i]
     rhs(t + CT3 * h, yt, psi, u, fs)
     for i in range(ny):
         k[2, i] = fs[i] + (C31 * k[0, i] + C32 * k[1, i]) / h + D3 * h * ft[i]
-    stage_solve(J, Gi, k[2], tmp)
+    stage_solve(J, Gi, k[2], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A41 * k[0, i] + A42 * k[1, i] + A43 * k[2, i]
     rhs(t + CT4 * h, yt, psi, u, fs)
     for i in range(ny):
         k[3, i] = fs[i] + (C41 * k[0, i] + C42 * k[1, i] + C43 * k[2, i]) / h + D4 * h * ft[i]
-    stage_solve(J, Gi, k[3], tmp)
+    stage_solve(J, Gi, k[3], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A51 * k[0, i] + A52 * k[1, i] + A53 * k[2, i] + A54 * k[3, i]
     rhs(t + h, yt, psi, u, fs)
     for i in range(ny):
         k[4, i] = fs[i] + (C51 * k[0, i] + C52 * k[1, i] + C53 * k[2, i] + C54 * k[3, i]) / h
-    stage_solve(J, Gi, k[4], tmp)
+    stage_solve(J, Gi, k[4], tmp, table)
     for i in range(ny):
         yt[i] += k[4, i]
     rhs(t + h, yt, psi, u, fs)
     for i in range(ny):
         k[5, i] = fs[i] + (C61 * k[0, i] + C62 * k[1, i] + C63 * k[2, i] + C64 * k[3, i] + C65 * k[4, i]) / h
-    stage_solve(J, Gi, k[5], tmp)
+    stage_solve(J, Gi, k[5], tmp, table)
     for i in range(ny):
         yn[i] = yt[i] + k[5, i]
 
@@ -136,14 +136,16 @@ def work_rows(ny: int) -> int:
     return 11 + ny
 
 
-def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
+def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, table):
     """Integrate y from t to t_end in place; returns (t reached, h, status, steps); status 1 = step too small,
     2 = too many steps, 3 = non-finite state.  ``work`` (:func:`work_rows` × ny) holds the vectors, stages and
-    Jacobian; ``ws`` is not used by this one-step method."""
+    Jacobian; ``ws`` is not used by this one-step method; ``table``: the model
+    (:mod:`~pkdesign.kernels.model_table`)."""
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
-    nx = N_X
+    rhs = rhs_at(table[T_RHS])
+    nx = table[T_NX]
     f0, ft, fs, yt, yn = work[0], work[1], work[2], work[3], work[4]
     k = work[5:11]
     J = work[11:11 + ny]
@@ -166,8 +168,8 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
         if h <= 1e-14 * max(1.0, abs(t)):
             return t, h, 1, steps
         rhs(t, y, psi, u, f0)
-        jacobian_at(t, y, psi, u, J)
-        if TDEP:
+        jacobian_at(t, y, psi, u, J, table)
+        if table[T_TDEP]:
             dt = 1e-7 * max(1.0, abs(t))
             rhs(t + dt, y, psi, u, fs)
             for i in range(ny):
@@ -179,7 +181,7 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps):
             h *= 0.2
             steps += 1
             continue
-        step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn)
+        step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn, table)
         steps += 1
         accepted, h_next = step_control(error_norm(k[5], 1.0, y, yn, rtol, atol), h, h_full, clipped, 0.25)
         if accepted:

@@ -4,11 +4,10 @@ augmented system, the weighted error norm and step-size control, a stable sort o
 difference-array rescaling and interpolation (:mod:`pkdesign.kernels.bdf`).
 
 They read no model constant, so they are compiled once per installation (fixed signatures, cached and verified like
-the FIM kernels, :mod:`pkdesign.kernels.jit`) and shared by every model's integrators, which
-:func:`pkdesign.kernels.dopri5.bind` compiles per model and call these (before, each model compiled its own copies:
-~2 s per ODE model).  Imported by ``bind`` only: a process without ODE models never loads them.  The signatures
-are fixed and further compilation disabled, so a call with other types fails loudly instead of compiling (and
-caching, unverified) a new version.
+the FIM kernels, :mod:`pkdesign.kernels.jit`) and called by the integrators (which
+:mod:`pkdesign.kernels.integrators` compiles once per installation as well).  Imported by the integrators only: a
+process without ODE models never loads them.  The signatures are fixed and further compilation disabled, so a call
+with other types fails loudly instead of compiling (and caching, unverified) a new version.
 """
 
 import math
@@ -157,7 +156,7 @@ def step_control(err, h, h_full, clipped, exponent):
 @_fixed(I1(F1, types.int64))
 def sort_index(a, n):
     """Indices that sort ``a[:n]`` (int64 (n,)), equal values in their given order: a bottom-up merge sort, with
-    the sorted case (the usual one) checked first.  Numba's ``np.argsort`` costs ~2 s of compilation per model."""
+    the sorted case (the usual one) checked first.  Numba's ``np.argsort`` costs ~2 s of compilation."""
     idx = np.arange(n)
     done = True
     for i in range(1, n):

@@ -14,8 +14,9 @@ when the lag time depends on ψ, the sensitivities jump by (g(x⁻) − g(x⁺))
 A sample at a dose time is taken before the dose, as for the closed forms.
 
 Solvers, chosen per model (``[ode] solver``):
-- ``dopri5`` (default): Dormand–Prince 5(4) with adaptive steps, generated into the model's
-  kernel module and compiled by numba; a whole batch of parameter vectors in one call, no Python
+- ``dopri5`` (default): Dormand–Prince 5(4) with adaptive steps, compiled by numba once per installation
+  (:mod:`pkdesign.kernels.integrators`; the model's generated functions are reached through its table,
+  :mod:`pkdesign.kernels.model_table`); a whole batch of parameter vectors in one call, no Python
   per step.  Error control on states and sensitivities: |err_i| ≤ atol + rtol·|y_i|.
 - ``bdf`` (stiff systems): the variable-order BDF/NDF method of :mod:`pkdesign.kernels.bdf` (orders 1-5,
   simplified Newton with the symbolic Jacobian of the augmented system), compiled into the same solver
@@ -35,7 +36,6 @@ import numpy as np
 
 from ..regimen import Regimen
 from ..errors import DesignError, ModelSpecError
-from ..kernels import dopri5
 from ..kernels.jit import CachedJit
 from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .runtime import dose_arrays, output_buffers, output_keys, prepare_inputs
@@ -50,9 +50,8 @@ PARALLEL_MIN_VECTORS = 64
 # ----------------------------------------------------------------------------------------------
 # compile and evaluate
 # ----------------------------------------------------------------------------------------------
-_FP = generator_fingerprint("ode.py", "ode_codegen.py", "../kernels/dopri5.py", "../kernels/rosenbrock.py",
-                            "../kernels/bdf.py", "../kernels/solver_common.py", "printer.py",
-                            "symbolic.py", "special.py", "../kernels/fastexp.py")
+_FP = generator_fingerprint("ode.py", "ode_codegen.py", "printer.py", "symbolic.py", "special.py",
+                            "../kernels/fastexp.py", "../kernels/model_table.py")
 
 
 def ode_model_hash(spec: ModelSpec) -> str:
@@ -78,9 +77,42 @@ def _load(spec: ModelSpec):
                 for k in (0, 1, 2):
                     if hasattr(module, f"{base}{k}"):
                         setattr(module, f"{base}{k}", guard.jit(getattr(module, f"{base}{k}"), **jit))
-            dopri5.bind(module, guard, **jit)
+            module._pkdesign_guard = guard
+            module._pkdesign_tables = {}
             module._pkdesign_jitted = True
     return gm
+
+
+def kernel_table(module, order: int, lag_sens: bool, implicit: bool):
+    """The table (:mod:`pkdesign.kernels.model_table`) of the generated ODE ``module`` at derivative ``order``: its
+    functions that the solver calls compiled for their fixed signatures (or loaded from the model's cache) and their
+    addresses; ``lag_sens`` (the lag time depends on parameters) adds the functions of the lag-time jumps,
+    ``implicit`` (Rosenbrock, BDF) the Jacobian.  Built once per module, order and use."""
+    key = (order, lag_sens, implicit)
+    table = module._pkdesign_tables.get(key)
+    if table is not None:
+        return table
+    from ..kernels import model_table as mt
+
+    wanted = {mt.T_RHS, mt.T_INIT, mt.T_DOSE, mt.T_OUT}
+    if implicit:
+        wanted.add(mt.T_JAC)
+    if lag_sens and order >= 1:
+        wanted.add(mt.T_RHS0)
+    if lag_sens and order >= 2:
+        wanted |= {mt.T_RHS1, mt.T_RHST0}
+    guard = module._pkdesign_guard
+    with _LOCK, guard.locked():
+        addresses = {slot: mt.function_address(getattr(module, name.format(k=order)), sig)
+                     for slot, name, sig in mt.FUNCTIONS if slot in wanted}
+        guard.record()
+    m = module
+    sizes = {mt.T_ORDER: order, mt.T_NY: getattr(m, f"NY{order}"), mt.T_NDOSE: getattr(m, f"NDOSE{order}"),
+             mt.T_NOUT: getattr(m, f"NOUT{order}"), mt.T_NY1: m.NY1, mt.T_NX: m.N_X, mt.T_NACT: m.N_ACT,
+             mt.T_CMT: m.CMT, mt.T_NP2: m.NP2, mt.T_TDEP: bool(getattr(m, "TDEP", True))}
+    table = mt.build_table(sizes, addresses, m.ACTIVE, m.PAIR_K, m.PAIR_L)
+    module._pkdesign_tables[key] = table
+    return table
 
 
 def fill_not_computed(spec: ModelSpec, res: dict, order: int) -> None:
@@ -145,14 +177,19 @@ class OdeModel(ModelDisplay, PicklesBySpec):
         return self._auto
 
     def _compiled_solve(self, solver, order, psi2, t, idx, dt_, da, dd, res, status, fail):
-        suffix = {"dopri5": "", "rosenbrock": "_stiff", "bdf": "_bdf"}[solver]
-        name = f"solve{order}{suffix}" + ("_parallel" if psi2.shape[0] >= PARALLEL_MIN_VECTORS else "")
-        if not hasattr(self.module, name):
+        implicit = solver != "dopri5"
+        if implicit and not hasattr(self.module, f"jac{order}"):
             raise ModelSpecError(f"{self.spec.origin}: the {solver} solver needs the Jacobian of the order-{order} "
                                  "system, generated for models with solver = \"bdf\", \"rosenbrock\" or \"auto\"")
-        getattr(self.module, name)(psi2, t, idx, dt_, da, dd, self.rtol, self.atol, self.max_steps,
-                                   self.lag_depends_on_parameters, res["f"], res["d1"], res["dt"], res["d2"], status,
-                                   fail)
+        from ..kernels.integrators import solver as compiled_solver
+
+        lag = bool(self.lag_depends_on_parameters)
+        table = kernel_table(self.module, order, lag, implicit)
+        run = compiled_solver(solver, parallel=psi2.shape[0] >= PARALLEL_MIN_VECTORS)
+        f64 = np.ascontiguousarray
+        run(f64(psi2, dtype=float), f64(t, dtype=float), f64(idx, dtype=np.int64), f64(dt_, dtype=float),
+            f64(da, dtype=float), f64(dd, dtype=float), float(self.rtol), float(self.atol), int(self.max_steps), lag,
+            res["f"], res["d1"], res["dt"], res["d2"], status, fail, table)
 
     def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
         """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2; ``out``)."""
