@@ -65,11 +65,12 @@ def test_plain_python_bdf_matches_the_exact_solution_across_calls():
     def jac(t, y, psi, u_in, J):
         J[0, 0] = -psi[0]
 
-    # the table's addresses are not read: rhs_at / jac_at return the Python functions; one state, order 0
+    # the table's addresses are not read: call_rhs / call_jac call the Python functions; one state, order 0
     table = np.zeros(model_table.T_INDEX, dtype=np.int64)
     table[model_table.T_NX] = 1
-    ns = {"math": math, "np": np, "rhs_at": lambda address: rhs, **{c: v for c, v in vars(bdf).items() if c.isupper()}}
-    shared = {**vars(R), **vars(solver_common), "rhs_at": lambda address: rhs, "jac_at": lambda address: jac}
+    calls = {"call_rhs": lambda address, *args: rhs(*args), "call_jac": lambda address, *args: jac(*args)}
+    ns = {"math": math, "np": np, **calls, **{c: v for c, v in vars(bdf).items() if c.isupper()}}
+    shared = {**vars(R), **vars(solver_common), **calls}
     for name in ("stage_solve", "jacobian_at"):
         ns[name] = rebind(getattr(R, name), f"{name}_py", shared)
     ns["invert_state_block"] = solver_common.invert_state_block

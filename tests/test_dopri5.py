@@ -15,8 +15,8 @@ from .conftest import compiled
 
 def _advance_py(rhs):
     """``dopri5.advance`` run by the Python interpreter with the model's right-hand side a Python function (the
-    table's address is not read: ``rhs_at`` returns ``rhs``)."""
-    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "rhs_at": lambda address: rhs,
+    table's address is not read: ``call_rhs`` calls ``rhs``)."""
+    ns = {"__name__": "test_dopri5_ns", "math": math, "np": np, "call_rhs": lambda address, *args: rhs(*args),
           "T_RHS": model_table.T_RHS, "step_control": common.step_control, "error_norm": common.error_norm}
     return rebind(dopri5.advance, "advance_py", ns)
 

@@ -26,9 +26,8 @@ from .test_ode import STIFF, check_stiff_exchange, check_tmdd_against_lsoda
 
 def _fixed_steps(f, jf, ft, y0, T, n):
     """n RODAS4 steps of T/n in plain Python (the module's functions, with the right-hand side bound here)."""
-    saved = R.rhs_at, R.block_solve
-    R.rhs_at = lambda address: lambda t, y, psi, u, out: out.__setitem__(slice(None), f(t, y))
-    R.block_solve = common.block_solve
+    saved = R.call_rhs
+    R.call_rhs = lambda address, t, y, psi, u, out: out.__setitem__(slice(None), f(t, y))
     table = np.zeros(model_table.T_INDEX, dtype=np.int64)
     table[model_table.T_NX] = len(y0)  # order 0, no sensitivities: the state block is the whole iteration matrix
     try:
@@ -50,7 +49,7 @@ def _fixed_steps(f, jf, ft, y0, T, n):
             t += h
         return y
     finally:
-        R.rhs_at, R.block_solve = saved
+        R.call_rhs = saved
 
 
 def _orders(f, jf, ft, y0, T=2.0):

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from .model_table import T_NX, T_RHS, rhs_at
+from .model_table import T_NACT, T_NP2, T_NX, T_RHS, call_rhs
 
 # Bound by pkdesign.kernels.integrators (placeholders here so the module reads and lints as Python): the Rosenbrock
 # module's stage_solve and jacobian_at, and helpers from pkdesign.kernels.solver_common
@@ -68,17 +68,17 @@ def restart(t, y, psi, u, rtol, atol, work, table):
     """Start at order 1 from (t, y): D[0] = y, D[1] = h f(t, y) with the first step h of Hairer, Nørsett &
     Wanner (1993, §II.4), for order 1 (not limited by the next sample: a step past it is shortened); returns h."""
     ny = y.shape[0]
-    rhs = rhs_at(table[T_RHS])
+    rhs = table[T_RHS]
     f0 = work[ROW_F]
     y1 = work[ROW_NEW]
     f1 = work[ROW_DY]
-    rhs(t, y, psi, u, f0)
+    call_rhs(rhs, t, y, psi, u, f0)
     d0 = error_norm(y, 1.0, y, y, rtol, atol)
     d1 = error_norm(f0, 1.0, y, y, rtol, atol)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     for i in range(ny):
         y1[i] = y[i] + h0 * f0[i]
-    rhs(t + h0, y1, psi, u, f1)
+    call_rhs(rhs, t + h0, y1, psi, u, f1)
     for i in range(ny):
         f1[i] -= f0[i]
     d2 = error_norm(f1, 1.0, y, y, rtol, atol) / h0
@@ -102,7 +102,7 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp, table):
     inverse Gi of the state block I/c - J_x (``tmp``: work of its size); returns (converged, iterations); y in
     work[ROW_NEW], d in work[ROW_DSUM]."""
     ny = work.shape[1]
-    rhs = rhs_at(table[T_RHS])
+    rhs = table[T_RHS]
     J = work[ROW_J:ROW_J + ny]
     yp = work[ROW_PRED]
     pt = work[ROW_PSI]
@@ -115,7 +115,7 @@ def newton(t_new, c, psi, u, rtol, atol, newton_tol, work, Gi, tmp, table):
         y[i] = yp[i]
     dy_norm_old = -1.0
     for it in range(NEWTON_MAXITER):
-        rhs(t_new, y, psi, u, f)
+        call_rhs(rhs, t_new, y, psi, u, f)
         finite = True
         for i in range(ny):
             if not math.isfinite(f[i]):
@@ -157,7 +157,7 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, tabl
     y_out = work[ROW_OUT]
     G = np.empty((nx, nx))
     Gi = np.empty((nx, nx))
-    tmp = np.empty(nx)
+    tmp = np.empty(nx * max(1, table[T_NACT], table[T_NP2]))  # stage_solve's work (and the LU's)
     piv = np.empty(nx, dtype=np.int64)
     fresh = ws[WS_VALID] == 0.0 or ws[WS_T] != t or ws[WS_U] != u
     if not fresh:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .bdf import WS_SIZE  # the integrators' scalar state between advance calls (only BDF keeps one)
 from .model_table import (T_CMT, T_DOSE, T_INDEX, T_INIT, T_NACT, T_NDOSE, T_NOUT, T_NP2, T_NX, T_NY, T_NY1, T_ORDER,
-                          T_OUT, T_RHS, T_RHS0, T_RHS1, T_RHST0, init_at, out_at, rhs_at)
+                          T_OUT, T_RHS, T_RHS0, T_RHS1, T_RHST0, call_init, call_out, call_rhs)
 
 # Names bound by pkdesign.kernels.integrators (placeholders here, so that the module reads and lints as Python;
 # numba sees the bound values): the integrator solve() runs, its work rows (WORK_BASE + WORK_PER_NY·ny) and the
@@ -47,7 +47,7 @@ step_control = error_norm = sort_index = None
 def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt, table):
     """At state x (before or after an event): G = ∂g/∂ψ (via rhs1 with zero sensitivities), Jg = J·g
     and gt = ∂g/∂t, for a right-hand side value g already computed."""
-    rhs1 = rhs_at(table[T_RHS1])
+    rhs1 = table[T_RHS1]
     nx = table[T_NX]
     P = table[T_NACT]
     ny1 = nx + nx * P
@@ -55,19 +55,19 @@ def lag_side2(t, x, psi, u, g, w1, o1, G, Jg, gt, table):
         w1[j] = x[j]
     for j in range(nx, ny1):
         w1[j] = 0.0
-    rhs1(t, w1, psi, u, o1)
+    call_rhs(rhs1, t, w1, psi, u, o1)
     for j in range(ny1):
         G[j] = o1[j]
     for i in range(nx):
         w1[nx + i * P] = g[i]
-    rhs1(t, w1, psi, u, o1)
+    call_rhs(rhs1, t, w1, psi, u, o1)
     for i in range(nx):
         Jg[i] = o1[nx + i * P] - G[nx + i * P]
-    rhs_at(table[T_RHST0])(t, x, psi, u, gt)
+    call_rhs(table[T_RHST0], t, x, psi, u, gt)
 
 
 def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg, table):
-    rhs1 = rhs_at(table[T_RHS1])
+    rhs1 = table[T_RHS1]
     nx = table[T_NX]
     P = table[T_NACT]
     CMT = table[T_CMT]
@@ -79,7 +79,7 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg, table):
     gm, gp, ASm, Gm, Z, JZp, Gp = lg[0], lg[1], lg[2], lg[3], lg[4], lg[5], lg[6]
     Jgm, Jgp, gtm, gtp = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
     # before the event: g⁻ and J⁻S⁻ + G⁻ from the augmented right-hand side at the actual state
-    rhs1(t, y[:ny1], psi, u_m, o1)
+    call_rhs(rhs1, t, y[:ny1], psi, u_m, o1)
     for j in range(ny1):
         ASm[j] = o1[j]
     for i in range(nx):
@@ -95,13 +95,13 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg, table):
         for k in range(P):
             Z[nx + CMT * P + k] += amt * fd[2 + k]
     # after the event: g⁺, G⁺, J⁺g⁺, ∂g⁺/∂t, and J⁺z + G⁺
-    rhs_at(table[T_RHS0])(t, y[:nx], psi, u_p, gp)
+    call_rhs(table[T_RHS0], t, y[:nx], psi, u_p, gp)
     lag_side2(t, y[:nx], psi, u_p, gp, w1, o1, Gp, Jgp, gtp, table)
     for j in range(nx):
         w1[j] = y[j]
     for j in range(nx, ny1):
         w1[j] = Z[j]
-    rhs1(t, w1, psi, u_p, o1)
+    call_rhs(rhs1, t, w1, psi, u_p, o1)
     for j in range(ny1):
         JZp[j] = o1[j]
     # second-order jump (W holds the pairs (PAIR_K[q], PAIR_L[q]), k <= l)
@@ -141,9 +141,9 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, tabl
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
-    rhs = rhs_at(table[T_RHS])
+    rhs = table[T_RHS]
     k1, k2, k3, k4, k5, k6, k7, yt, yn = work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8]
-    rhs(t, y, psi, u, k1)
+    call_rhs(rhs, t, y, psi, u, k1)
     while t < t_end:
         if steps >= max_steps:
             return t, h, 2, steps
@@ -159,25 +159,25 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, tabl
             return t, h, 1, steps
         for i in range(ny):
             yt[i] = y[i] + h * (0.2 * k1[i])
-        rhs(t + 0.2 * h, yt, psi, u, k2)
+        call_rhs(rhs, t + 0.2 * h, yt, psi, u, k2)
         for i in range(ny):
             yt[i] = y[i] + h * (3.0 / 40.0 * k1[i] + 9.0 / 40.0 * k2[i])
-        rhs(t + 0.3 * h, yt, psi, u, k3)
+        call_rhs(rhs, t + 0.3 * h, yt, psi, u, k3)
         for i in range(ny):
             yt[i] = y[i] + h * (44.0 / 45.0 * k1[i] - 56.0 / 15.0 * k2[i] + 32.0 / 9.0 * k3[i])
-        rhs(t + 0.8 * h, yt, psi, u, k4)
+        call_rhs(rhs, t + 0.8 * h, yt, psi, u, k4)
         for i in range(ny):
             yt[i] = y[i] + h * (19372.0 / 6561.0 * k1[i] - 25360.0 / 2187.0 * k2[i] + 64448.0 / 6561.0 * k3[i]
                                 - 212.0 / 729.0 * k4[i])
-        rhs(t + 8.0 / 9.0 * h, yt, psi, u, k5)
+        call_rhs(rhs, t + 8.0 / 9.0 * h, yt, psi, u, k5)
         for i in range(ny):
             yt[i] = y[i] + h * (9017.0 / 3168.0 * k1[i] - 355.0 / 33.0 * k2[i] + 46732.0 / 5247.0 * k3[i]
                                 + 49.0 / 176.0 * k4[i] - 5103.0 / 18656.0 * k5[i])
-        rhs(t + h, yt, psi, u, k6)
+        call_rhs(rhs, t + h, yt, psi, u, k6)
         for i in range(ny):
             yn[i] = y[i] + h * (35.0 / 384.0 * k1[i] + 500.0 / 1113.0 * k3[i] + 125.0 / 192.0 * k4[i]
                                 - 2187.0 / 6784.0 * k5[i] + 11.0 / 84.0 * k6[i])
-        rhs(t + h, yn, psi, u, k7)
+        call_rhs(rhs, t + h, yn, psi, u, k7)
         for i in range(ny):  # the error estimate (5th minus 4th order), in yt
             yt[i] = (71.0 / 57600.0 * k1[i] - 71.0 / 16695.0 * k3[i] + 71.0 / 1920.0 * k4[i]
                      - 17253.0 / 339200.0 * k5[i] + 22.0 / 525.0 * k6[i] - 1.0 / 40.0 * k7[i])
@@ -211,10 +211,10 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
     NP2 = table[T_NP2]
     CMT = table[T_CMT]
     pairs = T_INDEX + P
-    init = init_at(table[T_INIT])
-    dose = init_at(table[T_DOSE])
-    out = out_at(table[T_OUT])
-    rhs0 = rhs_at(table[T_RHS0])
+    init = table[T_INIT]
+    dose = table[T_DOSE]
+    out = table[T_OUT]
+    rhs0 = table[T_RHS0]
     order_obs = sort_index(t_obs, n_obs)
     for v in numba.prange(n_vec):
         y = np.empty(ny)
@@ -235,7 +235,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
         ev_a = np.empty(2 * n_dose)
         psi = psi_all[v]
         status[v] = 0
-        dose(psi, fd)
+        call_init(dose, psi, fd)
         F = fd[0]
         LAG = fd[1]
         ne = np.int64(0)  # (not a literal 0: see steps below)
@@ -256,7 +256,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 ev_a[ne] = dose_amt[j]
                 ne += 1
         order_ev = sort_index(ev_t, ne)
-        init(psi, y)
+        call_init(init, psi, y)
         u = 0.0
         t = 0.0
         h = 1e-3
@@ -284,7 +284,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                     u += du
                 elif ev_k[e] == 0:
                     if ORDER >= 1 and lag_sens:
-                        rhs0(t, y[:nx], psi, u, gm)
+                        call_rhs(rhs0, t, y[:nx], psi, u, gm)
                     y[CMT] += F * ev_a[e]
                     if ORDER >= 1:
                         for k in range(P):
@@ -293,7 +293,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                         for q in range(NP2):
                             y[nx + nx * P + CMT * NP2 + q] += ev_a[e] * fd[2 + 2 * P + q]
                     if ORDER >= 1 and lag_sens:
-                        rhs0(t, y[:nx], psi, u, gp)
+                        call_rhs(rhs0, t, y[:nx], psi, u, gp)
                         for i in range(nx):
                             for k in range(P):
                                 y[nx + i * P + k] += (gm[i] - gp[i]) * fd[2 + P + k]
@@ -311,7 +311,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 status[v] = st
                 failed = True
                 break
-            out(out_idx[io], t, y, psi, u, vals)
+            call_out(out, out_idx[io], t, y, psi, u, vals)
             f[v, io] = vals[0]
             if ORDER >= 1:
                 dt[v, io] = vals[1]

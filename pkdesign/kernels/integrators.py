@@ -49,8 +49,8 @@ _SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
 
 
 def _helpers() -> dict:
-    return {name: getattr(common, name) for name in ("error_norm", "step_control", "sort_index", "block_solve",
-                                                      "invert_state_block", "change_d", "extrapolate")}
+    return {name: getattr(common, name) for name in ("error_norm", "step_control", "sort_index", "invert_state_block",
+                                                      "change_d", "extrapolate")}
 
 
 def _constants(mod) -> dict:
@@ -74,7 +74,7 @@ def _jit(py_func, name: str, namespace: dict, signature=None, **options):
 def _build(method: str, parallel: bool):
     """Compile the solver of ``method`` (serial or threaded)."""
     base = {"__name__": __name__, "math": math, "np": np, "numba": numba, **_helpers(), **_constants(model_table),
-            **{name: getattr(model_table, name) for name in ("rhs_at", "jac_at", "init_at", "out_at")}}
+            **{name: getattr(model_table, name) for name in ("call_rhs", "call_jac", "call_init", "call_out")}}
     ns = {**base, **_constants(dopri5)}
     ns["lag_side2"] = _jit(dopri5.lag_side2, "lag_side2", ns)
     ns["lag_event2"] = _jit(dopri5.lag_event2, "lag_event2", ns)

@@ -23,8 +23,8 @@ outputs; names and arguments in :mod:`pkdesign.model.ode_codegen`) are run-time 
 =================  =====================================================================================
 
 A function address is the entry point of the dispatcher's compiled overload for the fixed signature below
-(``RHS``, ``JAC``, ...); inside a kernel ``rhs_at(table[T_RHS])`` turns it back into a callable (an indirect call,
-numba's first-class function type).  The dispatchers must stay alive while the table is used: the model's
+(``RHS``, ``JAC``, ...); inside a kernel ``call_rhs(table[T_RHS], t, y, psi, u, dy)`` calls it (an indirect call
+in numba's calling convention).  The dispatchers must stay alive while the table is used: the model's
 generated module holds them.
 """
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import types
-from numba.core import cgutils
+from numba.core import errors
 from numba.extending import intrinsic
 
 F1 = types.float64[::1]
@@ -50,33 +50,52 @@ FUNCTIONS = ((T_RHS, "rhs{k}", RHS), (T_JAC, "jac{k}", JAC), (T_INIT, "init{k}",
              (T_OUT, "out{k}", OUT), (T_RHS0, "rhs0", RHS), (T_RHS1, "rhs1", RHS), (T_RHST0, "rhst0", RHS))
 
 
-def _function_at(signature):
-    """An intrinsic: int64 address of a compiled function of ``signature`` → a callable first-class function."""
-    fty = types.FunctionType(signature)
+def _typed(signature, address, args):
+    """Typing and code of a call of ``signature`` at an int64 address: numba's calling convention, as a direct call
+    (numba's first-class function type works too, but its fallback path through the interpreter defeats the
+    reference-count pruning: every array argument was then incremented and decremented atomically per call, which
+    made the implicit solvers up to 2× slower).  The generated functions cannot raise (``error_model="numpy"``, no
+    bounds checks), so the call's status is not read."""
+    if address != types.int64 or tuple(args) != tuple(signature.args):
+        raise errors.TypingError(f"a model function of signature {signature} called with {(address, *args)}")
 
-    @intrinsic
-    def function_at(typingctx, address):
-        def codegen(context, builder, sig, args):
-            f = cgutils.create_struct_proxy(fty)(context, builder)
-            pointer = builder.inttoptr(args[0], context.get_value_type(types.voidptr))
-            f.c_addr = f.py_addr = context.get_constant_null(types.voidptr)  # (numba calls jit_addr when set)
-            f.jit_addr = pointer
-            return f._getvalue()
+    def codegen(context, builder, sig, llargs):
+        fnty = context.call_conv.get_function_type(signature.return_type, signature.args)
+        pointer = builder.inttoptr(llargs[0], fnty.as_pointer())
+        _, result = context.call_conv.call_function(builder, pointer, signature.return_type, signature.args,
+                                                    llargs[1:])
+        return result
 
-        return fty(types.int64), codegen
-
-    return function_at
+    return signature.return_type(types.int64, *signature.args), codegen
 
 
-rhs_at = _function_at(RHS)
-jac_at = _function_at(JAC)
-init_at = _function_at(INIT)
-out_at = _function_at(OUT)
+@intrinsic
+def call_rhs(typingctx, address, t, y, psi, u, dy):
+    """``rhsK(t, y, psi, u, dy)`` (or ``rhst0``) of the model whose function address is ``address``."""
+    return _typed(RHS, address, (t, y, psi, u, dy))
+
+
+@intrinsic
+def call_jac(typingctx, address, t, y, psi, u, J):
+    """``jacK(t, y, psi, u, J)`` at ``address``."""
+    return _typed(JAC, address, (t, y, psi, u, J))
+
+
+@intrinsic
+def call_init(typingctx, address, psi, y):
+    """``initK(psi, y)`` or ``doseK(psi, fd)`` at ``address``."""
+    return _typed(INIT, address, (psi, y))
+
+
+@intrinsic
+def call_out(typingctx, address, o, t, y, psi, u, vals):
+    """``outK(o, t, y, psi, u, vals)`` at ``address``."""
+    return _typed(OUT, address, (o, t, y, psi, u, vals))
 
 
 def function_address(dispatcher, signature) -> int:
     """The address of ``dispatcher``'s compiled overload for ``signature`` (compiled or loaded from its cache now if
-    needed), in numba's calling convention: what ``rhs_at`` & co. call."""
+    needed), in numba's calling convention: what ``call_rhs`` & co. call."""
     dispatcher.compile(signature.args)
     cres = dispatcher.overloads[signature.args]
     return int(cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name))

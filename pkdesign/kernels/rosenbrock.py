@@ -36,11 +36,11 @@ import math
 
 import numpy as np
 
-from .model_table import T_JAC, T_NACT, T_NP2, T_NX, T_ORDER, T_RHS, T_TDEP, jac_at, rhs_at
+from .model_table import T_JAC, T_NACT, T_NP2, T_NX, T_ORDER, T_RHS, T_TDEP, call_jac, call_rhs
 
 # from pkdesign.kernels.solver_common (compiled once per installation), bound by pkdesign.kernels.integrators
 # (placeholders here so the module reads and lints as Python)
-step_control = error_norm = block_solve = invert_state_block = None
+step_control = error_norm = invert_state_block = None
 
 GAMMA = 0.25
 A21 = 1.544
@@ -62,30 +62,43 @@ def jacobian_at(t, y, psi, u, J, table):
     for i in range(ny):
         for j in range(ny):
             J[i, j] = 0.0
-    jac_at(table[T_JAC])(t, y, psi, u, J)
+    call_jac(table[T_JAC], t, y, psi, u, J)
 
 
 def stage_solve(J, Gi, b, tmp, table):
     """Solve (I/(γh) − J_aug) g = b in place, J_aug (ny, ny) the augmented Jacobian, Gi the inverse of the state
     block G = I/(γh) − J_x (N_X, N_X; :func:`~pkdesign.kernels.solver_common.lu_inverse`), ``tmp`` work of
-    length N_X.
+    length N_X·max(1, P, NP2).
 
     The augmented system is block lower triangular: the sensitivities S_k (rows N_X + i·P + k) depend on the
     states and on S_k only, through J_x; the second-order W_kl (rows N_X + N_X·P + i·NP2 + q) on states,
     first-order sensitivities and W_kl only, again through J_x.  So the state block's inverse serves every
-    block, by forward substitution: g_b = G⁻¹ (b_b + Σ_{c in earlier blocks} J_aug[b, c] g_c)."""
+    block, by forward substitution: g_b = G⁻¹ (b_b + Σ_{c in earlier blocks} J_aug[b, c] g_c).  The blocks come
+    in three groups solved together: the states (rows i), the P blocks S_k (rows N_X + i·P + k, coupled to the
+    states) and the NP2 blocks W_q (rows N_X + N_X·P + i·NP2 + q, coupled to states and S): with m blocks in a
+    group, its right-hand sides form an N_X × m matrix (in ``tmp``, N_X·max(1, P, NP2) long) multiplied by Gi at
+    once, in one loop without calls (sizes are run-time values: per-block calls cost 1.5× on small models)."""
     nx = table[T_NX]
     P = table[T_NACT]
     np2 = table[T_NP2]
-    zero, one = np.int64(0), np.int64(1)
-    block_solve(J, Gi, b, zero, one, zero, tmp)
-    if table[T_ORDER] >= 1:
-        for k in range(P):
-            block_solve(J, Gi, b, nx + k, P, nx, tmp)
-        if table[T_ORDER] >= 2:
-            base = nx + nx * P
-            for q in range(np2):
-                block_solve(J, Gi, b, base + q, np2, base, tmp)
+    order = table[T_ORDER]
+    first = 0
+    for group in range(order + 1):
+        m = 1 if group == 0 else (P if group == 1 else np2)
+        for i in range(nx):
+            for k in range(m):
+                r = first + i * m + k
+                s = b[r]
+                for c in range(first):  # the earlier groups' rows, already solved
+                    s += J[r, c] * b[c]
+                tmp[i * m + k] = s
+        for i in range(nx):
+            for k in range(m):
+                s = 0.0
+                for j in range(nx):
+                    s += Gi[i, j] * tmp[j * m + k]
+                b[first + i * m + k] = s
+        first += nx * m
 
 
 def step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn, table):
@@ -93,37 +106,37 @@ def step(t, h, y, psi, u, J, Gi, tmp, f0, k, ft, fs, yt, yn, table):
     iteration matrix (:func:`stage_solve`; ``tmp`` its work), f0 = f(t, y) and ft = ∂f/∂t: the stages in ``k``
     (6, ny), the new state in ``yn``, its error estimate in ``k[5]``."""
     ny = y.shape[0]
-    rhs = rhs_at(table[T_RHS])
+    rhs = table[T_RHS]
     for i in range(ny):
         k[0, i] = f0[i] + D1 * h * ft[i]
     stage_solve(J, Gi, k[0], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A21 * k[0, i]
-    rhs(t + CT2 * h, yt, psi, u, fs)
+    call_rhs(rhs, t + CT2 * h, yt, psi, u, fs)
     for i in range(ny):
         k[1, i] = fs[i] + C21 / h * k[0, i] + D2 * h * ft[i]
     stage_solve(J, Gi, k[1], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A31 * k[0, i] + A32 * k[1, i]
-    rhs(t + CT3 * h, yt, psi, u, fs)
+    call_rhs(rhs, t + CT3 * h, yt, psi, u, fs)
     for i in range(ny):
         k[2, i] = fs[i] + (C31 * k[0, i] + C32 * k[1, i]) / h + D3 * h * ft[i]
     stage_solve(J, Gi, k[2], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A41 * k[0, i] + A42 * k[1, i] + A43 * k[2, i]
-    rhs(t + CT4 * h, yt, psi, u, fs)
+    call_rhs(rhs, t + CT4 * h, yt, psi, u, fs)
     for i in range(ny):
         k[3, i] = fs[i] + (C41 * k[0, i] + C42 * k[1, i] + C43 * k[2, i]) / h + D4 * h * ft[i]
     stage_solve(J, Gi, k[3], tmp, table)
     for i in range(ny):
         yt[i] = y[i] + A51 * k[0, i] + A52 * k[1, i] + A53 * k[2, i] + A54 * k[3, i]
-    rhs(t + h, yt, psi, u, fs)
+    call_rhs(rhs, t + h, yt, psi, u, fs)
     for i in range(ny):
         k[4, i] = fs[i] + (C51 * k[0, i] + C52 * k[1, i] + C53 * k[2, i] + C54 * k[3, i]) / h
     stage_solve(J, Gi, k[4], tmp, table)
     for i in range(ny):
         yt[i] += k[4, i]
-    rhs(t + h, yt, psi, u, fs)
+    call_rhs(rhs, t + h, yt, psi, u, fs)
     for i in range(ny):
         k[5, i] = fs[i] + (C61 * k[0, i] + C62 * k[1, i] + C63 * k[2, i] + C64 * k[3, i] + C65 * k[4, i]) / h
     stage_solve(J, Gi, k[5], tmp, table)
@@ -144,20 +157,20 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, tabl
     ny = y.shape[0]
     if t_end <= t:
         return t, h, 0, steps
-    rhs = rhs_at(table[T_RHS])
+    rhs = table[T_RHS]
     nx = table[T_NX]
     f0, ft, fs, yt, yn = work[0], work[1], work[2], work[3], work[4]
     k = work[5:11]
     J = work[11:11 + ny]
     G = np.empty((nx, nx))
     Gi = np.empty((nx, nx))
-    tmp = np.empty(nx)
+    tmp = np.empty(nx * max(1, table[T_NACT], table[T_NP2]))  # stage_solve's work (and the LU's)
     piv = np.empty(nx, dtype=np.int64)
     while t < t_end:
         if steps >= max_steps:
             return t, h, 2, steps
         if t_end - t <= 1e-13 * max(1.0, abs(t)):  # a negligible remainder: one Euler step (h kept)
-            rhs(t, y, psi, u, f0)
+            call_rhs(rhs, t, y, psi, u, f0)
             for i in range(ny):
                 y[i] += (t_end - t) * f0[i]
             return t_end, h, 0, steps
@@ -167,11 +180,11 @@ def advance(t, t_end, y, h, psi, u, rtol, atol, max_steps, work, ws, steps, tabl
             h = t_end - t
         if h <= 1e-14 * max(1.0, abs(t)):
             return t, h, 1, steps
-        rhs(t, y, psi, u, f0)
+        call_rhs(rhs, t, y, psi, u, f0)
         jacobian_at(t, y, psi, u, J, table)
         if table[T_TDEP]:
             dt = 1e-7 * max(1.0, abs(t))
-            rhs(t + dt, y, psi, u, fs)
+            call_rhs(rhs, t + dt, y, psi, u, fs)
             for i in range(ny):
                 ft[i] = (fs[i] - f0[i]) / dt
         else:

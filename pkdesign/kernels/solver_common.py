@@ -1,6 +1,5 @@
 """The model-independent pieces of the compiled ODE integrators: small dense LU factorisation, solve and inverse,
-the inverted state block of an implicit method's iteration matrix and the block forward substitution through the
-augmented system, the weighted error norm and step-size control, a stable sort of times, and the BDF method's
+the inverted state block of an implicit method's iteration matrix, the weighted error norm and step-size control, a stable sort of times, and the BDF method's
 difference-array rescaling and interpolation (:mod:`pkdesign.kernels.bdf`).
 
 They read no model constant, so they are compiled once per installation (fixed signatures, cached and verified like
@@ -106,24 +105,6 @@ def invert_state_block(J, c, G, piv, Gi, tmp):
         return False
     lu_inverse(G, piv, Gi, tmp)
     return True
-
-
-@_fixed(types.none(F2, F2, F1, types.int64, types.int64, types.int64, F1))
-def block_solve(J, Gi, b, first, stride, before, tmp):
-    """One block of :func:`stage_solve`: rows first + i·stride (i < N_X), coupled to the columns below
-    ``before`` (already solved) through J and to themselves through G = Gi⁻¹."""
-    nx = Gi.shape[0]
-    for i in range(nx):
-        r = first + i * stride
-        s = b[r]
-        for c in range(before):
-            s += J[r, c] * b[c]
-        tmp[i] = s
-    for i in range(nx):
-        s = 0.0
-        for j in range(nx):
-            s += Gi[i, j] * tmp[j]
-        b[first + i * stride] = s
 
 
 @_fixed(types.float64(F1, types.float64, F1, F1, types.float64, types.float64))
