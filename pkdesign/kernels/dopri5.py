@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from .bdf import WS_SIZE  # the integrators' scalar state between advance calls (only BDF keeps one)
@@ -216,7 +215,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
     out = table[T_OUT]
     rhs0 = table[T_RHS0]
     order_obs = sort_index(t_obs, n_obs)
-    for v in numba.prange(n_vec):
+    for v in range(n_vec):
         y = np.empty(ny)
         work = np.empty((WORK_BASE + WORK_PER_NY * ny, ny))  # the integrator's vectors (and its history, for BDF)
         ws = np.zeros(WS_SIZE)

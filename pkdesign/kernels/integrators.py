@@ -1,5 +1,4 @@
-"""The compiled ODE solvers: one per integrator (Dormand–Prince, RODAS4, BDF), serial and threaded, compiled once
-per installation.
+"""The compiled ODE solvers: one per integrator (Dormand–Prince, RODAS4, BDF), compiled once per installation.
 
 :func:`solver` returns :func:`pkdesign.kernels.dopri5.solve` (doses, lag-time jumps, outputs) around the chosen
 integrator's ``advance``, compiled with a fixed signature the first time a process asks for it (then loaded from
@@ -25,7 +24,6 @@ import math
 import threading
 from pathlib import Path
 
-import numba
 import numpy as np
 from numba import types
 
@@ -71,9 +69,9 @@ def _jit(py_func, name: str, namespace: dict, signature=None, **options):
     return disp
 
 
-def _build(method: str, parallel: bool):
-    """Compile the solver of ``method`` (serial or threaded)."""
-    base = {"__name__": __name__, "math": math, "np": np, "numba": numba, **_helpers(), **_constants(model_table),
+def _build(method: str):
+    """Compile the solver of ``method``."""
+    base = {"__name__": __name__, "math": math, "np": np, **_helpers(), **_constants(model_table),
             **{name: getattr(model_table, name) for name in ("call_rhs", "call_jac", "call_init", "call_out")}}
     ns = {**base, **_constants(dopri5)}
     ns["lag_side2"] = _jit(dopri5.lag_side2, "lag_side2", ns)
@@ -95,18 +93,17 @@ def _build(method: str, parallel: bool):
             ns["advance"] = _jit(bdf.advance, "advance_bdf", multistep)
     ns["WORK_BASE"] = mod.work_rows(0)
     ns["WORK_PER_NY"] = mod.work_rows(1) - mod.work_rows(0)
-    name = f"solve_{method}" + ("_parallel" if parallel else "")
-    return _jit(dopri5.solve, name, ns, SIGNATURE, parallel=parallel)
+    return _jit(dopri5.solve, f"solve_{method}", ns, SIGNATURE)
 
 
-def solver(method: str, parallel: bool = False):
-    """The compiled solver of ``method`` (``"dopri5"``, ``"rosenbrock"`` or ``"bdf"``), threaded over parameter
-    vectors when ``parallel``; compiled (or loaded from the cache) on first use in the process."""
-    key = (method, parallel)
-    disp = _SOLVERS.get(key)
+def solver(method: str):
+    """The compiled solver of ``method`` (``"dopri5"``, ``"rosenbrock"`` or ``"bdf"``), compiled (or loaded from the
+    cache) on first use in the process.  It releases the GIL: large batches are split across threads by the caller
+    (:mod:`pkdesign.model.threads`; a ``prange`` twin took longer to compile than the solver itself)."""
+    disp = _SOLVERS.get(method)
     if disp is None:
         with _LOCK:
-            disp = _SOLVERS.get(key)
+            disp = _SOLVERS.get(method)
             if disp is None:
-                disp = _SOLVERS[key] = _build(method, parallel)
+                disp = _SOLVERS[method] = _build(method)
     return disp

@@ -14,9 +14,7 @@ The cache directory is ``$PKDESIGN_CACHE_DIR`` if set, else ``~/.cache/pkdesign`
 
 from __future__ import annotations
 
-import os
 import threading
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numba
@@ -28,6 +26,8 @@ if TYPE_CHECKING:
 from .._version import __version__
 from ..kernels.jit import CachedJit
 from .cache import generator_fingerprint, load_generated_module, spec_hash
+from .threads import run_chunks
+from .threads import threads as thread_count
 from .runtime import dose_arrays, output_buffers, prepare_inputs
 from .spec import ModelSpec
 from .protocol import ModelDisplay, PicklesBySpec
@@ -69,40 +69,22 @@ def _load_module(spec: ModelSpec):
 #: batches with at least this many (vector x time) points are split across threads (the kernels
 #: release the GIL, so the chunks run in parallel)
 PARALLEL_MIN_WORK = 20000
-_POOL = None
-
-
-@lru_cache(maxsize=1)
-def _threads() -> int:
-    """Threads for large batches (the machine's CPUs, at most numba's thread count), once per process."""
-    return max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
 
 
 def _run_split(kernel, psi, t, idx, doses, res, keys, threads):
     """Evaluate in ``threads`` chunks: along the vectors when there are enough, else along the times."""
-    global _POOL
-    from concurrent.futures import ThreadPoolExecutor
-
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pkdesign-kernel")
     nv, no = psi.shape[0], t.size
-    jobs = []
     if nv >= threads:
-        for c in np.array_split(np.arange(nv), threads):
-            sl = slice(c[0], c[-1] + 1)
-            jobs.append(_POOL.submit(kernel, psi[sl], t, idx, *doses, *[res[k][sl] for k in keys]))
-        for j in jobs:
-            j.result()
+        run_chunks(lambda sl: kernel(psi[sl], t, idx, *doses, *[res[k][sl] for k in keys]), nv, threads)
         return
     parts = []
-    for c in np.array_split(np.arange(no), threads):
-        sl = slice(c[0], c[-1] + 1)
-        outs = [np.empty((nv, c.size) + res[k].shape[2:]) for k in keys]
+
+    def run(sl):
+        outs = [np.empty((nv, sl.stop - sl.start) + res[k].shape[2:]) for k in keys]
+        kernel(psi, np.ascontiguousarray(t[sl]), np.ascontiguousarray(idx[sl]), *doses, *outs)
         parts.append((sl, outs))
-        jobs.append(_POOL.submit(kernel, psi, np.ascontiguousarray(t[sl]), np.ascontiguousarray(idx[sl]), *doses,
-                                 *outs))
-    for j in jobs:
-        j.result()
+
+    run_chunks(run, no, threads)
     for sl, outs in parts:
         for k, o in zip(keys, outs):
             res[k][:, sl] = o
@@ -174,7 +156,7 @@ class CompiledModel(ModelDisplay, PicklesBySpec):
         res = output_buffers(out, nv, no, n, order, single)
         keys = list(res)
         kernel = self.kernel(order)
-        threads = _threads()
+        threads = thread_count()
         if threads > 1 and nv * no >= PARALLEL_MIN_WORK:
             _run_split(kernel, psi2, t, idx, (dt_, da, dd), res, keys, threads)
         else:

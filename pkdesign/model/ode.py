@@ -40,10 +40,11 @@ from ..kernels.jit import CachedJit
 from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .runtime import dose_arrays, output_buffers, output_keys, prepare_inputs
 from .spec import ModelSpec
+from .threads import run_chunks, threads
 from .protocol import ModelDisplay, PicklesBySpec
 
 _LOCK = threading.Lock()
-#: batches with at least this many parameter vectors are integrated in parallel threads
+#: batches with at least this many parameter vectors are split across threads (pkdesign.model.threads)
 PARALLEL_MIN_VECTORS = 64
 
 
@@ -185,11 +186,22 @@ class OdeModel(ModelDisplay, PicklesBySpec):
 
         lag = bool(self.lag_depends_on_parameters)
         table = kernel_table(self.module, order, lag, implicit)
-        run = compiled_solver(solver, parallel=psi2.shape[0] >= PARALLEL_MIN_VECTORS)
+        run = compiled_solver(solver)
         f64 = np.ascontiguousarray
-        run(f64(psi2, dtype=float), f64(t, dtype=float), f64(idx, dtype=np.int64), f64(dt_, dtype=float),
-            f64(da, dtype=float), f64(dd, dtype=float), float(self.rtol), float(self.atol), int(self.max_steps), lag,
-            res["f"], res["d1"], res["dt"], res["d2"], status, fail, table)
+        psi2 = f64(psi2, dtype=float)
+        fixed = (f64(t, dtype=float), f64(idx, dtype=np.int64), f64(dt_, dtype=float), f64(da, dtype=float),
+                 f64(dd, dtype=float), float(self.rtol), float(self.atol), int(self.max_steps), lag)
+        d2 = res["d2"]
+
+        def chunk(sl):
+            run(psi2[sl], *fixed, res["f"][sl], res["d1"][sl], res["dt"][sl], d2 if order < 2 else d2[sl],
+                status[sl], fail[sl], table)
+
+        nv = psi2.shape[0]
+        if nv >= PARALLEL_MIN_VECTORS and threads() > 1:
+            run_chunks(chunk, nv)  # the solver releases the GIL
+        else:
+            chunk(slice(0, nv))
 
     def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
         """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2; ``out``)."""

@@ -1,0 +1,45 @@
+"""Large batches split across threads: the compiled kernels release the GIL, so the chunks run in parallel.
+
+One pool per process (created on first use), as many threads as the machine has CPUs and numba allows
+(``NUMBA_NUM_THREADS``).  Used by the closed-form kernels (:mod:`pkdesign.model.compile`) and the ODE solvers
+(:mod:`pkdesign.model.ode`), which are compiled serial only (a ``prange`` twin would compile the whole kernel again).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+_POOL = None
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def threads() -> int:
+    """Threads for large batches (the machine's CPUs, at most numba's thread count), once per process."""
+    return max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
+
+
+def submit(fn, *args):
+    """``fn(*args)`` in the pool; returns its future."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="pkdesign-kernel")
+    return _POOL.submit(fn, *args)
+
+
+def run_chunks(run, n: int, parts: int | None = None) -> None:
+    """``run(slice)`` for ``parts`` (default: :func:`threads`) contiguous chunks of ``range(n)``, in the pool; returns
+    when all are done (the first exception of a chunk is raised)."""
+    jobs = [submit(run, slice(int(c[0]), int(c[-1]) + 1))
+            for c in np.array_split(np.arange(n), parts or threads()) if c.size]
+    for job in jobs:
+        job.result()
