@@ -69,7 +69,7 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg, table):
     rhs1 = table[T_RHS1]
     nx = table[T_NX]
     P = table[T_NACT]
-    CMT = table[T_CMT]
+    cmt = table[T_CMT]
     ny1 = nx + nx * P
     base_w = nx + nx * P
     np2 = table[T_NP2]
@@ -85,14 +85,14 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg, table):
         gm[i] = o1[i]
     lag_side2(t, y[:nx], psi, u_m, gm, w1, o1, Gm, Jgm, gtm, table)
     # the jump of the state, and z_k
-    if CMT >= 0:
-        y[CMT] += F * amt
+    if cmt >= 0:
+        y[cmt] += F * amt
     for i in range(nx):
         for k in range(P):
             Z[nx + i * P + k] = y[nx + i * P + k] + gm[i] * fd[2 + P + k]
-    if CMT >= 0:
+    if cmt >= 0:
         for k in range(P):
-            Z[nx + CMT * P + k] += amt * fd[2 + k]
+            Z[nx + cmt * P + k] += amt * fd[2 + k]
     # after the event: g⁺, G⁺, J⁺g⁺, ∂g⁺/∂t, and J⁺z + G⁺
     call_rhs(table[T_RHS0], t, y[:nx], psi, u_p, gp)
     lag_side2(t, y[:nx], psi, u_p, gp, w1, o1, Gp, Jgp, gtp, table)
@@ -114,7 +114,7 @@ def lag_event2(t, y, psi, u_m, u_p, amt, fd, w1, o1, lg, table):
             a = nx + i * P
             v = (ASm[a + k] * sl + ASm[a + l] * sk + (Jgm[i] + gtm[i]) * sk * sl + gm[i] * skl
                  - JZp[a + k] * sl - JZp[a + l] * sk + (Jgp[i] - gtp[i]) * sk * sl - gp[i] * skl)
-            if i == CMT:
+            if i == cmt:
                 v += amt * fd[2 + 2 * P + q]
             y[base_w + i * np2 + q] += v
     # first-order jump
@@ -203,12 +203,12 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
     n_vec = psi_all.shape[0]
     n_obs = t_obs.shape[0]
     n_dose = dose_t.shape[0]
-    ORDER = table[T_ORDER]
+    order = table[T_ORDER]
     ny = table[T_NY]
     nx = table[T_NX]
     P = table[T_NACT]
-    NP2 = table[T_NP2]
-    CMT = table[T_CMT]
+    np2 = table[T_NP2]
+    cmt = table[T_CMT]
     pairs = T_INDEX + P
     init = table[T_INIT]
     dose = table[T_DOSE]
@@ -225,7 +225,7 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
         vals = np.empty(table[T_NOUT])
         # lag_event2 work (order 2 with a parameter-dependent lag only): an order-1 augmented state, its
         # derivative and 7 more of that size
-        n_lag = table[T_NY1] if ORDER >= 2 and lag_sens else 0
+        n_lag = table[T_NY1] if order >= 2 and lag_sens else 0
         w1 = np.empty(n_lag)
         o1 = np.empty(n_lag)
         lg = np.empty((7, n_lag))
@@ -277,21 +277,21 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                     failed = True
                     status[v] = st
                     break
-                if ORDER >= 2 and lag_sens:  # second-order jumps of a dose at a parameter-dependent time
+                if order >= 2 and lag_sens:  # second-order jumps of a dose at a parameter-dependent time
                     du = 0.0 if ev_k[e] == 0 else (1.0 if ev_k[e] == 1 else -1.0) * ev_a[e]
                     lag_event2(t, y, psi, u, u + du, ev_a[e] if ev_k[e] == 0 else 0.0, fd, w1, o1, lg, table)
                     u += du
                 elif ev_k[e] == 0:
-                    if ORDER >= 1 and lag_sens:
+                    if order >= 1 and lag_sens:
                         call_rhs(rhs0, t, y[:nx], psi, u, gm)
-                    y[CMT] += F * ev_a[e]
-                    if ORDER >= 1:
+                    y[cmt] += F * ev_a[e]
+                    if order >= 1:
                         for k in range(P):
-                            y[nx + CMT * P + k] += ev_a[e] * fd[2 + k]
-                    if ORDER >= 2:
-                        for q in range(NP2):
-                            y[nx + nx * P + CMT * NP2 + q] += ev_a[e] * fd[2 + 2 * P + q]
-                    if ORDER >= 1 and lag_sens:
+                            y[nx + cmt * P + k] += ev_a[e] * fd[2 + k]
+                    if order >= 2:
+                        for q in range(np2):
+                            y[nx + nx * P + cmt * np2 + q] += ev_a[e] * fd[2 + 2 * P + q]
+                    if order >= 1 and lag_sens:
                         call_rhs(rhs0, t, y[:nx], psi, u, gp)
                         for i in range(nx):
                             for k in range(P):
@@ -299,9 +299,9 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 else:
                     sign = 1.0 if ev_k[e] == 1 else -1.0
                     u += sign * ev_a[e]
-                    if ORDER >= 1 and lag_sens:
+                    if order >= 1 and lag_sens:
                         for k in range(P):
-                            y[nx + CMT * P + k] -= sign * F * ev_a[e] * fd[2 + P + k]
+                            y[nx + cmt * P + k] -= sign * F * ev_a[e] * fd[2 + P + k]
                 ie += 1
             if failed:
                 break
@@ -312,14 +312,14 @@ def solve(psi_all, t_obs, out_idx, dose_t, dose_amt, dose_dur, rtol, atol, max_s
                 break
             call_out(out, out_idx[io], t, y, psi, u, vals)
             f[v, io] = vals[0]
-            if ORDER >= 1:
+            if order >= 1:
                 dt[v, io] = vals[1]
                 for k in range(P):
                     d1[v, io, table[T_INDEX + k]] = vals[2 + k]
-            if ORDER >= 2:
-                for q in range(NP2):
+            if order >= 2:
+                for q in range(np2):
                     a = table[T_INDEX + table[pairs + q]]
-                    b = table[T_INDEX + table[pairs + NP2 + q]]
+                    b = table[T_INDEX + table[pairs + np2 + q]]
                     d2[v, io, a, b] = vals[2 + P + q]
                     d2[v, io, b, a] = vals[2 + P + q]
         if failed:
