@@ -99,7 +99,7 @@ def _build(method: str):
 def solver(method: str):
     """The compiled solver of ``method`` (``"dopri5"``, ``"rosenbrock"`` or ``"bdf"``), compiled (or loaded from the
     cache) on first use in the process.  It releases the GIL: large batches are split across threads by the caller
-    (:mod:`pkdesign.model.threads`; a ``prange`` twin took longer to compile than the solver itself)."""
+    (:mod:`pkdesign.kernels.threads`; a ``prange`` twin took longer to compile than the solver itself)."""
     disp = _SOLVERS.get(method)
     if disp is None:
         with _LOCK:

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 from .._version import __version__
 from ..kernels.jit import CachedJit
 from .cache import generator_fingerprint, load_generated_module, spec_hash
-from .threads import run_chunks
-from .threads import threads as thread_count
+from ..kernels.threads import run_chunks
+from ..kernels.threads import threads as thread_count
 from .runtime import dose_arrays, output_buffers, prepare_inputs
 from .spec import ModelSpec
 from .protocol import ModelDisplay, PicklesBySpec

@@ -40,11 +40,11 @@ from ..kernels.jit import CachedJit
 from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .runtime import dose_arrays, output_buffers, output_keys, prepare_inputs
 from .spec import ModelSpec
-from .threads import run_chunks, threads
+from ..kernels.threads import run_chunks, threads
 from .protocol import ModelDisplay, PicklesBySpec
 
 _LOCK = threading.Lock()
-#: batches with at least this many parameter vectors are split across threads (pkdesign.model.threads)
+#: batches with at least this many parameter vectors are split across threads (pkdesign.kernels.threads)
 PARALLEL_MIN_VECTORS = 64
 
 

@@ -1,8 +1,11 @@
 """Large batches split across threads: the compiled kernels release the GIL, so the chunks run in parallel.
 
 One pool per process (created on first use), as many threads as the machine has CPUs and numba allows
-(``NUMBA_NUM_THREADS``).  Used by the closed-form kernels (:mod:`pkdesign.model.compile`) and the ODE solvers
-(:mod:`pkdesign.model.ode`), which are compiled serial only (a ``prange`` twin would compile the whole kernel again).
+(``NUMBA_NUM_THREADS``).  Used by the closed-form model kernels (:mod:`pkdesign.model.compile`) and the ODE solvers
+(:mod:`pkdesign.model.ode`), compiled serial only: a ``prange`` twin of a solver compiled it a second time (4-7 s)
+for no speed.  (The FIM kernels keep their ``prange`` twins: numba's parallel version of the FO kernel runs ~10%
+faster per row even on one thread, worth its 10 s of compilation once per installation.)  Imports nothing from the
+rest of pkdesign.
 """
 
 from __future__ import annotations
