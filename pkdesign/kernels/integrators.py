@@ -46,11 +46,6 @@ _SOURCES = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in (
     dopri5, rosenbrock, bdf, common, model_table)) + Path(__file__).read_bytes()).hexdigest()[:12]
 
 
-def _helpers() -> dict:
-    return {name: getattr(common, name) for name in ("error_norm", "step_control", "sort_index", "invert_state_block",
-                                                      "change_d", "extrapolate")}
-
-
 def _constants(mod) -> dict:
     return {c: v for c, v in vars(mod).items() if c.isupper()}
 
@@ -67,6 +62,19 @@ def _jit(py_func, name: str, namespace: dict, signature=None, **options):
     if signature is None:
         _CALLEES[name] = disp
     return disp
+
+
+#: the integrators' model-independent helpers (pkdesign.kernels.solver_common)
+COMMON = ("lu_factor", "lu_solve", "lu_inverse", "invert_state_block", "error_norm", "step_control", "sort_index",
+          "change_d", "extrapolate")
+
+
+def _helpers() -> dict:
+    """The helpers as callees (typed and compiled as part of the first integrator that calls them)."""
+    ns = {"__name__": __name__, "math": math, "np": np}
+    for name in COMMON:
+        ns[name] = _jit(getattr(common, name), name, ns)
+    return {name: ns[name] for name in COMMON}
 
 
 def _build(method: str):

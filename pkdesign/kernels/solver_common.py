@@ -1,32 +1,16 @@
 """The model-independent pieces of the compiled ODE integrators: small dense LU factorisation, solve and inverse,
-the inverted state block of an implicit method's iteration matrix, the weighted error norm and step-size control, a stable sort of times, and the BDF method's
-difference-array rescaling and interpolation (:mod:`pkdesign.kernels.bdf`).
+the inverted state block of an implicit method's iteration matrix, the weighted error norm and step-size control, a
+stable sort of times, and the BDF method's difference-array rescaling and interpolation (:mod:`pkdesign.kernels.bdf`).
 
-They read no model constant, so they are compiled once per installation (fixed signatures, cached and verified like
-the FIM kernels, :mod:`pkdesign.kernels.jit`) and called by the integrators (which
-:mod:`pkdesign.kernels.integrators` compiles once per installation as well).  Imported by the integrators only: a
-process without ODE models never loads them.  The signatures are fixed and further compilation disabled, so a call
-with other types fails loudly instead of compiling (and caching, unverified) a new version.
+Plain Python (read, lint and test them here): :mod:`pkdesign.kernels.integrators` compiles them with the
+integrators that call them, once per installation; a process that only uses Dormand–Prince never compiles the LU.
 """
 
 import math
 
 import numpy as np
-from numba import types
-
-from .jit import CachedJit
-
-_GUARD = CachedJit(label="ODE solver helpers")
-F1 = types.float64[::1]
-F2 = types.float64[:, ::1]
-I1 = types.int64[::1]
 
 
-def _fixed(signature):
-    return lambda f: _GUARD.jit(f, signature, nogil=True, error_model="numpy")
-
-
-@_fixed(types.boolean(F2, I1))
 def lu_factor(a, piv):
     """In-place LU factorisation with partial pivoting of the square matrix ``a``; False if singular."""
     n = a.shape[0]
@@ -55,7 +39,6 @@ def lu_factor(a, piv):
     return True
 
 
-@_fixed(types.none(F2, I1, F1))
 def lu_solve(a, piv, b):
     """Solve with the factors of :func:`lu_factor`, ``b`` overwritten by the solution."""
     n = a.shape[0]
@@ -77,7 +60,6 @@ def lu_solve(a, piv, b):
         b[i] = s / a[i, i]
 
 
-@_fixed(types.none(F2, I1, F2, F1))
 def lu_inverse(a, piv, inv, col):
     """The inverse of the matrix whose factors (:func:`lu_factor`) are in ``a``, into ``inv`` (``col``: work of
     its size).  The state blocks are small (n_x × n_x): applying an explicit inverse to the 1 + P (+ NP2)
@@ -92,7 +74,6 @@ def lu_inverse(a, piv, inv, col):
             inv[i, j] = col[i]
 
 
-@_fixed(types.boolean(F2, types.float64, F2, I1, F2, F1))
 def invert_state_block(J, c, G, piv, Gi, tmp):
     """Gi = (I/c − J_x)⁻¹, the inverse of the state block of the iteration matrix (``c``: γh for this method, h/α
     for BDF), by an LU in G (with ``piv``, ``tmp`` work); False if singular."""
@@ -107,7 +88,6 @@ def invert_state_block(J, c, G, piv, Gi, tmp):
     return True
 
 
-@_fixed(types.float64(F1, types.float64, F1, F1, types.float64, types.float64))
 def error_norm(e, scale, y, yn, rtol, atol):
     """RMS over components of scale·e_i / (atol + rtol·max(|y_i|, |yn_i|)): ≤ 1 accepts a step."""
     ny = y.shape[0]
@@ -118,8 +98,6 @@ def error_norm(e, scale, y, yn, rtol, atol):
     return math.sqrt(err / ny)
 
 
-@_fixed(types.Tuple((types.boolean, types.float64))(types.float64, types.float64, types.float64, types.boolean,
-                                                    types.float64))
 def step_control(err, h, h_full, clipped, exponent):
     """(accepted, next step) for an error norm ``err`` of a step of size h (err ∝ h^(1/exponent)): accept when
     err <= 1 and grow by 0.9·err^-exponent within [0.2, 5]; else shrink by the same rule (at least 5x smaller on
@@ -134,7 +112,6 @@ def step_control(err, h, h_full, clipped, exponent):
     return False, h * max(0.2, 0.9 * err ** -exponent)
 
 
-@_fixed(I1(F1, types.int64))
 def sort_index(a, n):
     """Indices that sort ``a[:n]`` (int64 (n,)), equal values in their given order: a bottom-up merge sort, with
     the sorted case (the usual one) checked first.  Numba's ``np.argsort`` costs ~2 s of compilation."""
@@ -177,7 +154,6 @@ def sort_index(a, n):
     return idx
 
 
-@_fixed(types.none(F2, types.int64, types.float64))
 def change_d(D, order, factor):
     """Rescale the difference array D (rows 0..order) from step h to factor·h (Shampine & Reichelt, eq. 2.4:
     D ← (R(factor) U)ᵀ D with R_ij = Π_{m<=i} (m - 1 - factor·j)/m and U = R(1))."""
@@ -212,7 +188,6 @@ def change_d(D, order, factor):
             D[a, i] = new[a, i]
 
 
-@_fixed(types.none(F2, types.int64, types.float64, F1))
 def extrapolate(D, order, s, y):
     """y = the history's interpolating polynomial at t + s·h (Newton backward form:
     Σ_j D[j] Π_{m<j} (s + m)/(m + 1))."""
