@@ -2,6 +2,7 @@
 Python against plain Python right-hand sides; ``pkdesign.kernels.integrators`` compiles it once per installation
 and every model reaches it through its table (``pkdesign.kernels.model_table``)."""
 
+import json
 import math
 
 import numpy as np
@@ -64,6 +65,10 @@ def test_one_compiled_solver_serves_every_model_through_its_table():
     disp = integrators.solver("dopri5")
     assert len(disp.overloads) == 1 and not disp._can_compile
     assert disp.py_func.__code__.co_filename == integrators.__file__
+    if integrators._GUARD.enabled:  # its numba cache files are recorded in the verified manifest
+        directory, stem = integrators._GUARD.location
+        manifest = json.loads((directory / f"{stem}.pkdesign-manifest.json").read_text())["files"]
+        assert any(name.startswith(f"{stem}.solve_dopri5_{integrators._SOURCES}") for name in manifest), manifest
     tables = [m.module._pkdesign_tables[(1, m.lag_depends_on_parameters, False)] for m in (warfarin, oral)]
     for m, table in zip((warfarin, oral), tables):
         assert table[model_table.T_NX] == len(m.spec.ode.states) and table[model_table.T_ORDER] == 1
