@@ -5,7 +5,10 @@ and every model reaches it through its table (``pkdesign.kernels.model_table``).
 import json
 import math
 
+import numba
 import numpy as np
+import pytest
+from numba.core.errors import TypingError
 
 from pkdesign.kernels import dopri5, model_table
 from pkdesign.kernels import solver_common as common
@@ -75,3 +78,14 @@ def test_one_compiled_solver_serves_every_model_through_its_table():
         assert table[model_table.T_RHS] == model_table.function_address(m.module.rhs1, model_table.RHS)
         assert list(table[model_table.T_INDEX:model_table.T_INDEX + m.module.N_ACT]) == list(m.module.ACTIVE)
     assert tables[0][model_table.T_RHS] != tables[1][model_table.T_RHS]
+
+
+def test_a_model_function_called_with_other_types_does_not_compile():
+    """``call_rhs`` & co. call an address with a fixed signature: any other argument types are a typing error, never
+    a call with a mismatched layout."""
+    @numba.njit
+    def wrong(address, y):
+        model_table.call_rhs(address, 0.0, y, y, 0.0, y)
+
+    with pytest.raises(TypingError, match="model function of signature"):
+        wrong(np.int64(0), np.zeros((2, 2))[:, 0])  # a strided view, not a contiguous vector
