@@ -209,21 +209,21 @@ def test_ctrl_c_during_compile_exits_130_and_leaves_a_valid_cache(tmp_path):
         # as on a terminal: a process started by a test worker may inherit an ignored SIGINT
         signal.signal(signal.SIGINT, signal.default_int_handler)
         print("ready", flush=True)
-        sys.exit(pkdesign.cli.main(["evaluate", "three_comp_oral", "--fim", "full", "--json"]))
+        sys.exit(pkdesign.cli.main(["evaluate", "two_comp_oral", "--fim", "full", "--json"]))
     ''')
     env = dict(os.environ, PKDESIGN_CACHE_DIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=ROOT)
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.5)  # sympy / numba are working on the three-compartment kernels now (second order: ~20 s)
+    time.sleep(1.5)  # sympy / numba are working on the model's kernels now (second order in a new cache: ~6 s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, (out, err)
     assert err.strip().splitlines() == ["pkdesign: interrupted"], err
     # no half-written file survives, and the next run gives the same numbers as a clean cache
     assert not list((tmp_path / "kernels").glob("*.tmp*"))
-    again = run(tmp_path, "evaluate", "three_comp_oral", "--fim", "reduced", "--json")
-    clean = run(tmp_path / "clean", "evaluate", "three_comp_oral", "--fim", "reduced", "--json")
+    again = run(tmp_path, "evaluate", "two_comp_oral", "--fim", "reduced", "--json")
+    clean = run(tmp_path / "clean", "evaluate", "two_comp_oral", "--fim", "reduced", "--json")
     assert again.returncode == 0 and clean.returncode == 0, again.stderr + clean.stderr
     assert json.loads(again.stdout)["logdet"] == json.loads(clean.stdout)["logdet"]
 
