@@ -124,15 +124,18 @@ def gather(futures, what: str) -> list:
 
 
 def _call(parent_pid: int, fn, args, kwargs):
-    """Run ``fn`` in a worker: in another process, numba's parallel kernels get one thread (the processes are
-    the parallelism; N workers x N threads would oversubscribe the cores)."""
+    """Run ``fn`` in a worker: in another process, numba's parallel kernels and pkdesign's thread pool get one
+    thread (the processes are the parallelism; N workers x N threads would oversubscribe the cores)."""
     import os
 
     if os.getpid() != parent_pid:
         import numba
 
+        from .kernels.threads import single_threaded
+
         if numba.get_num_threads() != 1:
             numba.set_num_threads(1)
+        single_threaded()  # and pkdesign's own thread pool (model kernels, ODE solvers) is not used
     return fn(*args, **kwargs)
 
 

@@ -43,6 +43,15 @@ def test_process_pool_workers_have_one_blas_thread(pool):
     assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "1"
 
 
+def test_process_pool_workers_use_one_kernel_thread(pool):
+    """Tasks in worker processes run numba's parallel kernels and pkdesign's thread pool (model kernels, ODE
+    solvers) on one thread: N workers x N threads would oversubscribe the cores."""
+    from pkdesign.executors import submit
+    from pkdesign.kernels.threads import threads
+
+    assert submit(pool, threads).result() == 1
+
+
 def test_a_dead_worker_is_a_clear_error():
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
         with pytest.raises(PkdesignError, match="a worker stopped before finishing"):

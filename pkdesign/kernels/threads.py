@@ -21,10 +21,25 @@ _POOL = None
 _LOCK = threading.Lock()
 
 
+_SINGLE = False
+
+
 @lru_cache(maxsize=1)
-def threads() -> int:
-    """Threads for large batches (the machine's CPUs, at most numba's thread count), once per process."""
+def _available() -> int:
     return max(1, min(os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
+
+
+def threads() -> int:
+    """Threads for large batches: the machine's CPUs, at most numba's thread count; 1 in a worker process of a
+    process pool (:func:`single_threaded`)."""
+    return 1 if _SINGLE else _available()
+
+
+def single_threaded() -> None:
+    """Run every batch of this process on the calling thread (set in worker processes: the processes are the
+    parallelism, N workers x N threads would oversubscribe the cores)."""
+    global _SINGLE
+    _SINGLE = True
 
 
 def submit(fn, *args):
