@@ -36,7 +36,7 @@ _LOCK = threading.Lock()
 
 
 _FINGERPRINT = generator_fingerprint("symbolic.py", "codegen.py", "codegen_vector.py", "printer.py", "compile.py",
-                                     "special.py", "../kernels/fastexp.py")
+                                     "special.py", "../kernels/fastexp.py", "../kernels/generated_pipeline.py")
 
 
 def model_hash(spec: ModelSpec) -> str:
@@ -119,8 +119,11 @@ class CompiledModel(ModelDisplay, PicklesBySpec):
             with _LOCK:
                 k = self._kernels.get(order)
                 if k is None:
+                    from ..kernels.generated_pipeline import GeneratedKernelCompiler
+
                     py = getattr(self.module, f"predict{order}")
-                    k = self._jit.jit(py, _signature(order), error_model="numpy", nogil=True, fastmath={"contract"})
+                    k = self._jit.jit(py, _signature(order), error_model="numpy", nogil=True, fastmath={"contract"},
+                                      pipeline_class=GeneratedKernelCompiler)
                     self._kernels[order] = k
         return k
 

@@ -52,7 +52,7 @@ PARALLEL_MIN_VECTORS = 64
 # compile and evaluate
 # ----------------------------------------------------------------------------------------------
 _FP = generator_fingerprint("ode.py", "ode_codegen.py", "printer.py", "symbolic.py", "special.py",
-                            "../kernels/fastexp.py", "../kernels/model_table.py")
+                            "../kernels/fastexp.py", "../kernels/model_table.py", "../kernels/generated_pipeline.py")
 
 
 def ode_model_hash(spec: ModelSpec) -> str:
@@ -72,8 +72,10 @@ def _load(spec: ModelSpec):
     module = gm.module
     with _LOCK:
         if not getattr(module, "_pkdesign_jitted", False):
+            from ..kernels.generated_pipeline import GeneratedKernelCompiler
+
             guard = CachedJit(enabled=gm.cached, label=f"ODE model {spec.name}")
-            jit = dict(error_model="numpy", nogil=True)
+            jit = dict(error_model="numpy", nogil=True, pipeline_class=GeneratedKernelCompiler)
             for base in ("rhs", "rhst", "jac", "init", "dose", "out"):
                 for k in (0, 1, 2):
                     if hasattr(module, f"{base}{k}"):
