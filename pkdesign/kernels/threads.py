@@ -19,9 +19,7 @@ import numpy as np
 
 _POOL = None
 _LOCK = threading.Lock()
-
-
-_SINGLE = False
+_SINGLE = False  # set by single_threaded()
 
 
 @lru_cache(maxsize=1)

@@ -112,7 +112,7 @@ def kernel_table(module, order: int, lag_sens: bool, implicit: bool):
     m = module
     sizes = {mt.T_ORDER: order, mt.T_NY: getattr(m, f"NY{order}"), mt.T_NDOSE: getattr(m, f"NDOSE{order}"),
              mt.T_NOUT: getattr(m, f"NOUT{order}"), mt.T_NY1: m.NY1, mt.T_NX: m.N_X, mt.T_NACT: m.N_ACT,
-             mt.T_CMT: m.CMT, mt.T_NP2: m.NP2, mt.T_TDEP: bool(getattr(m, "TDEP", True))}
+             mt.T_CMT: m.CMT, mt.T_NP2: m.NP2, mt.T_TDEP: m.TDEP}
     table = mt.build_table(sizes, addresses, m.ACTIVE, m.PAIR_K, m.PAIR_L)
     module._pkdesign_tables[key] = table
     return table
