@@ -22,7 +22,7 @@ import numpy as np
 def warfarin_fo_floor(f, fth, L, Lth, omega, sp2, sa2, full, out):  # pragma: no cover - compiled
     B = f.shape[0]
     n_chunks = min(B, 64)
-    for ch in numba.prange(n_chunks):  # like pkdesign's kernel: threads over chunks, work arrays per chunk
+    for ch in numba.prange(n_chunks):  # threads over chunks (pkdesign: row ranges on its thread pool), work arrays per chunk
         _rows(f, fth, L, Lth, omega, sp2, sa2, full, out, ch * B // n_chunks, (ch + 1) * B // n_chunks)
 
 

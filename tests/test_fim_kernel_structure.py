@@ -1,6 +1,6 @@
 """The FO/FOCE FIM kernel's structure-aware paths equal the generic dense path on every library model.
 
-``kernels.normal_fim._fo_fim`` treats a random effect's variance as a rank-one ∂V/∂ω (L_k L_kᵀ, no η-ε
+``kernels.normal_fim._fo_rows`` treats a random effect's variance as a rank-one ∂V/∂ω (L_k L_kᵀ, no η-ε
 interaction), the residual variances as diagonal ∂V/∂σ², and skips the fixed effects' ∂V/∂θ of the reduced
 FIM (zero); covariances in Ω and the interaction (FOI/FOCEI) stay dense.  Here every library model's parameter
 layout (fixed effects, random effects plus one covariance between its first two η's, residual terms of every
@@ -110,6 +110,39 @@ def test_structure_aware_fo_kernel_equals_the_generic_path(name):
                 normal_fim_kernel(fth[b:b + 1].copy(), V[None].copy(), dV[None].copy(), ref[b:b + 1])
             scale = np.abs(ref).max()
             assert np.abs(out - ref).max() <= 1e-12 * scale, (full, interaction)
+
+
+def test_large_batches_split_across_threads_equal_one_row_at_a_time():
+    """Batches of >= PARALLEL_MIN_ROWS rows run as row ranges on the thread pool: every row's FIM is the one the row
+    gets alone, bit for bit (FO full with a covariance in Ω, the normal-model kernel with dense ∂V)."""
+    from pkdesign.kernels import normal_fim
+
+    pp, omega, om_i, om_j, resid, n_out = _layout("two_comp_oral")
+    pt, E = pp.p_theta, pp.n_eta
+    rng = np.random.default_rng(3)
+    B, n = normal_fim.PARALLEL_MIN_ROWS + 13, 6
+    idx = np.zeros(n, dtype=np.int64)
+    f, fth = rng.uniform(0.5, 3.0, (B, n)), rng.normal(size=(B, n, pt))
+    L, Lth = rng.normal(size=(B, n, E)), rng.normal(size=(B, n, E, pt))
+    p = pt + om_i.size + int(resid[3].sum())
+    out, one = np.zeros((B, p, p)), np.zeros((1, p, p))
+    fo_fim_kernel(fth, f, fth, L, Lth, omega, om_i, om_j, *resid, idx, True, False, out)
+    for b in range(B):
+        s = slice(b, b + 1)
+        fo_fim_kernel(fth[s], f[s], fth[s], L[s], Lth[s], omega, om_i, om_j, *resid, idx, True, False, one)
+        assert np.array_equal(out[b], one[0]), b
+    q = 3
+    dmu = rng.normal(size=(B, n, q))
+    A = rng.normal(size=(B, n, n))
+    V = A @ A.transpose(0, 2, 1) + n * np.eye(n)
+    dV = rng.normal(size=(B, 4, n, n))
+    dV = dV + dV.transpose(0, 1, 3, 2)
+    out, one = np.zeros((B, 4, 4)), np.zeros((1, 4, 4))
+    normal_fim_kernel(dmu, V.copy(), dV, out)
+    assert np.all(np.isfinite(out))
+    for b in range(B):
+        normal_fim_kernel(dmu[b:b + 1].copy(), V[b:b + 1].copy(), dV[b:b + 1].copy(), one)
+        assert np.array_equal(out[b], one[0]), b
 
 
 @pytest.mark.parametrize("K", ["one", "per row"])

@@ -455,10 +455,3 @@ def rebind(py_func, name: str, namespace: dict | None = None, filename: str | No
     f.__module__ = glb.get("__name__", py_func.__module__)
     f.__doc__ = py_func.__doc__
     return f
-
-
-def twin(py_func, suffix: str):
-    """A copy of ``py_func`` under another name, so that a second compilation of the same code with
-    other flags (e.g. ``parallel=True``) gets cache files of its own: numba's cache index key holds
-    the signature and the bytecode, not the flags, so the two would otherwise overwrite each other."""
-    return rebind(py_func, f"{py_func.__name__}{suffix}")

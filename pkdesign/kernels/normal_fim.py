@@ -2,19 +2,25 @@
 
     FIM_ac = ∂μᵀ/∂α_a V⁻¹ ∂μ/∂α_c  (a, c < q)  +  ½ tr(V⁻¹ ∂V/∂α_a V⁻¹ ∂V/∂α_c)
 
-``row_fim`` does one batch row: V⁻¹ from a Cholesky factorisation, M_a = V⁻¹ dV_a once per
+``row_fim_work`` does one batch row: V⁻¹ from a Cholesky factorisation, M_a = V⁻¹ dV_a once per
 parameter (skipped when dV_a is zero), then the trace term Σ_ij M_a[i,j] M_c[j,i].  A row whose
 V is not positive definite gets NaN (the caller reports it).
 
 ``normal_fim_kernel``: dmu (B, n, q), V (B, n, n), dV (B, p, n, n) -> out (B, p, p).
 ``fo_fim_kernel``: builds V and ∂V of a linearisation (FO/FOI at η = 0, FOCE/FOCEI at draws) from
-the prediction derivatives row by row (no (B, p, n, n) temporaries), then ``row_fim``.
+the prediction derivatives row by row (no (B, p, n, n) temporaries), then ``row_fim_work``.
+
+Each is one serial kernel over a row range (``lo, hi``), compiled with its array arguments declared ``noalias``
+(:class:`NoAliasCompiler`: ~8% faster per row, what numba's ``prange`` body gets); large batches are split into
+row ranges across pkdesign's thread pool.  (Until issue 15's last step they had ``prange`` twins, whose compilation
+took 11 s, up to 23 s on a busy machine, once per installation, for the same speed.)
 """
 
 import numpy as np
-from numba import prange
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
 
-from .jit import CachedJit, GuardedKernel, twin
+from .jit import CachedJit, GuardedKernel
+from .threads import run_chunks, threads
 
 #: this module's numba cache files are verified before first use (see pkdesign.kernels.jit)
 _GUARD = CachedJit(label="FIM kernels")
@@ -24,12 +30,13 @@ def _cached(**options):
     return lambda f: _GUARD.jit(f, **options)
 
 
-@_cached(nogil=True, error_model="numpy")
-def row_fim(dmu, V, dV, out):  # pragma: no cover - compiled
-    n, q = dmu.shape
-    p = dV.shape[0]
-    row_fim_work(dmu, V, dV, out, np.zeros((n, n)), np.zeros((n, n)), np.empty((n, n)), np.empty((p, n, n)),
-                 np.zeros(p, dtype=np.bool_), np.zeros(p, dtype=np.int64))
+class NoAliasCompiler(CompilerBase):
+    """numba's nopython pipeline with the array arguments declared ``noalias`` (as numba declares them for the
+    body of a ``prange`` loop): for kernels whose written arrays never overlap another argument."""
+
+    def define_pipelines(self):
+        self.state.flags.noalias = True
+        return [DefaultPassBuilder.define_nopython_pipeline(self.state)]
 
 
 @_cached(nogil=True, error_model="numpy", inline="always")
@@ -68,12 +75,13 @@ def cholesky_inverse(V, C, Ci, Vi):  # pragma: no cover - compiled
     return True
 
 
-@_cached(nogil=True, error_model="numpy")
+@_cached(nogil=True, error_model="numpy", pipeline_class=NoAliasCompiler)
 def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover - compiled
-    """``row_fim`` with caller-supplied work arrays; kind[a] = 1 declares dV[a] diagonal, kind[a] = 2 rank one,
-    dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not read), kind[a] = 3 zero (dV[a] is
-    not read: the fixed effects of a reduced FIM), else dense.  M (p, n, n) is work (its rows M[c, 0] hold
-    C⁻¹ dmu_c first: q <= p).  A rank-one
+    """The FIM of one row, dmu (n, q), V (n, n), dV (p, n, n) -> out (p, p), with caller-supplied work arrays C, Ci,
+    Vi (n, n; C zeroed once: its upper triangle is never written), M (p, n, n), nz (p,).  kind[a] = 1 declares
+    dV[a] diagonal, kind[a] = 2 rank one, dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not
+    read), kind[a] = 3 zero (dV[a] is not read: the fixed effects of a reduced FIM), else dense.  M's rows
+    M[c, 0] hold C⁻¹ dmu_c first (q <= p).  No argument may overlap another (compiled ``noalias``).  A rank-one
     derivative (the variance of one random effect under FO/FOCE: L_k L_kᵀ) costs V⁻¹u (n²) instead of V⁻¹ dV[a]
     (n³): ½ tr(V⁻¹ dV_a V⁻¹ dV_c) is ½ (u_aᵀ V⁻¹ u_c)² against another rank-one one, ½ Σ_i (V⁻¹u_a)_i² d_i
     against a diagonal one and ½ (V⁻¹u_a)ᵀ dV_c (V⁻¹u_a) against a dense one.
@@ -206,9 +214,16 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover -
             out[c, a] = out[a, c]
 
 
-def _normal_fim(dmu, V, dV, out):  # pragma: no cover - compiled
-    for b in prange(dmu.shape[0]):
-        row_fim(dmu[b], V[b], dV[b], out[b])
+def _normal_rows(lo, hi, dmu, V, dV, out):  # pragma: no cover - compiled
+    """Rows lo .. hi - 1 of the normal-model FIM: dmu (B, n, q), V (B, n, n), dV (B, p, n, n) -> out (B, p, p), every
+    ∂V dense; one set of work arrays for all the rows (``row_fim_work`` writes C's lower triangle only)."""
+    n = dmu.shape[1]
+    p = dV.shape[1]
+    C, Ci, Vi, M = np.zeros((n, n)), np.empty((n, n)), np.empty((n, n)), np.empty((p, n, n))
+    nz = np.zeros(p, dtype=np.bool_)
+    kind = np.zeros(p, dtype=np.int64)
+    for b in range(lo, hi):
+        row_fim_work(dmu[b], V[b], dV[b], out[b], C, Ci, Vi, M, nz, kind)
 
 
 @_cached(nogil=True, error_model="numpy", inline="always")
@@ -365,9 +380,9 @@ def residual_derivatives(dV, f, Sd, r, idx, err_out, err_prop, err_var, err_free
         r += 1
 
 
-def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx, full,
-            interaction, out):  # pragma: no cover - compiled
-    """Per-subject FIMs of a linearisation (FO, FOI, FOCE, FOCEI), one per row.
+def _fo_rows(lo, hi, dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx, full,
+             interaction, out):  # pragma: no cover - compiled
+    """Per-subject FIMs of a linearisation (FO, FOI, FOCE, FOCEI) for rows lo .. hi - 1 of the batch.
 
     dmu (B, n, pt) = ∂E[y]/∂θ; f (B, n), fth (B, n, pt): the prediction the residual variance is
     evaluated at and its θ-derivative; L (B, n, E) = ∂f/∂η at the linearisation point; Lth (B, n, E, pt)
@@ -377,38 +392,36 @@ def _fo_fim(dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, 
     correlated additive and proportional errors (combined1, SD = a + b f, is ρ = 1: the cross term 2ρab·f of the
     variance), 0 otherwise; idx (n,) output of each observation.
     out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
-    Rows are processed in chunks (one set of work arrays per chunk); each row: V and its derivatives by the
-    builders above (one job each; inlined at numba IR level, so this compiles as one function, and shared with the
-    SSE likelihood kernel, :mod:`pkdesign.kernels.fo_likelihood`), then ``row_fim_work``.
+    One set of work arrays for all the rows; each row: V and its derivatives by the builders above (one job each;
+    inlined at numba IR level, so this compiles as one function, and shared with the SSE likelihood kernel,
+    :mod:`pkdesign.kernels.fo_likelihood`), then ``row_fim_work``.  Large batches are split into row ranges
+    across threads (:func:`fo_fim_kernel`).
     """
-    B, n = f.shape
+    n = f.shape[1]
     pt = fth.shape[2]
     E = L.shape[2]
     n_om = om_i.shape[0]
     p = out.shape[1]
-    n_chunks = min(B, 64)
-    for ch in prange(n_chunks):
-        LO, V, Sd, dV, C, Ci, Vi = row_work(n, E, p)
-        M = np.empty((p, n, n))
-        nz = np.zeros(p, dtype=np.bool_)
-        kind = derivative_kinds(p, pt, om_i, om_j, interaction, full)
-        for b in range(ch * B // n_chunks, (ch + 1) * B // n_chunks):
-            linearised_variance(L[b], omega, LO, V, Sd)
-            clear_derivatives(dV, kind)
-            add_residual_variance(V, f[b], Sd, idx, err_out, err_prop, err_var, err_ab, interaction)
-            if full:
-                theta_derivatives(dV, Lth[b], LO, f[b], fth[b], idx, err_out, err_prop, err_var, err_ab, interaction)
-            omega_derivatives(dV, L[b], om_i, om_j, kind, pt, idx, err_out, err_prop, err_var, interaction)
-            residual_derivatives(dV, f[b], Sd, pt + n_om, idx, err_out, err_prop, err_var, err_free, err_ab,
-                                 interaction)
-            row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, nz, kind)
+    LO, V, Sd, dV, C, Ci, Vi = row_work(n, E, p)
+    M = np.empty((p, n, n))
+    nz = np.zeros(p, dtype=np.bool_)
+    kind = derivative_kinds(p, pt, om_i, om_j, interaction, full)
+    for b in range(lo, hi):
+        linearised_variance(L[b], omega, LO, V, Sd)
+        clear_derivatives(dV, kind)
+        add_residual_variance(V, f[b], Sd, idx, err_out, err_prop, err_var, err_ab, interaction)
+        if full:
+            theta_derivatives(dV, Lth[b], LO, f[b], fth[b], idx, err_out, err_prop, err_var, err_ab, interaction)
+        omega_derivatives(dV, L[b], om_i, om_j, kind, pt, idx, err_out, err_prop, err_var, interaction)
+        residual_derivatives(dV, f[b], Sd, pt + n_om, idx, err_out, err_prop, err_var, err_free, err_ab,
+                             interaction)
+        row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, nz, kind)
 
 
-# parallel variants for large batches; serial ones avoid the thread-pool start-up for a few rows
-normal_fim_parallel = GuardedKernel(_GUARD, _GUARD.jit(twin(_normal_fim, "_parallel"), nogil=True, parallel=True, error_model="numpy"))
-normal_fim_serial = GuardedKernel(_GUARD, _GUARD.jit(_normal_fim, nogil=True, error_model="numpy"))
-fo_fim_parallel = GuardedKernel(_GUARD, _GUARD.jit(twin(_fo_fim, "_parallel"), nogil=True, parallel=True, error_model="numpy"))
-fo_fim_serial = GuardedKernel(_GUARD, _GUARD.jit(_fo_fim, nogil=True, error_model="numpy"))
+normal_rows = GuardedKernel(_GUARD, _GUARD.jit(_normal_rows, nogil=True, error_model="numpy",
+                                                pipeline_class=NoAliasCompiler))
+fo_rows = GuardedKernel(_GUARD, _GUARD.jit(_fo_rows, nogil=True, error_model="numpy", pipeline_class=NoAliasCompiler))
+#: batches with at least this many rows are split across the thread pool; fewer run on the calling thread
 PARALLEL_MIN_ROWS = 64
 
 
@@ -461,7 +474,7 @@ def _fo_direct(f, d1, d2, a, b, c, free, ep, fth, L, Lth, omega, om_i, om_j, err
                err_free, err_ab, idx, full, interaction, out):  # pragma: no cover - compiled
     """The FO/FOI FIM of one subject at η = 0 from the model kernel's ψ-derivatives, in one compiled call (the
     evaluator's direct path): the chain rule ψ → (θ, η) (:func:`_chain_rows`) into fth (1, n, pt), L (1, n, E)
-    and, for the full FIM, Lth (1, n, E, pt); then ``_fo_fim`` into out (1, p, p).
+    and, for the full FIM, Lth (1, n, E, pt); then ``_fo_rows`` into out (1, p, p).
 
     f (1, n), d1 (1, n, P), d2 (1, n, P, P) (read only when ``full``); a (1, P), b, c (1, E) from
     ``transform_derivatives`` at η = 0; free (pt,), ep (E,) ψ indices.  Returns False, leaving the caller to
@@ -484,8 +497,8 @@ def _fo_direct(f, d1, d2, a, b, c, free, ep, fth, L, Lth, omega, om_i, om_j, err
                 for m in range(Lth.shape[3]):
                     if not np.isfinite(Lth[0, i, j, m]):
                         return False
-    fo_fim_serial_disp(fth, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx,
-                       full, interaction, out)
+    fo_rows_disp(0, 1, fth, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx,
+                 full, interaction, out)
     p = out.shape[1]
     for r in range(p):
         for s in range(p):
@@ -494,13 +507,27 @@ def _fo_direct(f, d1, d2, a, b, c, free, ep, fth, L, Lth, omega, om_i, om_j, err
     return True
 
 
-fo_fim_serial_disp = fo_fim_serial.disp
+fo_rows_disp = fo_rows.disp
 fo_direct = GuardedKernel(_GUARD, _GUARD.jit(_fo_direct, nogil=True, error_model="numpy"))
 
 
+def _split_rows(kernel, B, *args):
+    """``kernel(lo, hi, *args)`` over rows 0 .. B - 1: batches of at least ``PARALLEL_MIN_ROWS`` rows in contiguous
+    row ranges across the thread pool (the kernels release the GIL; pkdesign.kernels.threads), smaller ones on the
+    calling thread."""
+    if B >= PARALLEL_MIN_ROWS and threads() > 1:
+        kernel(0, 0, *args)  # no rows: compiles or loads the kernel once, under the cache lock
+        disp = kernel.disp
+        run_chunks(lambda s: disp(s.start, s.stop, *args), B)
+    else:
+        kernel(0, B, *args)
+
+
 def normal_fim_kernel(dmu, V, dV, out):
-    (normal_fim_parallel if dmu.shape[0] >= PARALLEL_MIN_ROWS else normal_fim_serial)(dmu, V, dV, out)
+    """The normal-model FIM of every row (:func:`_normal_rows`)."""
+    _split_rows(normal_rows, dmu.shape[0], dmu, V, dV, out)
 
 
-def fo_fim_kernel(f, *args):
-    (fo_fim_parallel if f.shape[0] >= PARALLEL_MIN_ROWS else fo_fim_serial)(f, *args)
+def fo_fim_kernel(dmu, f, *args):
+    """The linearisation FIM of every row (:func:`_fo_rows`, its arguments without lo and hi)."""
+    _split_rows(fo_rows, f.shape[0], dmu, f, *args)

@@ -1,10 +1,10 @@
 """Large batches split across threads: the compiled kernels release the GIL, so the chunks run in parallel.
 
 One pool per process (created on first use), as many threads as the machine has CPUs and numba allows
-(``NUMBA_NUM_THREADS``).  Used by the closed-form model kernels (:mod:`pkdesign.model.compile`) and the ODE solvers
-(:mod:`pkdesign.model.ode`), compiled serial only: a ``prange`` twin of a solver compiled it a second time (4-7 s)
-for no speed.  (The FIM kernels keep their ``prange`` twins: numba's parallel version of the FO kernel runs ~10%
-faster per row even on one thread, worth its 10 s of compilation once per installation.)  Imports nothing from the
+(``NUMBA_NUM_THREADS``).  Used by the closed-form model kernels (:mod:`pkdesign.model.compile`), the ODE solvers
+(:mod:`pkdesign.model.ode`) and the FIM kernels (:mod:`pkdesign.kernels.normal_fim`), all compiled serial only: a
+``prange`` twin compiled a kernel a second time (4-7 s for a solver, 11 s for the FO FIM kernel) for no speed once
+the serial kernel's arrays are declared ``noalias`` as numba declares a ``prange`` body's.  Imports nothing from the
 rest of pkdesign.
 """
 
