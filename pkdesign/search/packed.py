@@ -12,7 +12,20 @@ algorithms need are linear in them:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+
+
+@lru_cache(maxsize=None)
+def _triangle(p: int) -> tuple:
+    """(rows, columns, weights) of the packed entries of a p × p matrix: the upper triangle row by row, and 1 on the
+    diagonal, 2 off it (an off-diagonal entry stands for two); read-only arrays, computed once per p."""
+    i, j = np.triu_indices(p)
+    twice = np.where(i == j, 1.0, 2.0)
+    for a in (i, j, twice):
+        a.flags.writeable = False
+    return i, j, twice
 
 
 class PackedFIMs:
@@ -31,7 +44,7 @@ class PackedFIMs:
     @staticmethod
     def triangle(p: int) -> tuple:
         """Row and column indices of the packed entries (upper triangle, row by row)."""
-        return np.triu_indices(p)
+        return _triangle(p)[:2]
 
     @classmethod
     def empty(cls, C: int, K: int, p: int) -> "PackedFIMs":
@@ -99,7 +112,7 @@ class PackedFIMs:
         G = np.asarray(G)
         if G.ndim == 2:
             G = G[None]
-        i, j = self.triangle(self.p)
-        g = np.where(i == j, 1.0, 2.0) * 0.5 * (G[:, i, j] + G[:, j, i])  # (K, q): off-diagonal counted twice
+        i, j, twice = _triangle(self.p)
+        g = twice * 0.5 * (G[:, i, j] + G[:, j, i])  # (K, q): off-diagonal counted twice
         C = self.data.shape[0]
         return self.data.reshape(C, -1) @ g.ravel()
