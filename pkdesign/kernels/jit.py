@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 
 import numba
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
 
 try:  # POSIX advisory locks; elsewhere processes only rely on atomic renames
     import fcntl
@@ -455,3 +456,14 @@ def rebind(py_func, name: str, namespace: dict | None = None, filename: str | No
     f.__module__ = glb.get("__name__", py_func.__module__)
     f.__doc__ = py_func.__doc__
     return f
+
+
+class NoAliasCompiler(CompilerBase):
+    """numba's nopython pipeline with the array arguments declared ``noalias`` (as numba declares them for the body
+    of a ``prange`` loop), passed as ``pipeline_class``: for kernels none of whose arguments overlaps another that
+    the kernel writes.  LLVM may then keep values in registers across stores and vectorise more (the FO FIM kernel:
+    ~8% faster per row)."""
+
+    def define_pipelines(self):
+        self.state.flags.noalias = True
+        return [DefaultPassBuilder.define_nopython_pipeline(self.state)]

@@ -17,9 +17,8 @@ took 11 s, up to 23 s on a busy machine, once per installation, for the same spe
 """
 
 import numpy as np
-from numba.core.compiler import CompilerBase, DefaultPassBuilder
 
-from .jit import CachedJit, GuardedKernel
+from .jit import CachedJit, GuardedKernel, NoAliasCompiler
 from .threads import run_chunks, threads
 
 #: this module's numba cache files are verified before first use (see pkdesign.kernels.jit)
@@ -28,15 +27,6 @@ _GUARD = CachedJit(label="FIM kernels")
 
 def _cached(**options):
     return lambda f: _GUARD.jit(f, **options)
-
-
-class NoAliasCompiler(CompilerBase):
-    """numba's nopython pipeline with the array arguments declared ``noalias`` (as numba declares them for the
-    body of a ``prange`` loop): for kernels whose written arrays never overlap another argument."""
-
-    def define_pipelines(self):
-        self.state.flags.noalias = True
-        return [DefaultPassBuilder.define_nopython_pipeline(self.state)]
 
 
 @_cached(nogil=True, error_model="numpy", inline="always")
