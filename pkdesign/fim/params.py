@@ -174,10 +174,27 @@ class PopulationParameters:
                 u[:, k] += eta[:, j]
         return u
 
+    def _at_zero(self, eta, active):
+        """(ψ, transform derivatives) at η = 0 for one row with every η active, computed once per θ (copies are
+        handed out; the FO linearisation point, asked for by every FO FIM), or None for any other η."""
+        if active is not None or eta.shape[0] != 1 or eta.any():
+            return None
+        key = self.theta.tobytes()
+        hit = self.__dict__.get("_zero")
+        if hit is None or hit[0] != key:
+            zero = np.zeros((1, self.n_eta))
+            hit = (key, self._psi(zero, None), self._transform(zero, None))
+            object.__setattr__(self, "_zero", hit)  # frozen dataclass: a cache, not state
+        return hit[1:]
+
     def psi(self, eta: np.ndarray, active=None) -> np.ndarray:
         """Individual parameters for draws ``eta`` (K, n_eta) -> (K, n_psi): ψ_k = θ_k·e^u, θ_k + u or
         θ_k(1 + u) with u the sum of the (``active``) η's of parameter k."""
         eta = np.atleast_2d(eta)
+        zero = self._at_zero(eta, active)
+        return zero[0].copy() if zero is not None else self._psi(eta, active)
+
+    def _psi(self, eta, active):
         u = self._u(eta, active)
         psi = np.repeat(self.theta[None, :], eta.shape[0], axis=0)
         for k, m in self._models().items():
@@ -202,6 +219,10 @@ class PopulationParameters:
         have b = c = e = 0.
         """
         eta = np.atleast_2d(eta)
+        zero = self._at_zero(eta, active)
+        return tuple(x.copy() for x in zero[1]) if zero is not None else self._transform(eta, active)
+
+    def _transform(self, eta, active):
         K = eta.shape[0]
         u = self._u(eta, active)
         a = np.ones((K, self.theta.size))
