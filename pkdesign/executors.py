@@ -124,8 +124,9 @@ def gather(futures, what: str) -> list:
 
 
 def _call(parent_pid: int, fn, args, kwargs):
-    """Run ``fn`` in a worker: in another process, numba's parallel kernels and pkdesign's thread pool get one
-    thread (the processes are the parallelism; N workers x N threads would oversubscribe the cores)."""
+    """Run ``fn`` in a worker: in another process, pkdesign's thread pool (model kernels, ODE solvers, FIM kernels)
+    and numba's threads (a user's parallel kernel) get one thread (the processes are the parallelism; N workers x N
+    threads would oversubscribe the cores)."""
     import os
 
     if os.getpid() != parent_pid:
@@ -135,7 +136,7 @@ def _call(parent_pid: int, fn, args, kwargs):
 
         if numba.get_num_threads() != 1:
             numba.set_num_threads(1)
-        single_threaded()  # and pkdesign's own thread pool (model kernels, ODE solvers) is not used
+        single_threaded()  # and pkdesign's own thread pool is not used
     return fn(*args, **kwargs)
 
 
