@@ -201,6 +201,54 @@ def test_package_style_kernel_cache_is_verified(tmp_path):
     assert "CacheWarning" not in call()
 
 
+def test_files_numba_would_never_load_again_are_removed_after_a_compile(tmp_path, monkeypatch):
+    """An edited module (a package upgrade, a regenerated model) leaves the cache files of its removed or moved
+    functions behind: numba ignores an index whose source stamp is not the file's, and overwrites it only when
+    the same function is compiled again.  After the next compilation in the module they are gone, the manifest
+    lists what is left, and the other kernels' files are kept."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = tmp_path / "prunemod.py"
+
+    def load(text):
+        mod.write_text(textwrap.dedent(text))
+        sys.modules.pop("prunemod", None)
+        importlib.invalidate_caches()
+        return importlib.import_module("prunemod")
+
+    v1 = load('''
+        from pkdesign.kernels.jit import CachedJit, GuardedKernel
+        _G = CachedJit()
+        def _gone(x):
+            return x + 1.0
+        def _kept(x):
+            return 2.0 * x
+        gone = GuardedKernel(_G, _G.jit(_gone))
+        kept = GuardedKernel(_G, _G.jit(_kept))
+    ''')
+    assert v1.gone(1.0) == 2.0 and v1.kept(1.0) == 2.0
+    cache = tmp_path / "__pycache__"
+    files = lambda name: sorted(p.name for p in cache.glob(f"prunemod.{name}-*"))  # noqa: E731
+    assert files("_gone") and files("_kept")
+    v2 = load('''
+        from pkdesign.kernels.jit import CachedJit, GuardedKernel
+        _G = CachedJit()
+        # _gone was removed and _kept moved down a line: their old files are stale
+        def _kept(x):
+            return 2.0 * x
+        kept = GuardedKernel(_G, _G.jit(_kept))
+    ''')
+    assert v2.kept(3.0) == 6.0  # compiled again (numba ignores the stale index), then the module is pruned
+    assert not files("_gone")
+    kept = files("_kept")
+    line = v2._kept.__code__.co_firstlineno
+    assert kept and all(n.startswith(f"prunemod._kept-{line}.") for n in kept), kept  # only at its new line
+    manifest = json.loads((cache / "prunemod.pkdesign-manifest.json").read_text())["files"]
+    assert sorted(manifest) == sorted(p.name for p in cache.glob("prunemod.*") if p.suffix in (".nbi", ".nbc"))
+    sys.modules.pop("prunemod", None)
+
+
 def test_ctrl_c_during_compile_exits_130_and_leaves_a_valid_cache(tmp_path):
     child = textwrap.dedent('''
         import signal

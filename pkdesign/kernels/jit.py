@@ -10,7 +10,9 @@ Two kinds of artefact live on disk:
   module whose functions are jitted with caching: a manifest ``<stem>.pkdesign-manifest.json``
   beside them records the SHA-256 of each file that numba wrote.  Before the first use of a
   module's kernels in a process, any file of that module that is absent from the manifest or
-  differs from it is removed, so numba recompiles instead of loading it.
+  differs from it is removed, so numba recompiles instead of loading it. After a compilation, the files of the
+  module's functions that numba would never load again (written for an earlier state of the source file:
+  removed, renamed or moved functions) are removed too, so an edited or upgraded package does not pile them up.
 
 On any mismatch or read error the artefact is rebuilt, with one :class:`CacheWarning` naming the
 path.  When the cache cannot be written (a regular file where the directory should be, no
@@ -29,6 +31,7 @@ import logging
 import hashlib
 import json
 import os
+import pickle
 import sys
 import threading
 import types
@@ -208,6 +211,15 @@ def _cache_location(disp):
     return Path(path), stem
 
 
+def _freshness(disp):
+    """(source stamp, numba version) that numba writes into this dispatcher's cache index, or None."""
+    cache_file = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+    try:
+        return cache_file._source_stamp, cache_file._version
+    except AttributeError:  # pragma: no cover - numba internals changed
+        return None
+
+
 def _index_exists(disp) -> bool:
     """Whether numba has a cache index for this function (if not, the next compile is a real one)."""
     cache = getattr(disp, "_cache", None)
@@ -287,6 +299,32 @@ def verify_numba_cache(directory: Path, stem: str) -> bool:
     return ok
 
 
+def prune_stale_numba_files(directory: Path, stem: str, stamp, version: str) -> None:
+    """Remove the numba cache files of module ``stem`` that numba would never load again: those of a function whose
+    index was written by this numba ``version`` for another state of the source file (numba's freshness ``stamp``,
+    the file's modification time and size).  numba overwrites such an index only when the same function (name and
+    line) is compiled again, so the files of a function that was removed, renamed or moved (an edited or upgraded
+    package, a regenerated model) stayed forever.  Files of another Python or numba version, and an index that
+    cannot be read, are left alone.  Called under the module's lock, after a compilation."""
+    tag = f".py{sys.version_info[0]}{sys.version_info[1]}."
+    names = [n for n in _cache_files(directory, stem) if tag in n]
+    for index in (n for n in names if n.endswith(".nbi")):
+        try:
+            with open(directory / index, "rb") as fh:
+                if pickle.load(fh) != version:
+                    continue
+                old_stamp = pickle.loads(fh.read())[0]
+        except Exception:  # noqa: BLE001 - unreadable: verification deals with damaged files
+            continue
+        if old_stamp == stamp:
+            continue
+        func = _function_of(index)
+        for n in names:
+            if _function_of(n) == func:
+                with contextlib.suppress(OSError):
+                    (directory / n).unlink()
+
+
 def record_numba_cache(directory: Path, stem: str) -> None:
     """Write the manifest of the numba cache files of module ``stem`` as they are now."""
     files = {n: h for n in _cache_files(directory, stem) if (h := _hash_file(directory / n)) is not None}
@@ -346,6 +384,7 @@ class CachedJit:
         self.enabled = enabled
         self.location = None
         self.label = label
+        self._freshness = None  # (stamp, numba version) of the module's source, as numba's cache sees it
 
     def jit(self, py_func, signature=None, **options):
         disp = None
@@ -363,6 +402,7 @@ class CachedJit:
                     disp = None
                 elif self.location is None:
                     self.location = loc
+                    self._freshness = _freshness(disp)
                     self.prepare()
                     if not self.enabled:
                         disp = None
@@ -397,7 +437,10 @@ class CachedJit:
             _VERIFIED.add((directory, stem))
 
     def record(self) -> None:
+        """After a compilation: drop the module's files numba would never load again, then rewrite the manifest."""
         if self.enabled and self.location is not None:
+            if self._freshness is not None:
+                prune_stale_numba_files(*self.location, *self._freshness)
             record_numba_cache(*self.location)
 
 
