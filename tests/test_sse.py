@@ -110,3 +110,31 @@ def test_fo_likelihood_value_and_gradient(name, edit):
         fd[k] = (nll(up)[0] - nll(down)[0]) / (2 * h)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
 
+
+
+def test_a_sample_without_information_leaves_the_likelihood_and_the_sse_unchanged():
+    """A pre-dose sample under a proportional-only error is 0 whatever the parameters (zero variance, no
+    derivative): the FIM ignores it, and so must the SSE's likelihood (it made V singular: no replicate
+    converged).  Same simulated study with and without that sample: the same NLL and gradient."""
+    from dataclasses import replace
+
+    from pkdesign.reestimation import _FOLikelihood, _simulate
+
+    spec, model = compiled("warfarin_prop")
+    g = spec.default_design.groups[0]
+    pre = pk.Design((replace(g, times={k: np.concatenate([[0.0], v]) for k, v in g.times.items()}),),
+                    spec.default_design.window)
+    res = pk.evaluate_fim(model, pre, fim="full")
+    values = dict(zip(res.names, res.values))
+    assert res.logdet == pytest.approx(pk.evaluate_fim(model, spec.default_design, fim="full").logdet, rel=1e-12)
+    data = _simulate(model, pre, np.random.SeedSequence(4))
+    (grp, t, idx, Y), = data
+    assert t[0] == 0.0 and np.all(Y[:, 0] == 0.0)
+    with_pre = _FOLikelihood(model, values, data)
+    without = _FOLikelihood(model, values, [(grp, t[1:], idx[1:], Y[:, 1:])])
+    a = np.asarray(res.values) * np.exp(np.random.default_rng(1).normal(0, 0.1, len(res.values)))
+    (v1, g1), (v2, g2) = with_pre(a), without(a)
+    assert np.isfinite(v1) and v1 == pytest.approx(v2, rel=1e-12)
+    np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-12 * np.abs(g2).max())
+    r = pk.sse(model, pre, replicates=6, seed=1)
+    assert r.converged.all() and r.converged.size == 6

@@ -17,7 +17,8 @@ import numpy as np
 
 from .jit import CachedJit, GuardedKernel
 from .normal_fim import (add_residual_variance, cholesky_inverse, clear_derivatives, derivative_kinds,
-                         linearised_variance, omega_derivatives, residual_derivatives, row_work, theta_derivatives)
+                         linearised_variance, omega_derivatives, residual_derivatives, row_work, theta_derivatives,
+                         unit_variance_if_silent)
 
 _GUARD = CachedJit(label="FO likelihood kernel")
 
@@ -41,6 +42,7 @@ def _fo_nll(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_f
     theta_derivatives(dV, Lth, LO, f, fth, idx, err_out, err_prop, err_var, err_ab, False)
     omega_derivatives(dV, L, om_i, om_j, kind, pt, idx, err_out, err_prop, err_var, False)
     residual_derivatives(dV, f, Sd, pt + n_om, idx, err_out, err_prop, err_var, err_free, err_ab, False)
+    unit_variance_if_silent(fth, V, dV, kind)  # as the FIM does: a pre-dose sample under a proportional-only error
     if not cholesky_inverse(V, C, Ci, Vi):
         return np.nan
     # K = m V⁻¹ − V⁻¹ S V⁻¹ (symmetric); the value from tr(V⁻¹ S) and ln det V = 2 Σ ln C_jj

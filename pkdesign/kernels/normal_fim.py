@@ -65,20 +65,13 @@ def cholesky_inverse(V, C, Ci, Vi):  # pragma: no cover - compiled
     return True
 
 
-@_cached(nogil=True, error_model="numpy", pipeline_class=NoAliasCompiler)
-def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover - compiled
-    """The FIM of one row, dmu (n, q), V (n, n), dV (p, n, n) -> out (p, p), with caller-supplied work arrays C, Ci,
-    Vi (n, n; C zeroed once: its upper triangle is never written), M (p, n, n), nz (p,).  kind[a] = 1 declares
-    dV[a] diagonal, kind[a] = 2 rank one, dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not
-    read), kind[a] = 3 zero (dV[a] is not read: the fixed effects of a reduced FIM), else dense.  M's rows
-    M[c, 0] hold C⁻¹ dmu_c first (q <= p).  No argument may overlap another (compiled ``noalias``).  A rank-one
-    derivative (the variance of one random effect under FO/FOCE: L_k L_kᵀ) costs V⁻¹u (n²) instead of V⁻¹ dV[a]
-    (n³): ½ tr(V⁻¹ dV_a V⁻¹ dV_c) is ½ (u_aᵀ V⁻¹ u_c)² against another rank-one one, ½ Σ_i (V⁻¹u_a)_i² d_i
-    against a diagonal one and ½ (V⁻¹u_a)ᵀ dV_c (V⁻¹u_a) against a dense one.
-
-    An observation with zero variance, zero covariances and no derivative (a pre-dose sample with a
-    proportional-only error: y = 0 whatever the parameters) carries no information: its variance is
-    set to 1 in ``V`` (which leaves the FIM unchanged) instead of making V singular."""
+@_cached(nogil=True, error_model="numpy", inline="always")
+def unit_variance_if_silent(dmu, V, dV, kind):  # pragma: no cover - compiled
+    """Set to 1 the variance of each observation that carries no information: zero variance, zero covariances and
+    no derivative (a pre-dose sample with a proportional-only error: y = 0 whatever the parameters), instead of
+    leaving V singular.  dmu (n, q), V (n, n), dV (p, n, n) with ``kind`` as in ``row_fim_work``.  It changes
+    neither the FIM nor the FO likelihood's optimum: the observation's term (½ e² with e = 0 when simulated) does not
+    depend on the parameters."""
     n, q = dmu.shape
     p = dV.shape[0]
     for i in range(n):
@@ -106,6 +99,24 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover -
                         silent = False
         if silent:
             V[i, i] = 1.0
+
+
+@_cached(nogil=True, error_model="numpy", pipeline_class=NoAliasCompiler)
+def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover - compiled
+    """The FIM of one row, dmu (n, q), V (n, n), dV (p, n, n) -> out (p, p), with caller-supplied work arrays C, Ci,
+    Vi (n, n; C zeroed once: its upper triangle is never written), M (p, n, n), nz (p,).  kind[a] = 1 declares
+    dV[a] diagonal, kind[a] = 2 rank one, dV[a] = u uᵀ with u given in the row dV[a, 0] (the rest of dV[a] is not
+    read), kind[a] = 3 zero (dV[a] is not read: the fixed effects of a reduced FIM), else dense.  M's rows
+    M[c, 0] hold C⁻¹ dmu_c first (q <= p).  No argument may overlap another (compiled ``noalias``).  A rank-one
+    derivative (the variance of one random effect under FO/FOCE: L_k L_kᵀ) costs V⁻¹u (n²) instead of V⁻¹ dV[a]
+    (n³): ½ tr(V⁻¹ dV_a V⁻¹ dV_c) is ½ (u_aᵀ V⁻¹ u_c)² against another rank-one one, ½ Σ_i (V⁻¹u_a)_i² d_i
+    against a diagonal one and ½ (V⁻¹u_a)ᵀ dV_c (V⁻¹u_a) against a dense one.
+
+    An observation with zero variance, zero covariances and no derivative carries no information: its variance
+    is set to 1 in ``V`` (:func:`unit_variance_if_silent`; the FIM is unchanged) instead of making V singular."""
+    n, q = dmu.shape
+    p = dV.shape[0]
+    unit_variance_if_silent(dmu, V, dV, kind)
     if not cholesky_inverse(V, C, Ci, Vi):
         for a in range(p):
             for c in range(p):
