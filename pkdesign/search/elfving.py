@@ -62,9 +62,12 @@ def polish(c, times, bounds, infos):
     def eq(x):
         return G(x[:m]).T @ x[m:] - c
 
-    res = minimize(lambda x: float(sign @ x[m:]), np.r_[times, u0], jac=lambda x: np.r_[np.zeros(m), sign],
+    # the objective scaled to ~1 at the start: SLSQP's ftol is absolute, and 1e-15 on Σ|u| ~ 50 asked for the last
+    # bits of the value, which some starts never settled (500 iterations, then dropped)
+    h0 = max(float(np.sum(np.abs(u0))), 1e-300)
+    res = minimize(lambda x: float(sign @ x[m:]) / h0, np.r_[times, u0], jac=lambda x: np.r_[np.zeros(m), sign / h0],
                    method="SLSQP", bounds=list(map(tuple, bounds)) + [(0, None) if s > 0 else (None, 0) for s in sign],
-                   constraints=[{"type": "eq", "fun": eq}], options={"ftol": 1e-15, "maxiter": 500})
+                   constraints=[{"type": "eq", "fun": eq}], options={"ftol": 1e-14, "maxiter": 500})
     if not res.success or np.linalg.norm(eq(res.x)) > 1e-9 * np.linalg.norm(c):
         return None
     t, u = res.x[:m], res.x[m:]
