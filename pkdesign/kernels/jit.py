@@ -301,11 +301,13 @@ def verify_numba_cache(directory: Path, stem: str) -> bool:
 
 def prune_stale_numba_files(directory: Path, stem: str, stamp, version: str) -> None:
     """Remove the numba cache files of module ``stem`` that numba would never load again: those of a function whose
-    index was written by this numba ``version`` for another state of the source file (numba's freshness ``stamp``,
-    the file's modification time and size).  numba overwrites such an index only when the same function (name and
-    line) is compiled again, so the files of a function that was removed, renamed or moved (an edited or upgraded
-    package, a regenerated model) stayed forever.  Files of another Python or numba version, and an index that
-    cannot be read, are left alone.  Called under the module's lock, after a compilation."""
+    index was written by this numba ``version`` for another state of the source file (numba's freshness ``stamp``:
+    a digest of the file).  numba overwrites such an index only when the same function (name and line) is compiled
+    again, so the files of a function that was removed, renamed or moved (an edited or upgraded package, a
+    regenerated model) stayed forever.  Files of another Python or numba version and an index that cannot be read
+    are left alone.  (A process still running an older version of the file removes the newer files when it
+    compiles: the next process recompiles them, never loads anything stale.)  Called under the module's lock,
+    after a compilation."""
     tag = f".py{sys.version_info[0]}{sys.version_info[1]}."
     names = [n for n in _cache_files(directory, stem) if tag in n]
     for index in (n for n in names if n.endswith(".nbi")):
@@ -384,7 +386,7 @@ class CachedJit:
         self.enabled = enabled
         self.location = None
         self.label = label
-        self._freshness = None  # (stamp, numba version) of the module's source, as numba's cache sees it
+        self._freshness = None  # (stamp, numba version) of the module's source file, as numba's cache index has it
 
     def jit(self, py_func, signature=None, **options):
         disp = None
