@@ -138,3 +138,17 @@ def test_a_sample_without_information_leaves_the_likelihood_and_the_sse_unchange
     np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-12 * np.abs(g2).max())
     r = pk.sse(model, pre, replicates=6, seed=1)
     assert r.converged.all() and r.converged.size == 6
+
+
+def test_the_likelihood_kernel_cache_follows_the_builders_it_inlines():
+    """numba's cache key holds a function's own bytecode, not its callees': the likelihood kernel inlines
+    normal_fim.py's builders, so its compiled name carries a digest of both files (an edited normal_fim.py
+    must not load machine code built from the old builders)."""
+    import hashlib
+    from pathlib import Path
+
+    from pkdesign.kernels import fo_likelihood, normal_fim
+
+    digest = hashlib.sha256(Path(normal_fim.__file__).read_bytes()
+                            + Path(fo_likelihood.__file__).read_bytes()).hexdigest()[:12]
+    assert fo_likelihood.fo_nll.disp.py_func.__name__ == f"_fo_nll_{digest}"

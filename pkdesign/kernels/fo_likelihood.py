@@ -13,9 +13,13 @@ the likelihood and the FIM describe one model; ∂V/∂ω_kk is rank one (L_k L_
 diagonal.
 """
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
-from .jit import CachedJit, GuardedKernel
+from . import normal_fim
+from .jit import CachedJit, GuardedKernel, rebind
 from .normal_fim import (add_residual_variance, cholesky_inverse, clear_derivatives, derivative_kinds,
                          linearised_variance, omega_derivatives, residual_derivatives, row_work, theta_derivatives,
                          unit_variance_if_silent)
@@ -75,4 +79,8 @@ def _fo_nll(f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_f
     return nll
 
 
-fo_nll = GuardedKernel(_GUARD, _GUARD.jit(_fo_nll, nogil=True, error_model="numpy"))
+#: numba's cache key holds ``_fo_nll``'s own bytecode and this file's digest, not the builders it inlines from
+#: normal_fim.py: the compiled function is named after a digest of both sources, so that an edited or upgraded
+#: normal_fim.py gets new cache entries instead of loading machine code built from the old builders
+SOURCES = hashlib.sha256(Path(normal_fim.__file__).read_bytes() + Path(__file__).read_bytes()).hexdigest()[:12]
+fo_nll = GuardedKernel(_GUARD, _GUARD.jit(rebind(_fo_nll, f"_fo_nll_{SOURCES}"), nogil=True, error_model="numpy"))
