@@ -19,7 +19,7 @@ took 11 s, up to 23 s on a busy machine, once per installation, for the same spe
 import numpy as np
 
 from .jit import CachedJit, GuardedKernel, NoAliasCompiler
-from .threads import run_chunks, threads
+from .threads import split
 
 #: this module's numba cache files are verified before first use (see pkdesign.kernels.jit)
 _GUARD = CachedJit(label="FIM kernels")
@@ -516,12 +516,7 @@ def _split_rows(kernel, B, *args):
     """``kernel(lo, hi, *args)`` over rows 0 .. B - 1: batches of at least ``PARALLEL_MIN_ROWS`` rows in contiguous
     row ranges across the thread pool (the kernels release the GIL; pkdesign.kernels.threads), smaller ones on the
     calling thread."""
-    if B >= PARALLEL_MIN_ROWS and threads() > 1:
-        kernel(0, 0, *args)  # no rows: compiles or loads the kernel once, under the cache lock
-        disp = kernel.disp
-        run_chunks(lambda s: disp(s.start, s.stop, *args), B)
-    else:
-        kernel(0, B, *args)
+    split(lambda s: kernel(s.start, s.stop, *args), B, PARALLEL_MIN_ROWS)  # the first call loads under the lock
 
 
 def normal_fim_kernel(dmu, V, dV, out):

@@ -59,3 +59,12 @@ def run_chunks(run, n: int, parts: int | None = None) -> None:
             for c in np.array_split(np.arange(n), parts or threads()) if c.size]
     for job in jobs:
         job.result()
+
+
+def split(run, n: int, minimum: int) -> None:
+    """``run(slice)`` over ``range(n)``: in contiguous chunks across the pool (:func:`run_chunks`) when ``n >= minimum``
+    and there is more than one thread, else once on the calling thread."""
+    if n >= minimum and threads() > 1:
+        run_chunks(run, n)
+    else:
+        run(slice(0, n))

@@ -40,7 +40,7 @@ from ..kernels.jit import CachedJit
 from .cache import generator_fingerprint, load_generated_module, spec_hash
 from .runtime import dose_arrays, output_buffers, output_keys, prepare_inputs
 from .spec import ModelSpec
-from ..kernels.threads import run_chunks, threads
+from ..kernels.threads import split
 from .protocol import ModelDisplay, PicklesBySpec
 
 _LOCK = threading.Lock()
@@ -199,11 +199,7 @@ class OdeModel(ModelDisplay, PicklesBySpec):
             run(psi2[sl], *fixed, res["f"][sl], res["d1"][sl], res["dt"][sl], d2 if order < 2 else d2[sl],
                 status[sl], fail[sl], table)
 
-        nv = psi2.shape[0]
-        if nv >= PARALLEL_MIN_VECTORS and threads() > 1:
-            run_chunks(chunk, nv)  # the solver releases the GIL
-        else:
-            chunk(slice(0, nv))
+        split(chunk, psi2.shape[0], PARALLEL_MIN_VECTORS)  # the solver releases the GIL
 
     def evaluate(self, psi, times, regimen: Regimen | None = None, output=None, order: int = 1, out=None):
         """Same contract as :meth:`CompiledModel.evaluate` (ψ batch × times; f, d1, dt, d2; ``out``)."""
