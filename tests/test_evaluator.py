@@ -48,14 +48,14 @@ def test_evaluator_bad_input():
                                   "warfarin_prop"])
 @pytest.mark.parametrize("fim", ["reduced", "full"])
 def test_direct_fo_path_is_taken_and_bit_identical(name, fim):
-    """FO/FOI on closed forms go through _FOPlan (prepared buffers); the numbers are evaluate_fim's, bit for
-    bit, also after new times and back, and for FOI."""
+    """FO/FOI go through fim.plan.FOPlan (prepared buffers); the numbers are evaluate_fim's, bit for bit, also
+    after new times (of the same and of another size) and back, and for FOI."""
     spec, model = compiled(name)
     d = spec.default_design
     for approx in ("fo", "foi"):
         ev = pk.fim_evaluator(model, d, approx, fim)
         assert all(p is not None for p in ev._plans)
-        assert all(p() is not None for p in ev._plans)  # each group's FIM from the one compiled call
+        assert all(p(part[5][None], part[6]) is not None for p, part in zip(ev._plans, ev._parts))
         ref = pk.evaluate_fim(model, d, approx, fim, check=False).matrix
         np.testing.assert_array_equal(ev(), ref)
         np.testing.assert_array_equal(ev(), ref)  # the buffers are reused
@@ -66,20 +66,52 @@ def test_direct_fo_path_is_taken_and_bit_identical(name, fim):
         np.testing.assert_array_equal(ev(times=[t]), pk.evaluate_fim(model, other, fim=fim).matrix)
         np.testing.assert_array_equal(ev(), pk.evaluate_fim(model, d, fim=fim).matrix)
         np.testing.assert_array_equal(ev(times=[t[:5]]), pk.evaluate_fim(model, pk.Design((pk.Group(
-            d.groups[0].n, {"conc": t[:5]}, d.groups[0].regimen),)), fim=fim).matrix)  # another size: general path
+            d.groups[0].n, {"conc": t[:5]}, d.groups[0].regimen),)), fim=fim).matrix)  # another size: another layout
 
 
-def test_direct_path_hands_problems_to_the_general_one():
-    """Whatever the direct path cannot vouch for (here: a kernel that returns NaN) is recomputed by the general
-    path, which gives the number or the explaining error; never a NaN FIM."""
+@pytest.mark.parametrize("spoil", [0, 1])
+def test_direct_path_hands_problems_to_the_general_one(spoil):
+    """Whatever the direct path cannot vouch for (here: a model kernel that returns NaN, in the prediction or in
+    a derivative) is recomputed by the general path, which gives the number or the explaining error; never a NaN
+    FIM."""
     spec, model = compiled("warfarin")
     ev = pk.fim_evaluator(model, spec.default_design)
     plan = ev._plans[0]
     real = plan.kernel
 
-    def broken(psi, t, idx, *rest):
-        real(psi, t, idx, *rest)
-        rest[3][...] = np.nan  # f
+    def broken(psi, t, idx, dose_t, dose_a, dose_d, *outputs):  # outputs: f, d1, dt
+        real(psi, t, idx, dose_t, dose_a, dose_d, *outputs)
+        outputs[spoil][...] = np.nan
 
     plan.kernel = broken
+    assert plan(ev._parts[0][5][None], ev._parts[0][6]) is None
     np.testing.assert_array_equal(ev(), pk.evaluate_fim(model, spec.default_design, check=False).matrix)
+
+
+@pytest.mark.parametrize("name, approx", [("warfarin", "fo"), ("warfarin_prop", "foi"), ("effect_compartment", "fo"),
+                                          ("warfarin_ode", "fo"), ("warfarin", "foce")])
+@pytest.mark.parametrize("fim", ["reduced", "full"])
+def test_schedule_plan_equals_the_general_path(name, approx, fim):
+    """fim.plan.SchedulePlan (what schedule_fims and the searches call) against predict + linearized_fims without
+    any preparation (``approx.schedules``): bit for bit, for batches that run on the calling thread (1, 7 rows;
+    the compiled chain rule where the general path uses numpy) and across threads (70 rows), on a closed form and
+    an ODE model (the direct path), and on FOCE (the general path with the plan's parameters)."""
+    from pkdesign.fim.api import _check_choice, _parameters
+    from pkdesign.fim.plan import SchedulePlan
+
+    spec, model = compiled(name)
+    g = spec.default_design.groups[0]
+    t0, idx = g.observations(spec.output_names)
+    ap, _ = _check_choice(approx, fim)
+    pp = _parameters(model, None)
+    kw = {"draws": 8, "seed": 3} if approx == "foce" else {}
+    plan = SchedulePlan(model, pp, idx, g.regimen, ap, fim == "full", **kw)
+    assert (plan.direct is not None) == (approx != "foce")
+    rng = np.random.default_rng(1)
+    for B in (1, 7, 70, 7):  # 7 again: the layout of that shape is reused
+        times = np.sort(t0[None] * rng.uniform(0.5, 1.5, (B, t0.size)), axis=1)
+        ref = ap.schedules(model, pp, times, idx, g.regimen, fim == "full", "candidates", **kw)
+        got = plan(times)
+        np.testing.assert_array_equal(got, ref)
+        if B > 1:
+            np.testing.assert_array_equal(pk.schedule_fims(model, times, idx, g.regimen, approx, fim, **kw)[1], ref)

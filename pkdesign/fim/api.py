@@ -19,6 +19,7 @@ from ..executors import check_executor, gather, submit
 from ..model.runtime import output_index
 from .approximations import CHUNK, DEFAULT_IS_SAMPLES, SubjectFIM, get_approximation
 from .params import covariate_cases, population_parameters
+from .plan import SchedulePlan
 from .predict import predict
 from .result import FIMResult
 
@@ -276,7 +277,7 @@ def schedule_fims(model, times, idx=None, regimen=None, approximation: str = "fo
     if np.any(times < 0) or not np.all(np.isfinite(times)):
         raise DesignError(f"{where}: times must be finite and >= 0")
     idx = np.zeros(times.shape[1], dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
-    F = pp.collapse_fim(approx.schedules(model, pp, times, idx, regimen, fim == "full", where, draws=draws, seed=seed))
+    F = SchedulePlan(model, pp, idx, regimen, approx, fim == "full", where=where, draws=draws, seed=seed)(times)
     names = list(pp.names if pp.collapse is None else _parameters(model, values).names)
     if parameters is not None:
         unknown = [n for n in parameters if n not in names]

@@ -5,12 +5,11 @@ array, ``ev(times=..., values=...)`` the FIM for other sampling times or paramet
 its ln det.  The numbers are ``evaluate_fim``'s (same approximation objects, same seed streams); what is
 skipped per call is the design validation, the silent-sample check and building a ``FIMResult``.
 
-FO and FOI on a closed-form model at the model's parameter values (the common case of a loop over sampling
-times) take a direct path, :class:`_FOPlan`: per group, the parameter vector, the ψ-transform at η = 0, the
-dose arrays and every output buffer are prepared once, and a call is the model kernel and one compiled call
-(``kernels.normal_fim.fo_direct``: the chain rule of ``predict.chain_rule``, the finiteness checks and the FO
-kernel, as in ``evaluate_fim``: the same numbers, bit for bit); anything unusual on the way (a non-finite
-prediction, a singular covariance) is handed to the general path, which explains it.
+FO and FOI at the model's parameter values (the common case of a loop over sampling times) take the direct path
+of :mod:`pkdesign.fim.plan` (``FOPlan``: per group, the parameter vector, the ψ-transform at η = 0, the dose
+arrays and every buffer prepared once; a call is the model kernel, the compiled chain rule and the FO kernel, as in
+``evaluate_fim``: the same numbers, bit for bit); anything unusual on the way (a non-finite prediction, a
+singular covariance) is handed to the general path, which explains it.
 """
 
 from __future__ import annotations
@@ -18,58 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DesignError
-from ..kernels.jit import GuardedKernel
 from ..regimen import check_times
 from .api import _check_choice, _collapsed, _parameters, group_cases, silent_samples
-from .linearized import STRUCTURED_ABOVE
-
-
-class _FOPlan:
-    """The FO/FOI FIM of one group at fixed parameter values, on preallocated buffers (see the module)."""
-
-    def __init__(self, model, pp, t, idx, regimen, full: bool, interaction: bool):
-        from ..kernels.normal_fim import fo_direct
-
-        self.fo_kernel = fo_direct  # the guarded entry point first (verifies the cache), then its dispatcher
-        order = 2 if full else 1
-        self.kernel = model.kernel(order)
-        self.full, self.interaction = full, interaction
-        self.psi = np.ascontiguousarray(pp.psi(np.zeros((1, pp.n_eta))))
-        a, b, c, _ = pp.transform_derivatives(np.zeros((1, pp.n_eta)))
-        self.free = np.ascontiguousarray(pp.free, dtype=np.int64)
-        self.ep = np.ascontiguousarray(pp.eta_par, dtype=np.int64)
-        self.abc = tuple(np.ascontiguousarray(x, dtype=float) for x in (a, b, c))
-        self.doses = model._doses(regimen)
-        self.variance = pp.variance_kernel_arrays()
-        self.p, self.n_psi = pp.p, self.psi.shape[1]
-        self.set_times(t, idx)
-
-    def set_times(self, t, idx, base: bool = True):
-        """Sample at ``t`` (n,) with outputs ``idx`` (n,); ``base``: these are the design's own times."""
-        self.base = base
-        n, P, E, pt = t.size, self.n_psi, self.ep.size, self.free.size
-        self.t, self.idx = np.ascontiguousarray(t, dtype=float), np.ascontiguousarray(idx, dtype=np.int64)
-        self.bufs = [np.empty((1, n)), np.empty((1, n, P)), np.empty((1, n))]
-        self.bufs.append(np.empty((1, n, P, P)) if self.full else np.zeros((1, 1, 1, 1)))
-        self.out = np.empty((1, self.p, self.p))
-        self.fth, self.L = np.empty((1, n, pt)), np.empty((1, n, E))
-        self.Lth = np.empty((1, n, E, pt)) if self.full else np.zeros((1, n, E, pt))
-        self.args = (self.bufs[0], self.bufs[1], self.bufs[3], *self.abc, self.free, self.ep, self.fth,
-                     self.L, self.Lth, *self.variance, self.idx, self.full,
-                     self.interaction, self.out)
-
-    def __call__(self):
-        """The group's per-subject FIM (p, p), or None when the general path must decide (and explain)."""
-        if self.full:
-            self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs)
-        else:
-            self.kernel(self.psi, self.t, self.idx, *self.doses, *self.bufs[:3])
-        # the chain rule, the finiteness checks and the FO kernel in one compiled call (kernels.normal_fim.fo_direct)
-        if not self.fo_kernel(*self.args):
-            return None
-        if isinstance(self.fo_kernel, GuardedKernel):  # compiled (and its cache verified) by the first call: from
-            self.fo_kernel = self.fo_kernel.disp       # now on the dispatcher itself
-        return self.out[0]
+from .plan import FOPlan, direct_applies
 
 
 class FIMEvaluator:
@@ -94,14 +44,11 @@ class FIMEvaluator:
         self._plans = [self._plan(part) for part in self._parts]
 
     def _plan(self, part):
-        """The direct FO/FOI path for a group, where it applies (closed form, no occasions, no log-scale output,
-        a dense-kernel number of samples), else None."""
+        """The direct FO/FOI path for a group (``fim.plan.FOPlan``) where it applies, else None."""
         gi, w, cov, starts, seed, t, idx, regimen, pp = part
-        if (self.approx.name not in ("fo", "foi") or not hasattr(self.model, "kernel") or pp.collapse is not None
-                or pp.eta_occ is not None or t.size > STRUCTURED_ABOVE or t.size == 0
-                or pp.residual.log_scale().any() or pp.n_eta == 0):
+        if not direct_applies(self.model, pp, self.approx, idx):
             return None
-        return _FOPlan(self.model, pp, t, idx, regimen, self.fim == "full", self.approx.interaction)
+        return FOPlan(self.model, pp, regimen, self.fim == "full", self.approx.interaction)
 
     def _times(self, times, gi, t, idx):
         if times is None:
@@ -131,17 +78,10 @@ class FIMEvaluator:
         total, direct = None, True  # the direct path's FIMs are exactly symmetric (no symmetrising needed)
         for (gi, w, cov, starts, seed, t, idx, regimen, pp0), plan in zip(self._parts, self._plans):
             tt, ii = self._times(times, gi, t, idx)
-            if plan is not None and not values:
-                if tt is not t:
-                    if tt.size != plan.t.size:
-                        plan = None
-                    else:
-                        plan.set_times(tt, ii, base=False)
-                elif not plan.base:
-                    plan.set_times(t, idx)
-                F = plan() if plan is not None else None
+            if plan is not None and not values and (tt is t or direct_applies(self.model, pp0, self.approx, ii)):
+                F = plan(tt[None], ii)
                 if F is not None:
-                    total = w * F if total is None else total + w * F
+                    total = w * F[0] if total is None else total + w * F[0]
                     continue
             pp = _parameters(self.model, {**values, **cov}).for_occasions(starts) if values else pp0
             out = self.approx.subject(self.model, pp, tt, ii, regimen, full, draws=self.draws, seed=seed)

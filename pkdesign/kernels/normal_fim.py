@@ -392,7 +392,8 @@ def _fo_rows(lo, hi, dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, 
     terms (output index, proportional?, variance, estimated?); err_ab (T,) ρ√(σ²_add σ²_prop) of the terms of
     correlated additive and proportional errors (combined1, SD = a + b f, is ρ = 1: the cross term 2ρab·f of the
     variance), 0 otherwise; idx (n,) output of each observation.
-    out (B, p, p) with p = pt + n_om + (number of estimated residual terms).
+    out (B, p, p) with p = pt + n_om + (number of estimated residual terms).  Returns True when the predictions f
+    of these rows and their FIMs are finite (a row whose V is not positive definite gets NaN).
     One set of work arrays for all the rows; each row: V and its derivatives by the builders above (one job each;
     inlined at numba IR level, so this compiles as one function, and shared with the SSE likelihood kernel,
     :mod:`pkdesign.kernels.fo_likelihood`), then ``row_fim_work``.  Large batches are split into row ranges
@@ -407,7 +408,10 @@ def _fo_rows(lo, hi, dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, 
     M = np.empty((p, n, n))
     nz = np.zeros(p, dtype=np.bool_)
     kind = derivative_kinds(p, pt, om_i, om_j, interaction, full)
+    ok = True
     for b in range(lo, hi):
+        for i in range(n):
+            ok = ok and np.isfinite(f[b, i])
         linearised_variance(L[b], omega, LO, V, Sd)
         clear_derivatives(dV, kind)
         add_residual_variance(V, f[b], Sd, idx, err_out, err_prop, err_var, err_ab, interaction)
@@ -417,6 +421,10 @@ def _fo_rows(lo, hi, dmu, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, 
         residual_derivatives(dV, f[b], Sd, pt + n_om, idx, err_out, err_prop, err_var, err_free, err_ab,
                              interaction)
         row_fim_work(dmu[b], V, dV, out[b], C, Ci, Vi, M, nz, kind)
+        for r in range(p):
+            for c in range(p):
+                ok = ok and np.isfinite(out[b, r, c])
+    return ok
 
 
 normal_rows = GuardedKernel(_GUARD, _GUARD.jit(_normal_rows, nogil=True, error_model="numpy",
@@ -430,7 +438,8 @@ def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cov
     """``pkdesign.fim.predict.chain_rule`` (without ∂L/∂η) for B rows, compiled: the same operations in the same
     order, so the same numbers bit for bit.  d1 (B, n, P), d2 (B, n, P, P) (read only when ``full``); a (K, P),
     b, c (K, E) with K = 1 (one η for every row) or B; free (pt,), ep (E,) ψ indices.  Writes fth (B, n, pt),
-    L (B, n, E) and, when ``full``, Lth (B, n, E, pt)."""
+    L (B, n, E) and, when ``full``, Lth (B, n, E, pt); returns True when everything it wrote is finite (other
+    entries of d1 and d2 may be NaN, "not computed")."""
     B, n = d1.shape[0], d1.shape[1]
     K = a.shape[0]
     pt = free.shape[0]
@@ -444,6 +453,7 @@ def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cov
             if free[m] == ep[j]:
                 first[j] = m
                 break
+    ok = True
     for r in range(B):
         q = 0 if K == 1 else r
         if r == 0 or K > 1:  # the row's coefficients (once, when every row shares one η)
@@ -456,8 +466,10 @@ def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cov
         for i in range(n):
             for m in range(pt):
                 fth[r, i, m] = d1[r, i, free[m]] * af[m]
+                ok = ok and np.isfinite(fth[r, i, m])
             for j in range(E):
                 L[r, i, j] = d1[r, i, ep[j]] * bb[j]
+                ok = ok and np.isfinite(L[r, i, j])
             if full:
                 for j in range(E):
                     kj = ep[j]
@@ -465,51 +477,12 @@ def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cov
                         Lth[r, i, j, m] = d2[r, i, kj, free[m]] * ab[j, m]
                     if first[j] >= 0:  # ∂f/∂ψ · ∂²ψ/∂θ∂η
                         Lth[r, i, j, first[j]] += d1[r, i, kj] * c[q, j]
+                    for m in range(pt):
+                        ok = ok and np.isfinite(Lth[r, i, j, m])
+    return ok
 
 
 chain_rows = GuardedKernel(_GUARD, _GUARD.jit(_chain_rows, nogil=True, error_model="numpy"))
-chain_rows_disp = chain_rows.disp
-
-
-def _fo_direct(f, d1, d2, a, b, c, free, ep, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var,
-               err_free, err_ab, idx, full, interaction, out):  # pragma: no cover - compiled
-    """The FO/FOI FIM of one subject at η = 0 from the model kernel's ψ-derivatives, in one compiled call (the
-    evaluator's direct path): the chain rule ψ → (θ, η) (:func:`_chain_rows`) into fth (1, n, pt), L (1, n, E)
-    and, for the full FIM, Lth (1, n, E, pt); then ``_fo_rows`` into out (1, p, p).
-
-    f (1, n), d1 (1, n, P), d2 (1, n, P, P) (read only when ``full``); a (1, P), b, c (1, E) from
-    ``transform_derivatives`` at η = 0; free (pt,), ep (E,) ψ indices.  Returns False, leaving the caller to
-    explain, when a prediction or a derivative the FIM uses is not finite (checked on f, fth, L and Lth: what the
-    chain rule read, as ``predict`` checks; other entries of d1/d2 may be NaN, "not computed") or the FIM has a
-    NaN (V not positive definite)."""
-    n = f.shape[1]
-    for i in range(n):
-        if not np.isfinite(f[0, i]):
-            return False
-    chain_rows_disp(d1, d2, a, b, c, free, ep, full, fth, L, Lth)
-    for i in range(n):
-        for m in range(fth.shape[2]):
-            if not np.isfinite(fth[0, i, m]):
-                return False
-        for j in range(L.shape[2]):
-            if not np.isfinite(L[0, i, j]):
-                return False
-            if full:
-                for m in range(Lth.shape[3]):
-                    if not np.isfinite(Lth[0, i, j, m]):
-                        return False
-    fo_rows_disp(0, 1, fth, f, fth, L, Lth, omega, om_i, om_j, err_out, err_prop, err_var, err_free, err_ab, idx,
-                 full, interaction, out)
-    p = out.shape[1]
-    for r in range(p):
-        for s in range(p):
-            if np.isnan(out[0, r, s]):
-                return False
-    return True
-
-
-fo_rows_disp = fo_rows.disp
-fo_direct = GuardedKernel(_GUARD, _GUARD.jit(_fo_direct, nogil=True, error_model="numpy"))
 
 
 def _split_rows(kernel, B, *args):

@@ -154,19 +154,23 @@ class CompiledModel(ModelDisplay, PicklesBySpec):
         ``psi`` drops the leading axis.
         """
         psi2, single, t, idx = prepare_inputs(self, psi, times, output, order)
-        dt_, da, dd = self._doses(regimen)
-        nv, no, n = psi2.shape[0], t.size, self.n_psi
-        res = output_buffers(out, nv, no, n, order, single)
-        keys = list(res)
-        kernel = self.kernel(order)
-        threads = thread_count()
-        if threads > 1 and nv * no >= PARALLEL_MIN_WORK:
-            _run_split(kernel, psi2, t, idx, (dt_, da, dd), res, keys, threads)
-        else:
-            kernel(psi2, t, idx, dt_, da, dd, *[res[k] for k in keys])
+        res = output_buffers(out, psi2.shape[0], t.size, self.n_psi, order, single)
+        self.run(order, psi2, t, idx, self._doses(regimen), res)
         if single:
             res = {k: v[0] for k, v in res.items()}
         return res
+
+    def run(self, order: int, psi2, t, idx, doses: tuple, res: dict) -> None:
+        """The order-``order`` kernel on inputs already checked and laid out as ``evaluate`` does it: psi2
+        (n_vec, n_psi), t and idx (n_obs,) C-contiguous, ``doses`` from ``_doses``, ``res`` the output arrays in
+        ``runtime.output_keys`` order (n_vec, n_obs, ...).  Large batches run across threads.  For callers that
+        evaluate the same layout many times (:mod:`pkdesign.fim.plan`)."""
+        kernel = self.kernel(order)
+        threads = thread_count()
+        if threads > 1 and psi2.shape[0] * t.size >= PARALLEL_MIN_WORK:
+            _run_split(kernel, psi2, t, idx, doses, res, list(res), threads)
+        else:
+            kernel(psi2, t, idx, *doses, *res.values())
 
     def _doses(self, regimen):
         return dose_arrays(self.spec, regimen)

@@ -18,8 +18,9 @@ import numpy as np
 from ..criteria import make_criterion
 from ..design import Design, Group
 from ..errors import SearchError
-from ..fim.api import schedule_fims
+from ..fim.api import _check_choice, _parameters, schedule_fims
 from ..fim.params import covariate_cases
+from ..fim.plan import SchedulePlan
 from .doses import DoseVariables, with_amount
 
 
@@ -95,6 +96,8 @@ class ScheduleProblem:
                                          values=prior_values) if isinstance(criterion, str)
                           else criterion)
         self.evaluations = 0
+        self._approx, self._fim = _check_choice(approximation, fim)
+        self._plans = {}  # (block, covariate case, parameter values, dose amount) -> fim.plan.SchedulePlan
         self.prior_fim = 0.0
         if prior_fim is not None:  # information from a previous study, added to every candidate design's
             from ..fim.bayesian import prior_matrix
@@ -169,17 +172,32 @@ class ScheduleProblem:
 
     # -- criterion -----------------------------------------------------------------------------
     def _group_fims(self, blk, schedules, values, amount=None):
-        g = blk.group
-        regimen = g.regimen if amount is None else with_amount(g.regimen, amount)
+        """Per-subject FIMs (B, p, p) of the group's schedules (B, n): what ``schedule_fims`` gives, from a plan kept
+        per group, covariate case, parameter values and dose amount (the checks and the set-up done once)."""
         F = 0.0
-        for share, cov in blk.cases:  # a covariate distribution: the proportion-weighted sum
-            vals = {**(values or {}), **cov} or None
-            _, Fc = schedule_fims(self.model, schedules, blk.outputs, regimen, self.approximation, self.fim, vals,
-                                  where=f"group {g.name!r}", draws=self.draws, seed=blk.seed,
-                                  occasions=g.occasion_starts())
+        for case, (share, cov) in enumerate(blk.cases):  # a covariate distribution: the proportion-weighted sum
+            Fc = self._plan(blk, case, {**(values or {}), **cov}, amount)(schedules)
             F = F + share * Fc if len(blk.cases) > 1 else Fc
         self.evaluations += schedules.shape[0] * len(blk.cases)
         return F
+
+    def _plan(self, blk, case, vals, amount):
+        try:
+            key = (id(blk), case, tuple(sorted(vals.items())), amount)
+            plan = self._plans.get(key)
+        except TypeError:  # unhashable values: no reuse
+            key, plan = None, None
+        if plan is None:
+            g = blk.group
+            regimen = g.regimen if amount is None else with_amount(g.regimen, amount)
+            pp = _parameters(self.model, vals or None).for_occasions(g.occasion_starts())
+            plan = SchedulePlan(self.model, pp, blk.outputs, regimen, self._approx, self._fim == "full",
+                                where=f"group {g.name!r}", draws=self.draws, seed=blk.seed)
+            if key is not None:
+                if len(self._plans) >= 256:  # a dose search visits many amounts
+                    self._plans.clear()
+                self._plans[key] = plan
+        return plan
 
     def total_fims(self, x) -> np.ndarray:
         """Population FIM per prior draw: (K, p, p)."""

@@ -1,0 +1,138 @@
+"""Prepared per-subject FIMs of batches of schedules: what a loop over sampling times evaluates again and again
+(``fim_evaluator``'s calls, the searches' criterion and gradient) without repeating the checks and the set-up.
+
+``SchedulePlan(model, pp, idx, regimen, approx, full)`` holds one group's fixed part: the parameter structure ``pp``
+(values, covariates and occasions applied by the caller), the outputs ``idx`` (n,) of the samples, the regimen and
+the approximation.  ``plan(times)`` with times (B, n), in the model's time unit, already checked (finite, >= 0),
+returns the per-subject FIMs (B, p, p): the numbers of ``schedule_fims`` for the same arguments.
+
+FO and FOI at η = 0 with at most ``STRUCTURED_ABOVE`` samples, no occasions, no log-scale output and at least one
+random effect take the direct path, :class:`FOPlan`: ψ, the ψ-transform derivatives, the dose arrays and, per batch
+shape, every buffer are prepared once; a call is the model kernel, the compiled chain rule
+(``kernels.normal_fim.chain_rows``) and the FO kernel (``fo_rows``), the functions and the order of operations of the
+general path (``predict`` then ``linearized_fims``): the same numbers, bit for bit.  Anything unusual on the way (a
+non-finite prediction or derivative, a covariance that is not positive definite) is handed to the general path,
+which explains it.  Everything else takes the general path, ``approx.schedules`` on the prepared ``pp``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .linearized import STRUCTURED_ABOVE
+
+
+class FOPlan:
+    """The FO/FOI per-subject FIMs of batches of schedules at η = 0 and fixed parameter values (see the module).
+
+    ``plan(times (B, n), idx (n,))`` -> (B, p, p), a buffer of the plan that the next call with the same shape
+    overwrites, or None when the general path must decide (and explain)."""
+
+    def __init__(self, model, pp, regimen, full: bool, interaction: bool):
+        from ..kernels import normal_fim
+        from ..model.compile import PARALLEL_MIN_WORK, CompiledModel
+
+        self.model, self.regimen, self.full, self.interaction = model, regimen, full, interaction
+        self.order = 2 if full else 1
+        # a closed form: its kernel on our buffers (through ``run`` across threads for large batches); another
+        # model (ODE, Python): its ``evaluate`` with our buffers
+        self.kernel = model.kernel(self.order) if isinstance(model, CompiledModel) else None
+        self.doses = model._doses(regimen) if self.kernel is not None else None
+        self.psi = np.ascontiguousarray(pp.psi(np.zeros((1, pp.n_eta))))
+        a, b, c, _ = pp.transform_derivatives(np.zeros((1, pp.n_eta)))
+        self.abc = tuple(np.ascontiguousarray(x, dtype=float) for x in (a, b, c))
+        self.free = np.ascontiguousarray(pp.free, dtype=np.int64)
+        self.ep = np.ascontiguousarray(pp.eta_par, dtype=np.int64)
+        self.variance = pp.variance_kernel_arrays()
+        self.p, self.n_psi = pp.p, self.psi.shape[1]
+        self.max_serial = PARALLEL_MIN_WORK  # samples (B n) the model kernel runs on the calling thread
+        self.min_rows = normal_fim.PARALLEL_MIN_ROWS
+        # the guarded entry points (their first call verifies the cache), then their dispatchers
+        self.chain, self.rows, self.threaded = normal_fim.chain_rows, normal_fim.fo_rows, normal_fim.fo_fim_kernel
+        self._guarded = True
+        self._layouts = {}  # (B, n) -> _Layout
+
+    def __call__(self, times, idx):
+        B, n = times.shape
+        lay = self._layouts.get((B, n))
+        if lay is None:
+            lay = self._layouts[(B, n)] = _Layout(self, B, n)
+        if idx is not lay.src:
+            lay.outputs(self, idx)
+        t = np.ascontiguousarray(times, dtype=float).reshape(-1)
+        if self.kernel is None:
+            self.model.evaluate(self.psi, t, self.regimen, lay.idx, self.order, out=lay.res)
+        elif B * n < self.max_serial:
+            self.kernel(self.psi, t, *lay.kernel_args)
+        else:
+            self.model.run(self.order, self.psi, t, lay.idx, self.doses, lay.res)
+        if not self.chain(*lay.chain_args):  # ∂/∂θ, ∂/∂η (and ∂²/∂η∂θ) from the ψ-derivatives; all finite?
+            return None
+        if B < self.min_rows:
+            if not self.rows(0, B, *lay.fim_args):  # predictions or FIMs not finite
+                return None
+        else:
+            self.threaded(*lay.fim_args)
+            if not np.isfinite(lay.out.sum()) or not np.isfinite(lay.f.sum()):
+                return None
+        if self._guarded:
+            self.chain, self.rows, self._guarded = self.chain.disp, self.rows.disp, False
+        return lay.out
+
+
+class _Layout:
+    """The buffers of one batch shape (B, n): the model kernel's outputs, the chain rule's, the FIMs', and the
+    argument lists of the kernels that read and write them."""
+
+    def __init__(self, plan: FOPlan, B: int, n: int):
+        P, E, pt = plan.n_psi, plan.ep.size, plan.free.size
+        f, d1, dt = np.empty((1, B * n)), np.empty((1, B * n, P)), np.empty((1, B * n))
+        self.res = {"f": f, "d1": d1, "dt": dt}
+        if plan.full:
+            self.res["d2"] = np.empty((1, B * n, P, P))
+        self.f = f.reshape(B, n)
+        d2 = self.res["d2"].reshape(B, n, P, P) if plan.full else np.empty((1, 1, 1, 1))
+        fth, L = np.empty((B, n, pt)), np.empty((B, n, E))
+        Lth = np.empty((B, n, E, pt)) if plan.full else np.zeros((B, n, E, pt))
+        self.out = np.empty((B, plan.p, plan.p))
+        self.chain_args = (d1.reshape(B, n, P), d2, *plan.abc, plan.free, plan.ep, plan.full, fth, L, Lth)
+        self._fim_head, self._fim_tail = (fth, self.f, fth, L, Lth, *plan.variance), (plan.full, plan.interaction,
+                                                                                      self.out)
+        self.B, self.src = B, None
+
+    def outputs(self, plan: FOPlan, idx) -> None:
+        """The output of each sample, (n,) as the FIM kernel reads it and tiled (B n,) for the model kernel."""
+        if self.src is None or not np.array_equal(idx, self.src):
+            idx_n = np.ascontiguousarray(idx, dtype=np.int64)
+            self.idx = np.tile(idx_n, self.B)
+            self.kernel_args = (self.idx, *(plan.doses or ()), *self.res.values())
+            self.fim_args = (*self._fim_head, idx_n, *self._fim_tail)
+        self.src = idx
+
+
+class SchedulePlan:
+    """Per-subject FIMs (B, p, p) of batches of schedules (B, n) of one group (see the module).  ``where`` names the
+    group in error messages; ``draws``/``seed``: FOCE/FOCEI's η draws (the same for every call)."""
+
+    def __init__(self, model, pp, idx, regimen, approx, full: bool, *, where: str = "candidates", draws=None,
+                 seed=0):
+        self.model, self.pp, self.regimen, self.approx, self.full = model, pp, regimen, approx, full
+        self.idx = np.asarray(idx, dtype=np.int64)
+        self.where, self.draws, self.seed = where, draws, seed
+        self.direct = (FOPlan(model, pp, regimen, full, approx.interaction)
+                       if direct_applies(model, pp, approx, self.idx) else None)
+
+    def __call__(self, times) -> np.ndarray:
+        if self.direct is not None:
+            F = self.direct(times, self.idx)
+            if F is not None:
+                return F.copy()
+        return self.pp.collapse_fim(self.approx.schedules(self.model, self.pp, times, self.idx, self.regimen,
+                                                          self.full, self.where, draws=self.draws, seed=self.seed))
+
+
+def direct_applies(model, pp, approx, idx) -> bool:
+    """Whether :class:`FOPlan` computes these FIMs (see the module)."""
+    n = np.size(idx)
+    return (approx.name in ("fo", "foi") and pp.collapse is None and pp.eta_occ is None and pp.n_eta > 0
+            and 0 < n <= STRUCTURED_ABOVE and not pp.residual.log_scale()[np.asarray(idx)].any())
