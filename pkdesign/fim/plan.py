@@ -25,8 +25,8 @@ from .linearized import STRUCTURED_ABOVE
 class FOPlan:
     """The FO/FOI per-subject FIMs of batches of schedules at η = 0 and fixed parameter values (see the module).
 
-    ``plan(times (B, n), idx (n,))`` -> (B, p, p), a buffer of the plan that the next call with the same shape
-    overwrites, or None when the general path must decide (and explain)."""
+    ``plan(times (B, n), idx (n,))`` -> (B, p, p), a new array, or None when the general path must decide (and
+    explain)."""
 
     def __init__(self, model, pp, regimen, full: bool, interaction: bool):
         from ..kernels import normal_fim
@@ -68,21 +68,22 @@ class FOPlan:
             self.model.run(self.order, self.psi, t, lay.idx, self.doses, lay.res)
         if not self.chain(*lay.chain_args):  # ∂/∂θ, ∂/∂η (and ∂²/∂η∂θ) from the ψ-derivatives; all finite?
             return None
+        out = np.empty((B, self.p, self.p))
         if B < self.min_rows:
-            if not self.rows(0, B, *lay.fim_args):  # predictions or FIMs not finite
+            if not self.rows(0, B, *lay.fim_args, out):  # predictions or FIMs not finite
                 return None
         else:
-            self.threaded(*lay.fim_args)
-            if not np.isfinite(lay.out.sum()) or not np.isfinite(lay.f.sum()):
+            self.threaded(*lay.fim_args, out)
+            if not np.isfinite(out.sum()) or not np.isfinite(lay.f.sum()):
                 return None
         if self._guarded:
             self.chain, self.rows, self._guarded = self.chain.disp, self.rows.disp, False
-        return lay.out
+        return out
 
 
 class _Layout:
-    """The buffers of one batch shape (B, n): the model kernel's outputs, the chain rule's, the FIMs', and the
-    argument lists of the kernels that read and write them."""
+    """The buffers of one batch shape (B, n): the model kernel's outputs and the chain rule's, and the argument
+    lists of the kernels that read and write them (the FIM kernel's without its output)."""
 
     def __init__(self, plan: FOPlan, B: int, n: int):
         P, E, pt = plan.n_psi, plan.ep.size, plan.free.size
@@ -94,10 +95,8 @@ class _Layout:
         d2 = self.res["d2"].reshape(B, n, P, P) if plan.full else np.empty((1, 1, 1, 1))
         fth, L = np.empty((B, n, pt)), np.empty((B, n, E))
         Lth = np.empty((B, n, E, pt)) if plan.full else np.zeros((B, n, E, pt))
-        self.out = np.empty((B, plan.p, plan.p))
         self.chain_args = (d1.reshape(B, n, P), d2, *plan.abc, plan.free, plan.ep, plan.full, fth, L, Lth)
-        self._fim_head, self._fim_tail = (fth, self.f, fth, L, Lth, *plan.variance), (plan.full, plan.interaction,
-                                                                                      self.out)
+        self._fim_head, self._fim_tail = (fth, self.f, fth, L, Lth, *plan.variance), (plan.full, plan.interaction)
         self.B, self.src = B, None
 
     def outputs(self, plan: FOPlan, idx) -> None:
@@ -126,7 +125,7 @@ class SchedulePlan:
         if self.direct is not None:
             F = self.direct(times, self.idx)
             if F is not None:
-                return F.copy()
+                return F
         return self.pp.collapse_fim(self.approx.schedules(self.model, self.pp, times, self.idx, self.regimen,
                                                           self.full, self.where, draws=self.draws, seed=self.seed))
 
