@@ -275,6 +275,35 @@ def test_cache_commands(tmp_path, capsys, monkeypatch):
     assert not [p for p in (tmp_path / "kernels").rglob("*") if p.is_file()]
 
 
+def test_cache_clear_all_removes_the_package_kernels(tmp_path, monkeypatch, capsys):
+    """``cache info`` reports the package's own compiled kernels (and the files of modules that no longer compile
+    anything); ``cache clear --all`` removes numba's files and the manifests there, never a lock or a .pyc; plain
+    ``cache clear`` leaves them.  (On a stand-in folder: the installation's kernels are left alone.)"""
+    from pkdesign.kernels import package_cache
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    names = ["normal_fim._fo_rows-384.py311.nbi", "normal_fim._fo_rows-384.py311.1.nbc",
+             "normal_fim.pkdesign-manifest.json", "solver_common.rhs-10.py311.nbi", "normal_fim.pkdesign-lock",
+             "normal_fim.cpython-311.pyc"]
+    for n in names:
+        (pkg / n).write_text("x")
+    monkeypatch.setattr(package_cache, "package_kernel_directory", lambda: pkg)
+    monkeypatch.setenv("PKDESIGN_CACHE_DIR", str(tmp_path / "user"))
+    assert cli.main(["cache", "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)["package_kernels"]
+    assert info == {"directory": str(pkg), "numba_files": 3, "stale_files": 1, "bytes": 4}
+    assert cli.main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "package kernels" in out and "1 of modules that no longer compile" in out
+    assert cli.main(["cache", "clear"]) == 0
+    assert "package" not in capsys.readouterr().out
+    assert len(list(pkg.iterdir())) == len(names)
+    assert cli.main(["cache", "clear", "--all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["package_kernels_removed"] == 4
+    assert sorted(p.name for p in pkg.iterdir()) == ["normal_fim.cpython-311.pyc", "normal_fim.pkdesign-lock"]
+
+
 def test_import_loads_no_heavy_dependency():
     code = ("import sys, pkdesign; heavy = [m for m in ('sympy', 'numba', 'scipy', 'pandas', 'matplotlib') "
             "if m in sys.modules]; print(heavy)")

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_models)
     c = sub.add_parser("cache", help="show (info) or empty (clear) the compiled-kernel cache")
     c.add_argument("action", choices=["info", "clear"])
+    c.add_argument("--all", action="store_true", help="clear: also the package's own compiled kernels (FIM kernels, "
+                   "FO likelihood, ODE solvers), which the next use recompiles once per installation")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cmd_cache)
     e = sub.add_parser("evaluate", help="evaluate a design for a model")

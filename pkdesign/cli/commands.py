@@ -183,28 +183,41 @@ def cmd_optimize(args) -> int:
 
 
 def cmd_cache(args) -> int:
+    from ..kernels.package_cache import clear_package_cache, package_cache_info
     from ..model.cache import cache_info, clear_cache
 
     if args.action == "clear":
         n = clear_cache()
+        n_pkg = clear_package_cache() if args.all else 0
         info = cache_info()
         if args.json:
-            print(strict_json({"removed": n, **info}))
+            print(strict_json({"removed": n, **info, "package_kernels_removed": n_pkg}))
         else:
             print(f"removed {n} file(s) from {info['directory']}")
+            if args.all:
+                print(f"removed {n_pkg} file(s) of the package's compiled kernels from "
+                      f"{package_cache_info()['directory']}")
         return 0
     info = cache_info()
+    pkg = package_cache_info()
     if args.json:
-        print(strict_json(info))
+        print(strict_json({**info, "package_kernels": pkg}))
         return 0
     if not info["exists"]:
         print(f"kernel cache: {info['directory']} (empty: nothing compiled yet)")
-        return 0
-    print(f"kernel cache: {info['directory']}")
-    print(f"  {info['models']} closed-form and {info['ode_models']} ODE model(s), {info['numba_files']} numba "
-          f"file(s), {info['model_records']} parsed model file(s); {info['files']} files, "
-          f"{info['bytes'] / 2**20:.1f} MiB")
-    print("  set PKDESIGN_CACHE_DIR to move it; `pkdesign cache clear` empties it (the next run recompiles)")
+    else:
+        print(f"kernel cache: {info['directory']}")
+        print(f"  {info['models']} closed-form and {info['ode_models']} ODE model(s), {info['numba_files']} numba "
+              f"file(s), {info['model_records']} parsed model file(s); {info['files']} files, "
+              f"{info['bytes'] / 2**20:.1f} MiB")
+        print("  set PKDESIGN_CACHE_DIR to move it; `pkdesign cache clear` empties it (the next run recompiles)")
+    if pkg["directory"] is None:
+        print("package kernels: compiled in memory (numba found no cache location)")
+    else:
+        stale = f", {pkg['stale_files']} of modules that no longer compile" if pkg["stale_files"] else ""
+        print(f"package kernels (FIM, FO likelihood, ODE solvers; compiled once per installation): {pkg['directory']}")
+        print(f"  {pkg['numba_files']} numba file(s){stale}, {pkg['bytes'] / 2**20:.1f} MiB; "
+              "`pkdesign cache clear --all` empties it too")
     return 0
 
 
