@@ -283,3 +283,42 @@ def test_warning_is_shown_once_per_path():
         jit.warn_cache("/x", "why")
         jit.warn_cache("/x", "why")
     assert len(seen) == 1
+
+
+def test_least_recently_used_models_are_evicted(tmp_path, monkeypatch):
+    """Generating a module beyond PKDESIGN_CACHE_MODELS removes the least recently used ones (last use: their lock
+    file's time, refreshed at every load) with their numba files; a module loaded again stays; other files stay."""
+    from pkdesign.model import cache
+
+    monkeypatch.setenv("PKDESIGN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PKDESIGN_CACHE_MODELS", "3")
+    kdir = tmp_path / "kernels"
+    numba_dir = kdir / "__pycache__"
+    tag = os.urandom(4).hex()  # keys unique to this test (the process keeps loaded modules by key)
+    keys = [f"{tag}lru{i}" for i in range(6)]
+
+    def generate(i):
+        gm = cache.load_generated_module(keys[i], "pkd", lambda: f"X = {i}\n")
+        assert gm.module.X == i
+        numba_dir.mkdir(exist_ok=True)
+        for suffix in ("predict1-9.py311.nbi", "predict1-9.py311.1.nbc", "pkdesign-manifest.json"):
+            (numba_dir / f"pkd_{keys[i]}.{suffix}").write_text("x")
+        os.utime(kdir / f"pkd_{keys[i]}.lock", (1e9 + i, 1e9 + i))  # used at increasing times
+
+    for i in range(3):
+        generate(i)
+    (numba_dir / "other.pkdesign-lock").write_text("")
+    cache._MODULES.pop(keys[0])
+    cache.load_generated_module(keys[0], "pkd", lambda: "raise SystemExit('not regenerated')\n")  # used now
+    generate(3)  # a fourth module: 1, the least recently used, goes
+    assert not (kdir / f"pkd_{keys[1]}.py").exists() and (kdir / f"pkd_{keys[2]}.py").exists()
+    generate(4)  # then 2
+    left = sorted(p.name for p in kdir.glob("pkd_*.py"))
+    assert left == sorted(f"pkd_{keys[i]}.py" for i in (0, 3, 4)), left
+    for i in (1, 2):
+        assert not list(numba_dir.glob(f"pkd_{keys[i]}.*")) and not (kdir / f"pkd_{keys[i]}.lock").exists()
+    for i in (0, 3, 4):
+        assert len(list(numba_dir.glob(f"pkd_{keys[i]}.*"))) == 3
+    assert (numba_dir / "other.pkdesign-lock").exists()
+    cache._MODULES.pop(keys[1], None)
+    assert cache.load_generated_module(keys[1], "pkd", lambda: "X = 11\n").module.X == 11  # regenerated
