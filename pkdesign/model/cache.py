@@ -144,17 +144,21 @@ def evict_least_recently_used(directory: Path, keep: int | None = None) -> int:
     from ..kernels.jit import file_lock
 
     keep = _keep_models() if keep is None else keep
-    stamps = []
+    last = {}  # module -> last use: its lock file's time (its source file's when it has no lock file)
     try:
         with os.scandir(directory) as it:
             for e in it:
-                if e.name.endswith(".lock") and e.name.startswith(_MODULE_PREFIXES):
+                stem, ext = os.path.splitext(e.name)
+                if ext in (".lock", ".py") and e.name.startswith(_MODULE_PREFIXES):
                     try:
-                        stamps.append((e.stat().st_mtime, e.name[:-5]))
+                        t = e.stat().st_mtime
                     except OSError:
-                        pass
+                        continue
+                    if ext == ".lock" or stem not in last:
+                        last[stem] = t
     except OSError:
         return 0
+    stamps = [(t, stem) for stem, t in last.items()]
     if len(stamps) <= keep:
         return 0
     stamps.sort(reverse=True)
