@@ -87,3 +87,37 @@ def test_exact_search_under_mc():
     start = pk.optimize_design(model, d, approximation="mc", draws=64, starts=1, seed=2, window=(0.1, 120),
                                max_iter=1).info["start_value"]
     assert res.criterion_value > start and res.fim.approximation == "mc"
+
+
+@pytest.mark.parametrize("name", ["warfarin", "effect_compartment", "warfarin_prop"])
+@pytest.mark.parametrize("approx", ["foce", "focei"])
+@pytest.mark.parametrize("fim", ["reduced", "full"])
+def test_foce_schedules_batch_the_draws_bit_for_bit(name, approx, fim, monkeypatch):
+    """FOCE/FOCEI ``schedules`` evaluate every draw at every schedule in one batch (chunks of draws): the same
+    numbers, bit for bit, as one draw at a time (the earlier implementation, here as the reference), also when the
+    chunks do not divide the draws."""
+    from pkdesign.fim.api import _parameters
+    from pkdesign.fim.approximations import FOCE, get_approximation
+    from pkdesign.fim.draws import draw_eta
+    from pkdesign.fim.linearized import linearized_fims
+    from pkdesign.fim.predict import predict
+
+    spec, model = compiled(name)
+    g = spec.default_design.groups[0]
+    t0, idx = g.observations(spec.output_names)
+    pp = _parameters(model, None)
+    ap = get_approximation(approx)
+    B, draws = 5, 23
+    times = np.sort(t0[None] * np.random.default_rng(4).uniform(0.5, 1.5, (B, t0.size)), axis=1)
+    eta = draw_eta(pp.omega, draws, 7, ap.default_sampling)
+    P0 = predict(model, pp, np.zeros(pp.n_eta), times, idx, g.regimen, 2, "")
+    ref = np.zeros((B, pp.p, pp.p))
+    for e in eta:
+        Ps = predict(model, pp, e, times, idx, g.regimen, 2, "")
+        ref += linearized_fims(pp, idx, P0, Ps, np.repeat(e[None], B, axis=0), interaction=ap.interaction,
+                               resid_at_star=ap.interaction, full=fim == "full", times=times)
+    ref /= draws
+    for rows in (4096, 2 * B, 3 * B):  # all draws in one chunk; chunks of 2 (the last one a single draw); of 3
+        monkeypatch.setattr(FOCE, "SCHEDULE_ROWS", rows)
+        np.testing.assert_array_equal(ap.schedules(model, pp, times, idx, g.regimen, fim == "full", draws=draws,
+                                                   seed=7), ref)

@@ -110,9 +110,11 @@ class FOCE(Approximation):
     """Linearised at K draws η_i ~ N(0, Ω); residual variance at η = 0; FIMs averaged (PopED FOCE).
 
     ``schedules`` evaluates B candidate schedules with the same draws (common random numbers: a search sees
-    a criterion that is smooth in the times), one batched kernel call per draw."""
+    a criterion that is smooth in the times): every draw at every schedule in one batch (chunks of about
+    ``SCHEDULE_ROWS`` rows), the draws' FIMs summed in draw order; with occasions one draw at a time."""
 
     name, interaction, default_draws, batched, parallel_draws = "foce", False, 1000, True, True
+    SCHEDULE_ROWS = 4096
 
     def schedules(self, model, pp, times, idx, regimen, full, where="", *, draws=None, seed=0):
         if pp.n_eta == 0:  # no random effects: the linearisation point is η = 0 (FO)
@@ -121,10 +123,17 @@ class FOCE(Approximation):
         B = times.shape[0]
         P0 = predict(model, pp, np.zeros(pp.n_eta), times, idx, regimen, 2, where)
         total = np.zeros((B, pp.p, pp.p))
-        for e in eta:
-            Ps = predict(model, pp, e, times, idx, regimen, 2, where)
-            total += linearized_fims(pp, idx, P0, Ps, np.repeat(e[None], B, axis=0), interaction=self.interaction,
-                                     resid_at_star=self.interaction, full=full, where=where, times=times)
+        step = 1 if pp.eta_occ is not None else max(1, self.SCHEDULE_ROWS // B)
+        for lo in range(0, eta.shape[0], step):
+            e = eta[lo:lo + step]
+            k = e.shape[0]
+            Ps = predict(model, pp, e if k > 1 else e[0], times, idx, regimen, 2, where)
+            ref = P0 if k == 1 else Predictions(f=np.tile(P0.f, (k, 1)), fth=np.tile(P0.fth, (k, 1, 1)), L=None)
+            out = linearized_fims(pp, idx, ref, Ps, np.repeat(e, B, axis=0), interaction=self.interaction,
+                                  resid_at_star=self.interaction, full=full, where=where,
+                                  times=times if k == 1 else np.tile(times, (k, 1)))
+            for j in range(k):  # in draw order, as one draw at a time would add them
+                total += out[j * B:(j + 1) * B]
         return total / eta.shape[0]
 
     def subject(self, model, pp, times, idx, regimen, full, *, draws=None, seed=0, sampling=None,

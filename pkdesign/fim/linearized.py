@@ -51,9 +51,7 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
     if n > STRUCTURED_ABOVE:  # O(n) through the structure of V instead of O(n^3) dense algebra
         return _structured(pp, idx, P0, Ps, eta_star, interaction=interaction, resid_at_star=resid_at_star,
                            full=full, where=where, times=times)
-    mu_th = Ps.fth
-    if eta_star is not None and E and np.any(eta_star):
-        mu_th = Ps.fth - np.matmul(np.swapaxes(Ps.Lth, 2, 3), eta_star[:, None, :, None])[..., 0]
+    mu_th = mean_derivative(Ps, eta_star)
     ref = Ps if resid_at_star else P0
     # (a writable contiguous array: numba compiles read-only broadcast views separately, and slower)
     f_ref = ref.f if ref.f.shape[0] == B else np.repeat(ref.f, B, axis=0)
@@ -68,10 +66,20 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
     return out
 
 
+def mean_derivative(Ps, eta_star) -> np.ndarray:
+    """∂E[y]/∂θ of the linearisation at η* (B, n, p_theta): ∂f/∂θ − Σ_e ∂²f/∂η_e∂θ η*_e, the sum taken over e in
+    order, element by element (the same numbers whatever the batch: a stacked ``matmul`` rounds differently
+    with the number of rows)."""
+    if eta_star is None or not eta_star.shape[1] or not np.any(eta_star):
+        return Ps.fth
+    shift = Ps.Lth[:, :, 0, :] * eta_star[:, None, 0, None]
+    for e in range(1, eta_star.shape[1]):
+        shift += Ps.Lth[:, :, e, :] * eta_star[:, None, e, None]
+    return Ps.fth - shift
+
+
 def _structured(pp, idx, P0, Ps, eta_star, *, interaction, resid_at_star, full, where, times):
-    mu_th = Ps.fth
-    if eta_star is not None and pp.n_eta and np.any(eta_star):
-        mu_th = Ps.fth - np.matmul(np.swapaxes(Ps.Lth, 2, 3), eta_star[:, None, :, None])[..., 0]
+    mu_th = mean_derivative(Ps, eta_star)
     ref = Ps if resid_at_star else P0
     f_ref = np.broadcast_to(ref.f, Ps.f.shape)
     fth_ref = np.broadcast_to(ref.fth, Ps.fth.shape)

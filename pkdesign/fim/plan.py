@@ -48,7 +48,8 @@ class FOPlan:
         self.max_serial = PARALLEL_MIN_WORK  # samples (B n) the model kernel runs on the calling thread
         self.min_rows = normal_fim.PARALLEL_MIN_ROWS
         # the guarded entry points (their first call verifies the cache), then their dispatchers
-        self.chain, self.rows, self.threaded = normal_fim.chain_rows, normal_fim.fo_rows, normal_fim.fo_fim_kernel
+        self.chain, self.rows = normal_fim.chain_rows, normal_fim.fo_rows
+        self.threaded_chain, self.threaded = normal_fim.chain_rule_rows, normal_fim.fo_fim_kernel
         self._guarded = True
         self._layouts = {}  # (B, n) -> _Layout
 
@@ -66,13 +67,14 @@ class FOPlan:
             self.kernel(self.psi, t, *lay.kernel_args)
         else:
             self.model.run(self.order, self.psi, t, lay.idx, self.doses, lay.res)
-        if not self.chain(*lay.chain_args):  # ∂/∂θ, ∂/∂η (and ∂²/∂η∂θ) from the ψ-derivatives; all finite?
-            return None
         out = np.empty((B, self.p, self.p))
-        if B < self.min_rows:
-            if not self.rows(0, B, *lay.fim_args, out):  # predictions or FIMs not finite
+        if B < self.min_rows:  # on this thread: the dispatchers themselves, the least overhead
+            # ∂/∂θ, ∂/∂η (and ∂²/∂η∂θ) from the ψ-derivatives, then the FIMs; each says whether all is finite
+            if not self.chain(0, B, *lay.chain_args) or not self.rows(0, B, *lay.fim_args, out):
                 return None
-        else:
+        else:  # row ranges across the thread pool
+            if not self.threaded_chain(*lay.chain_args):
+                return None
             self.threaded(*lay.fim_args, out)
             if not np.isfinite(out.sum()) or not np.isfinite(lay.f.sum()):
                 return None

@@ -43,7 +43,9 @@ def predict(model, pp, eta, times, idx, regimen, order: int, where: str = "", et
     Parameters
     ----------
     eta : ndarray (B, n_eta) or (n_eta,)
-        Random effects at which to evaluate.  With 2-D ``times`` a single η (shape (n_eta,)).
+        Random effects at which to evaluate.  With 2-D ``times`` (B schedules) a single η (shape (n_eta,) or
+        (1, n_eta)), or k draws (k, n_eta) without occasions: then the batch has k·B rows, draw-major (row
+        j·B + b is draw j at schedule b).
     times : ndarray (n,) shared by all draws, or (B, n) one schedule per batch row
     idx : ndarray of int (n,)
         Output index of each observation.
@@ -108,12 +110,19 @@ def _predict(model, pp, eta, times, idx, regimen, order, where, eta2, active=Non
     if times.ndim == 2:
         B, n = times.shape
         eta1 = np.atleast_2d(eta)
-        if eta1.shape[0] != 1:
-            raise DesignError("a batch of schedules is evaluated at one η vector")
+        k = eta1.shape[0]
+        if k != 1 and active is not None:
+            raise DesignError("a batch of schedules with occasions is evaluated at one η vector")
         psi = pp.psi(eta1, active)
-        res = model.evaluate(psi[0], times.ravel(), regimen, np.tile(idx, B), order=order)
-        res = {k: v.reshape((B, n) + v.shape[1:]) for k, v in res.items()}
-        eta_b = eta1  # one η for every row: the transform derivatives broadcast
+        if k == 1:
+            res = model.evaluate(psi[0], times.ravel(), regimen, np.tile(idx, B), order=order)
+            res = {key: v.reshape((B, n) + v.shape[1:]) for key, v in res.items()}
+            eta_b = eta1  # one η for every row: the transform derivatives broadcast
+        else:  # every draw at every schedule: one model call, rows draw-major
+            res = model.evaluate(psi, times.ravel(), regimen, np.tile(idx, B), order=order)
+            res = {key: v.reshape((k * B, n) + v.shape[2:]) for key, v in res.items()}
+            eta_b = np.repeat(eta1, B, axis=0)
+            times = np.tile(times, (k, 1))  # each row's times (for the messages below)
     else:
         eta_b = np.atleast_2d(eta)
         res = model.evaluate(pp.psi(eta_b, active), times, regimen, idx, order=order)
@@ -172,16 +181,16 @@ def chain_rule(d1, d2, a, b, c, e, free, ep, eta2: bool = False) -> tuple:
     ``PopulationParameters.transform_derivatives``; free, ep: the ψ index of each estimated θ and of each η.
     Returns (fth (B, n, p_theta), L (B, n, n_eta), Lth (B, n, n_eta, p_theta) or None, Leta (B, n, n_eta, n_eta)
     or None); Lth and Leta need d2, Leta also ``eta2``.  Large batches (the searches' candidate schedules) without
-    ``eta2`` take the compiled twin, ``kernels.normal_fim.chain_rows`` (the same numbers)."""
+    ``eta2`` take the compiled twin, ``kernels.normal_fim.chain_rows`` (the same numbers; across threads)."""
     if not eta2 and d1.shape[0] >= CHAIN_KERNEL_ROWS:
-        from ..kernels.normal_fim import chain_rows
+        from ..kernels.normal_fim import chain_rule_rows
 
         B, n = d1.shape[:2]
         full = d2 is not None
         fth, L = np.empty((B, n, free.size)), np.empty((B, n, ep.size))
         Lth = np.empty((B, n, ep.size, free.size)) if full else np.empty((1, 1, 1, 1))
         as_int = [np.ascontiguousarray(x, dtype=np.int64) for x in (free, ep)]
-        chain_rows(np.ascontiguousarray(d1), np.ascontiguousarray(d2) if full else np.empty((1, 1, 1, 1)),
+        chain_rule_rows(np.ascontiguousarray(d1), np.ascontiguousarray(d2) if full else np.empty((1, 1, 1, 1)),
                    *[np.ascontiguousarray(x, dtype=float) for x in (a, b, c)], *as_int, full, fth, L, Lth)
         return fth, L, (Lth if full else None), None
     fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])

@@ -434,9 +434,9 @@ fo_rows = GuardedKernel(_GUARD, _GUARD.jit(_fo_rows, nogil=True, error_model="nu
 PARALLEL_MIN_ROWS = 64
 
 
-def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cover - compiled
-    """``pkdesign.fim.predict.chain_rule`` (without ∂L/∂η) for B rows, compiled: the same operations in the same
-    order, so the same numbers bit for bit.  d1 (B, n, P), d2 (B, n, P, P) (read only when ``full``); a (K, P),
+def _chain_rows(lo, hi, d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cover - compiled
+    """``pkdesign.fim.predict.chain_rule`` (without ∂L/∂η) for rows lo .. hi - 1 of B, compiled: the same operations
+    in the same order, so the same numbers bit for bit.  d1 (B, n, P), d2 (B, n, P, P) (read only when ``full``); a (K, P),
     b, c (K, E) with K = 1 (one η for every row) or B; free (pt,), ep (E,) ψ indices.  Writes fth (B, n, pt),
     L (B, n, E) and, when ``full``, Lth (B, n, E, pt); returns True when everything it wrote is finite (other
     entries of d1 and d2 may be NaN, "not computed")."""
@@ -454,9 +454,9 @@ def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cov
                 first[j] = m
                 break
     ok = True
-    for r in range(B):
+    for r in range(lo, hi):
         q = 0 if K == 1 else r
-        if r == 0 or K > 1:  # the row's coefficients (once, when every row shares one η)
+        if r == lo or K > 1:  # the row's coefficients (once, when every row shares one η)
             for m in range(pt):
                 af[m] = a[q, free[m]]
             for j in range(E):
@@ -483,6 +483,14 @@ def _chain_rows(d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma: no cov
 
 
 chain_rows = GuardedKernel(_GUARD, _GUARD.jit(_chain_rows, nogil=True, error_model="numpy"))
+
+
+def chain_rule_rows(d1, *args) -> bool:
+    """:func:`_chain_rows` over every row of d1 (its arguments without lo and hi), in row ranges across the thread
+    pool for batches of at least ``PARALLEL_MIN_ROWS`` rows; True when everything it wrote is finite."""
+    ok = []
+    split(lambda s: ok.append(chain_rows(s.start, s.stop, d1, *args)), d1.shape[0], PARALLEL_MIN_ROWS)
+    return all(ok)
 
 
 def _split_rows(kernel, B, *args):
