@@ -121,3 +121,29 @@ def test_foce_schedules_batch_the_draws_bit_for_bit(name, approx, fim, monkeypat
         monkeypatch.setattr(FOCE, "SCHEDULE_ROWS", rows)
         np.testing.assert_array_equal(ap.schedules(model, pp, times, idx, g.regimen, fim == "full", draws=draws,
                                                    seed=7), ref)
+
+
+@pytest.mark.parametrize("fim", ["reduced", "full"])
+def test_mc_schedules_batch_the_draws_bit_for_bit(fim, monkeypatch):
+    """MC ``schedules`` predict many draws at every schedule of a chunk in one batch: the same FIMs, bit for bit,
+    as one draw at a time (the earlier implementation, the reference here), whatever the batch size."""
+    from pkdesign.fim.approximations import MC
+    from pkdesign.fim.draws import draw_eta
+    from pkdesign.fim.montecarlo import mc_fim
+    from pkdesign.fim.predict import Predictions, predict
+
+    spec, model = compiled("warfarin")
+    g = spec.default_design.groups[0]
+    t0, idx = g.observations(spec.output_names)
+    pp = _parameters(model, None)
+    B, draws = 5, 40
+    times = np.sort(t0[None] * np.random.default_rng(5).uniform(0.5, 1.5, (B, t0.size)), axis=1)
+    eta = draw_eta(pp.omega, draws, 3, MC.default_sampling)
+    parts = [predict(model, pp, e, times, idx, g.regimen, 2, "", eta2=True) for e in eta]
+    ref = np.stack([mc_fim(pp, idx, Predictions(**{k: np.stack([getattr(q, k)[b] for q in parts])
+                                                     for k in ("f", "fth", "L", "Leta")}), full=fim == "full")
+                    for b in range(B)])
+    for rows in (8192, 3 * B, B):  # every draw at once; 3 at a time (the last chunk one draw); one at a time
+        monkeypatch.setattr(MC, "SCHEDULE_ROWS", rows)
+        got = MC().schedules(model, pp, times, idx, g.regimen, fim == "full", draws=draws, seed=3)
+        np.testing.assert_array_equal(got, ref)

@@ -154,10 +154,12 @@ class MC(Approximation):
     """Marginal moments by (quasi-)Monte Carlo, Ω-derivatives by Price's theorem (Leonov & Aliev).
 
     ``schedules`` evaluates B candidate schedules with the same draws (common random numbers), in chunks of
-    ``SCHEDULE_CHUNK`` schedules so that the per-draw second derivatives stay within bounded memory."""
+    ``SCHEDULE_CHUNK`` schedules so that the per-draw second derivatives stay within bounded memory; within a
+    chunk, the draws at every schedule in batches of about ``SCHEDULE_ROWS`` rows (one at a time with occasions)."""
 
     name, default_draws, default_sampling, batched, parallel_draws = "mc", 2048, "qmc", True, True
     SCHEDULE_CHUNK = 16
+    SCHEDULE_ROWS = 8192
 
     def schedules(self, model, pp, times, idx, regimen, full, where="", *, draws=None, seed=0):
         eta = draw_eta(pp.omega, self.draws(draws), seed, self.default_sampling)
@@ -165,10 +167,14 @@ class MC(Approximation):
         out = np.empty((B, pp.p, pp.p))
         for lo in range(0, B, self.SCHEDULE_CHUNK):
             chunk = times[lo:lo + self.SCHEDULE_CHUNK]
-            parts = [predict(model, pp, e, chunk, idx, regimen, 2, where, eta2=True) for e in eta]
-            for b in range(chunk.shape[0]):
-                P = Predictions(f=np.stack([q.f[b] for q in parts]), fth=np.stack([q.fth[b] for q in parts]),
-                                L=np.stack([q.L[b] for q in parts]), Leta=np.stack([q.Leta[b] for q in parts]))
+            Bc = chunk.shape[0]
+            step = 1 if pp.eta_occ is not None else max(1, self.SCHEDULE_ROWS // Bc)
+            # rows draw-major (row j Bc + b: draw j at schedule b); one draw alone gives Bc rows, the same layout
+            parts = [predict(model, pp, eta[d:d + step] if step > 1 else eta[d], chunk, idx, regimen, 2, where,
+                             eta2=True) for d in range(0, eta.shape[0], step)]
+            for b in range(Bc):
+                P = Predictions(**{k: np.concatenate([getattr(q, k)[b::Bc] for q in parts])
+                                   for k in ("f", "fth", "L", "Leta")})
                 out[lo + b] = mc_fim(pp, idx, P, full=full, where=where)
         return out
 
