@@ -220,3 +220,23 @@ def test_compiled_and_ode_models_pickle_and_run_in_a_process_pool():
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
         par = pk.evaluate_fim(model, d3, "foce", draws=50, executor=ex).matrix
     assert np.array_equal(par, pk.evaluate_fim(model, d3, "foce", draws=50).matrix)  # identical, bit for bit
+
+
+def test_callable_model_with_random_effects_in_evaluator_and_searches():
+    """A Python model with variability and its own sensitivities (no time derivative) takes the prepared FO path
+    of fim.plan through its ``evaluate`` (out= buffers without ∂f/∂t): the numbers of the general path."""
+    from pkdesign.fim.api import _check_choice, _parameters
+
+    model = pk.CallableModel(_decay_batch, {"a": 10.0, "b": 0.3}, "y", vectorized=True,
+                             sensitivities=_decay_batch_sens, variability={"a": 0.1, "b": 0.2},
+                             errors={"y": {"model": "combined", "add": 0.1, "prop": 0.01}})
+    times = np.array([[0.5, 2.0, 6.0, 12.0], [1.0, 3.0, 8.0, 24.0]])
+    idx = np.zeros(4, dtype=np.int64)
+    names, F = pk.schedule_fims(model, times, idx, None, "fo", "reduced")
+    pp = _parameters(model, None)
+    ref = _check_choice("fo", "reduced")[0].schedules(model, pp, times, idx, None, False)
+    np.testing.assert_array_equal(F, ref)
+    design = pk.Design((pk.Group(20, {"y": times[0]}, None, "g"),))
+    ev = pk.fim_evaluator(model, design)
+    assert ev._plans[0] is not None
+    np.testing.assert_array_equal(ev(), pk.evaluate_fim(model, design, check=False).matrix)

@@ -62,7 +62,7 @@ class FOPlan:
             lay.outputs(self, idx)
         t = np.ascontiguousarray(times, dtype=float).reshape(-1)
         if self.kernel is None:
-            self.model.evaluate(self.psi, t, self.regimen, lay.idx, self.order, out=lay.res)
+            self.model.evaluate(self.psi, t, self.regimen, lay.idx, self.order, out=lay.model_out)
         elif B * n < self.max_serial:
             self.kernel(self.psi, t, *lay.kernel_args)
         else:
@@ -93,6 +93,9 @@ class _Layout:
         self.res = {"f": f, "d1": d1, "dt": dt}
         if plan.full:
             self.res["d2"] = np.empty((1, B * n, P, P))
+        # what another model's ``evaluate`` writes (∂f/∂t, which the FIM does not use, not asked for: a Python
+        # model may have none)
+        self.model_out = {k: v for k, v in self.res.items() if k != "dt"}
         self.f = f.reshape(B, n)
         d2 = self.res["d2"].reshape(B, n, P, P) if plan.full else np.empty((1, 1, 1, 1))
         fth, L = np.empty((B, n, pt)), np.empty((B, n, E))
