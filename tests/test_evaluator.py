@@ -1,4 +1,6 @@
-"""fim_evaluator: the same numbers as evaluate_fim (bit for bit), with the checks done once."""
+"""fim_evaluator: the same numbers as evaluate_fim (to 1e-14 of the largest element: evaluate_fim contracts a single
+subject's FO/FOI FIM in numpy, the evaluator with the compiled kernel; both are exact to rounding), with the checks
+done once."""
 
 import numpy as np
 import pytest
@@ -7,6 +9,11 @@ import pkdesign as pk
 from pkdesign.errors import DesignError
 
 from .conftest import compiled
+
+
+def assert_same_fim(got, ref):
+    """Equal to 1e-14 of the largest element (issue 15)."""
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-14 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("name, approx, kw", [
@@ -18,7 +25,7 @@ def test_evaluator_equals_evaluate_fim(name, approx, kw):
     d = spec.default_design
     ev = pk.fim_evaluator(model, d, approx, "full", **kw)
     ref = pk.evaluate_fim(model, d, approx, "full", check=False, **kw)
-    np.testing.assert_array_equal(ev(), ref.matrix)
+    assert_same_fim(ev(), ref.matrix)
     assert ev.names == tuple(ref.names) and "FIMEvaluator" in repr(ev)
 
 
@@ -28,8 +35,8 @@ def test_new_times_and_values():
     ev = pk.fim_evaluator(model, d)
     t = [0.25, 1, 3, 8, 24, 48, 96, 120.0]
     other = pk.Design((pk.Group(d.groups[0].n, {"conc": t}, d.groups[0].regimen, d.groups[0].name),))
-    np.testing.assert_array_equal(ev(times=[t]), pk.evaluate_fim(model, other).matrix)
-    np.testing.assert_array_equal(ev(times={d.groups[0].name: {"conc": t}}), pk.evaluate_fim(model, other).matrix)
+    assert_same_fim(ev(times=[t]), pk.evaluate_fim(model, other).matrix)
+    assert_same_fim(ev(times={d.groups[0].name: {"conc": t}}), pk.evaluate_fim(model, other).matrix)
     vals = {"CL": 0.2, "omega2(KA)": 0.3}
     assert ev.logdet(values=vals) == pytest.approx(pk.evaluate_fim(model, d, values=vals).logdet, abs=1e-12)
 
@@ -47,9 +54,9 @@ def test_evaluator_bad_input():
 @pytest.mark.parametrize("name", ["warfarin", "warfarin_covariate", "effect_compartment", "two_comp_oral",
                                   "warfarin_prop"])
 @pytest.mark.parametrize("fim", ["reduced", "full"])
-def test_direct_fo_path_is_taken_and_bit_identical(name, fim):
-    """FO/FOI go through fim.plan.FOPlan (prepared buffers); the numbers are evaluate_fim's, bit for bit, also
-    after new times (of the same and of another size) and back, and for FOI."""
+def test_direct_fo_path_is_taken_and_equals_evaluate_fim(name, fim):
+    """FO/FOI go through fim.plan.FOPlan (prepared buffers); the numbers are evaluate_fim's (to 1e-14), also after
+    new times (of the same and of another size) and back, and for FOI; a repeated call gives the same bits."""
     spec, model = compiled(name)
     d = spec.default_design
     for approx in ("fo", "foi"):
@@ -57,15 +64,16 @@ def test_direct_fo_path_is_taken_and_bit_identical(name, fim):
         assert all(p is not None for p in ev._plans)
         assert all(p(part[5][None], part[6]) is not None for p, part in zip(ev._plans, ev._parts))
         ref = pk.evaluate_fim(model, d, approx, fim, check=False).matrix
-        np.testing.assert_array_equal(ev(), ref)
-        np.testing.assert_array_equal(ev(), ref)  # the buffers are reused
+        first = ev()
+        assert_same_fim(first, ref)
+        np.testing.assert_array_equal(ev(), first)  # the buffers are reused
     if name == "warfarin":
         t = [0.25, 1, 3, 8, 24, 48, 96, 120.0]
         other = pk.Design((pk.Group(d.groups[0].n, {"conc": t}, d.groups[0].regimen, d.groups[0].name),))
         ev = pk.fim_evaluator(model, d, "fo", fim)
-        np.testing.assert_array_equal(ev(times=[t]), pk.evaluate_fim(model, other, fim=fim).matrix)
-        np.testing.assert_array_equal(ev(), pk.evaluate_fim(model, d, fim=fim).matrix)
-        np.testing.assert_array_equal(ev(times=[t[:5]]), pk.evaluate_fim(model, pk.Design((pk.Group(
+        assert_same_fim(ev(times=[t]), pk.evaluate_fim(model, other, fim=fim).matrix)
+        assert_same_fim(ev(), pk.evaluate_fim(model, d, fim=fim).matrix)
+        assert_same_fim(ev(times=[t[:5]]), pk.evaluate_fim(model, pk.Design((pk.Group(
             d.groups[0].n, {"conc": t[:5]}, d.groups[0].regimen),)), fim=fim).matrix)  # another size: another layout
 
 
@@ -93,9 +101,10 @@ def test_direct_path_hands_problems_to_the_general_one(spoil):
 @pytest.mark.parametrize("fim", ["reduced", "full"])
 def test_schedule_plan_equals_the_general_path(name, approx, fim):
     """fim.plan.SchedulePlan (what schedule_fims and the searches call) against predict + linearized_fims without
-    any preparation (``approx.schedules``): bit for bit, for batches that run on the calling thread (1, 7 rows;
-    the compiled chain rule where the general path uses numpy) and across threads (70 rows), on a closed form and
-    an ODE model (the direct path), and on FOCE (the general path with the plan's parameters)."""
+    any preparation (``approx.schedules``): bit for bit for batches that run on the calling thread (7 rows; the
+    compiled chain rule where the general path uses numpy) and across threads (70 rows), to 1e-14 for one schedule
+    (the general path contracts it in numpy); on a closed form and an ODE model (the direct path), and on FOCE (the
+    general path with the plan's parameters)."""
     from pkdesign.fim.api import _check_choice, _parameters
     from pkdesign.fim.plan import SchedulePlan
 
@@ -112,6 +121,9 @@ def test_schedule_plan_equals_the_general_path(name, approx, fim):
         times = np.sort(t0[None] * rng.uniform(0.5, 1.5, (B, t0.size)), axis=1)
         ref = ap.schedules(model, pp, times, idx, g.regimen, fim == "full", "candidates", **kw)
         got = plan(times)
-        np.testing.assert_array_equal(got, ref)
+        if B == 1 and approx != "foce":
+            assert_same_fim(got[0], ref[0])
+        else:
+            np.testing.assert_array_equal(got, ref)
         if B > 1:
             np.testing.assert_array_equal(pk.schedule_fims(model, times, idx, g.regimen, approx, fim, **kw)[1], ref)

@@ -6,16 +6,21 @@ FIM (zero); covariances in Ω and the interaction (FOI/FOCEI) stay dense.  Here 
 layout (fixed effects, random effects plus one covariance between its first two η's, residual terms of every
 output, proportional, additive, combined and combined1) gets random predictions and derivatives; V and every
 ∂V are built densely in numpy from the linearisation's formulas and handed to the generic kernel
-(``normal_fim_kernel``: all derivatives dense).  Agreement: 1e-12 relative, FO and FOI, full and reduced.
+(``normal_fim_kernel``: all derivatives dense).  Agreement: 1e-12 relative, FO and FOI, full and reduced.  The
+numpy contraction of a single linearisation (``fim.structured.StructuredFIM.dense``, what ``evaluate_fim`` uses for
+one subject) is held to the same on the same inputs.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import pkdesign as pk
 from pkdesign.fim.params import population_parameters
+from pkdesign.fim.structured import StructuredFIM
 from pkdesign.kernels.normal_fim import fo_fim_kernel, normal_fim_kernel
 
 from .conftest import MODELS
@@ -110,6 +115,13 @@ def test_structure_aware_fo_kernel_equals_the_generic_path(name):
                 normal_fim_kernel(fth[b:b + 1].copy(), V[None].copy(), dV[None].copy(), ref[b:b + 1])
             scale = np.abs(ref).max()
             assert np.abs(out - ref).max() <= 1e-12 * scale, (full, interaction)
+            # the numpy path of a single linearisation (StructuredFIM.dense: evaluate_fim's FO/FOI), same layout
+            shim = SimpleNamespace(omega=omega, p_theta=pt, omega_free=list(zip(om_i, om_j)), residual=pp.residual,
+                                   p=p)
+            for b in range(B):
+                dense = StructuredFIM(shim, full=full, interaction=interaction).dense(
+                    idx, fth[b], f[b], fth[b], L[b], Lth[b] if full else None)
+                assert np.abs(dense - out[b]).max() <= 1e-12 * scale, (full, interaction, b)
 
 
 def test_large_batches_split_across_threads_equal_one_row_at_a_time():

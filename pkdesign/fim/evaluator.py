@@ -7,9 +7,11 @@ skipped per call is the design validation, the silent-sample check and building 
 
 FO and FOI at the model's parameter values (the common case of a loop over sampling times) take the direct path
 of :mod:`pkdesign.fim.plan` (``FOPlan``: per group, the parameter vector, the ψ-transform at η = 0, the dose
-arrays and every buffer prepared once; a call is the model kernel, the compiled chain rule and the FO kernel, as in
-``evaluate_fim``: the same numbers, bit for bit); anything unusual on the way (a non-finite prediction, a
-singular covariance) is handed to the general path, which explains it.
+arrays and every buffer prepared once; a call is the model kernel, the compiled chain rule and the FO kernel, the
+kernels of ``schedule_fims`` and the searches); anything unusual on the way (a non-finite prediction, a singular
+covariance) is handed to the general path, which explains it.  ``evaluate_fim`` contracts one subject's FO/FOI FIM
+in numpy (no compilation for a first FIM): the two agree to rounding (1e-14 of the largest element; measured on
+every library model: at most 1.6e-14, full TMDD, else below 4e-15).
 """
 
 from __future__ import annotations

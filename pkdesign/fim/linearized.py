@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import NonIdentifiableError
 from ..kernels.normal_fim import fo_fim_kernel
 from .residual import zero_variance_error
-from .structured import structured_fims
+from .structured import StructuredFIM, structured_fims
 
 #: subjects with more observations than this use the structured O(n) path (Woodbury); below it the
 #: dense numba kernel is faster (measured crossover on warfarin: ~48 observations)
@@ -44,7 +44,9 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
     Ps : Predictions at the linearisation points η* (batch B; may be P0 itself)
     eta_star : ndarray (B, n_eta) or None (η* = 0)
 
-    The mean derivative is computed here; V, ∂V and the normal FIM by the fused numba kernel.
+    The mean derivative is computed here; V, ∂V and the normal FIM by the fused numba kernel for batches, by
+    numpy for one linearisation (:meth:`StructuredFIM.dense`: the same FIM to rounding, and no compilation: the
+    first FIM of an installation compiles only the model's kernel), by the structured O(n) path for many samples.
     """
     B, n = Ps.f.shape
     E, pt = pp.n_eta, pp.p_theta
@@ -53,6 +55,13 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
                            full=full, where=where, times=times)
     mu_th = mean_derivative(Ps, eta_star)
     ref = Ps if resid_at_star else P0
+    if B == 1:
+        F = StructuredFIM(pp, full=full, interaction=interaction).dense(
+            idx, mu_th[0], ref.f[0], ref.fth[0], Ps.L[0], Ps.Lth[0] if full else None,
+            None if times is None else np.asarray(times, dtype=float).reshape(-1)[-n:], where)
+        if F is not None:
+            return F[None]
+        # not positive definite (or not finite): the kernel's path below explains it
     # (a writable contiguous array: numba compiles read-only broadcast views separately, and slower)
     f_ref = ref.f if ref.f.shape[0] == B else np.repeat(ref.f, B, axis=0)
     fth_ref = ref.fth if ref.fth.shape[0] == B else np.repeat(ref.fth, B, axis=0)

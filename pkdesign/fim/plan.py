@@ -10,7 +10,8 @@ FO and FOI at η = 0 with at most ``STRUCTURED_ABOVE`` samples, no occasions, no
 random effect take the direct path, :class:`FOPlan`: ψ, the ψ-transform derivatives, the dose arrays and, per batch
 shape, every buffer are prepared once; a call is the model kernel, the compiled chain rule
 (``kernels.normal_fim.chain_rows``) and the FO kernel (``fo_rows``), the functions and the order of operations of the
-general path (``predict`` then ``linearized_fims``): the same numbers, bit for bit.  Anything unusual on the way (a
+general path (``predict`` then ``linearized_fims``): the same numbers, bit for bit, except for a single schedule,
+which the general path contracts in numpy (the same to rounding).  Anything unusual on the way (a
 non-finite prediction or derivative, a covariance that is not positive definite) is handed to the general path,
 which explains it.  Everything else takes the general path, ``approx.schedules`` on the prepared ``pp``.
 """

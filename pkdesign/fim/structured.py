@@ -86,33 +86,11 @@ class StructuredFIM:
         the prediction the residual variance is evaluated at and its θ-derivative; L (n, E) ∂f/∂η;
         Lth (n, E, p_theta) ∂²f/∂η∂θ (full FIM only); times (n,) for messages.
         """
-        idx = np.asarray(idx)
+        idx, dmu, f, fth, L, Lth, D, m2, prop_var = self._informative(idx, dmu, f, fth, L, Lth, times, where)
         n = idx.size
         if n == 0:
             return
         E, pt = self.E, self.pt
-        S = np.einsum("ne,ef,nf->n", L, self.omega, L) if E else np.zeros(n)
-        m2 = f**2 + S if self.interaction else f**2  # the second moment the proportional error scales
-        D = self.residual.variance(idx, m2, f)
-        prop_var = self.residual.prop_weight(idx)  # Σ σ²_prop of each observation's output
-        zero = D <= 0
-        if zero.any():
-            moves = np.any(dmu != 0, axis=1) | np.any(L != 0, axis=1) | (f != 0)
-            if self.full:
-                moves |= np.any(fth != 0, axis=1)
-                if Lth is not None:
-                    moves |= np.any(Lth != 0, axis=(1, 2))
-            bad = np.flatnonzero(zero & moves)
-            if bad.size:
-                i = bad[0]
-                raise zero_variance_error(where, idx[i], None if times is None else times[i], f[i])
-            keep = ~zero  # samples that carry no information at all
-            idx, dmu, f, fth, L, D, m2, prop_var = (idx[keep], dmu[keep], f[keep], fth[keep], L[keep], D[keep],
-                                                    m2[keep], prop_var[keep])
-            Lth = Lth[keep] if Lth is not None else None
-            n = idx.size
-            if n == 0:
-                return
         self.n += n
         Dinv = 1.0 / D
         U = L @ self.C if E else np.zeros((n, 0))
@@ -138,6 +116,75 @@ class StructuredFIM:
         Ukr = np.einsum("nk,nl->nkl", U, U).reshape(n, -1)  # rows kron(U_i, U_i)
         self.Q += np.einsum("na,nb,nk->abk", Dg * (D2 * Dinv)[:, None], Dg, Ukr)
         self.Y += (Dg * D2[:, None]).T @ Ukr
+
+    def _informative(self, idx, dmu, f, fth, L, Lth, times, where, zero_variance_ok: bool = False) -> tuple:
+        """The observations that carry information, with their residual variances D (n,), the second moments m2 the
+        proportional errors scale and the proportional weights: (idx, dmu, f, fth, L, Lth, D, m2, prop_var).  A
+        sample with zero variance that moves with the parameters raises (Woodbury divides by D) unless
+        ``zero_variance_ok`` (the dense contraction, where L Ω Lᵀ may still make V positive definite)."""
+        idx = np.asarray(idx)
+        n = idx.size
+        S = np.einsum("ne,ef,nf->n", L, self.omega, L) if self.E else np.zeros(n)
+        m2 = f**2 + S if self.interaction else f**2  # the second moment the proportional error scales
+        D = self.residual.variance(idx, m2, f)
+        prop_var = self.residual.prop_weight(idx)  # Σ σ²_prop of each observation's output
+        zero = D <= 0
+        if zero.any():
+            moves = np.any(dmu != 0, axis=1) | np.any(L != 0, axis=1) | (f != 0)
+            if self.full:
+                moves |= np.any(fth != 0, axis=1)
+                if Lth is not None:
+                    moves |= np.any(Lth != 0, axis=(1, 2))
+            bad = np.flatnonzero(zero & moves)
+            if bad.size and not zero_variance_ok:
+                i = bad[0]
+                raise zero_variance_error(where, idx[i], None if times is None else times[i], f[i])
+            keep = ~zero | moves  # drop the samples that carry no information at all
+            idx, dmu, f, fth, L, D, m2, prop_var = (idx[keep], dmu[keep], f[keep], fth[keep], L[keep], D[keep],
+                                                    m2[keep], prop_var[keep])
+            Lth = Lth[keep] if Lth is not None else None
+        return idx, dmu, f, fth, L, Lth, D, m2, prop_var
+
+    def dense(self, idx, dmu, f, fth, L, Lth=None, times=None, where: str = "") -> np.ndarray | None:
+        """The per-subject FIM (p, p) of one subject's observations (same arguments as :meth:`add`) from the same
+        representation, contracted densely: V = L Ω Lᵀ + diag(D), ∂V_α = Z S_α Zᵀ + diag(d_α), then
+        FIM = ∂μᵀ V⁻¹ ∂μ + ½ tr(V⁻¹ ∂V_a V⁻¹ ∂V_b) through the Cholesky factor of V.  O(n³) in numpy, for a few
+        observations: no compiled kernel (what a single FO/FOI FIM uses; batches take the compiled kernels, with
+        the same numbers to rounding).  None when V is not positive definite (the caller explains)."""
+        idx, dmu, f, fth, L, Lth, D, m2, prop_var = self._informative(idx, dmu, f, fth, L, Lth, times, where,
+                                                                      zero_variance_ok=True)
+        p, pt, n = self.pp.p, self.pt, idx.size
+        F = np.zeros((p, p))
+        if n == 0:
+            return F
+        V = (L @ self.omega) @ L.T if self.E else np.zeros((n, n))
+        diag = np.arange(n)
+        V[diag, diag] += D
+        try:
+            C = np.linalg.cholesky(V)
+        except np.linalg.LinAlgError:
+            return None
+        Ci = np.linalg.inv(C)
+        Vi = Ci.T @ Ci
+        A = Ci @ dmu
+        F[:pt, :pt] = A.T @ A
+        Z = np.concatenate([L] + [Lth[:, :, m] for m in range(pt)], axis=1) if self.full else L
+        Dg = self._diagonals(idx, f, fth, L, Lth, m2, prop_var) if self.diag_params else None
+        pos = {a: j for j, a in enumerate(self.diag_params)}
+        which, M = [], []
+        for a, S in enumerate(self._low_rank()):
+            if S is None and a not in pos:
+                continue
+            dV = Z @ S @ Z.T if S is not None else np.zeros((n, n))
+            if a in pos:
+                dV[diag, diag] += Dg[:, pos[a]]
+            which.append(a)
+            M.append(Vi @ dV)
+        if which:
+            M = np.stack(M)
+            F[np.ix_(which, which)] += 0.5 * np.einsum("aij,bji->ab", M, M)
+        F = 0.5 * (F + F.T)
+        return F if np.all(np.isfinite(F)) else None
 
     def _diagonals(self, idx, f, fth, L, Lth, m2, prop_var) -> np.ndarray:
         """The diagonal parts d_α (n, nd) of ∂V/∂α, in ``diag_params`` order."""
