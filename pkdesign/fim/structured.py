@@ -47,9 +47,7 @@ class StructuredFIM:
     def __init__(self, pp, *, full: bool, interaction: bool):
         self.pp, self.full, self.interaction = pp, full, interaction
         self.omega = np.asarray(pp.omega, dtype=float)
-        E = self.omega.shape[0]
-        self.C = omega_root(self.omega) if E else np.zeros((0, 0))
-        self.E, self.r = E, self.C.shape[1]
+        self.E = E = self.omega.shape[0]
         self.pt = pp.p_theta
         self.q = E * (1 + self.pt) if full else E
         self.om = [tuple(x) for x in pp.omega_free]
@@ -64,8 +62,13 @@ class StructuredFIM:
         if interaction and has_prop:
             self.diag_params += [self.pt + k for k in range(len(self.om))]
         self.diag_params += [self.pt + len(self.om) + j for j in range(self.n_free_errs)]
-        nd, q, r = len(self.diag_params), self.q, self.r
         self.n = 0
+        self.C = None  # Ω's root and the accumulators: on the first add (the dense contraction needs neither)
+
+    def _start(self) -> None:
+        self.C = omega_root(self.omega) if self.E else np.zeros((0, 0))
+        self.r = r = self.C.shape[1]
+        nd, q = len(self.diag_params), self.q
         self.Kacc = np.zeros((r, r))
         self.WZ = np.zeros((r, q))
         self.ZDZ = np.zeros((q, q))
@@ -86,6 +89,8 @@ class StructuredFIM:
         the prediction the residual variance is evaluated at and its θ-derivative; L (n, E) ∂f/∂η;
         Lth (n, E, p_theta) ∂²f/∂η∂θ (full FIM only); times (n,) for messages.
         """
+        if self.C is None:
+            self._start()
         idx, dmu, f, fth, L, Lth, D, m2, prop_var = self._informative(idx, dmu, f, fth, L, Lth, times, where)
         n = idx.size
         if n == 0:
@@ -168,20 +173,23 @@ class StructuredFIM:
         Vi = Ci.T @ Ci
         A = Ci @ dmu
         F[:pt, :pt] = A.T @ A
-        Z = np.concatenate([L] + [Lth[:, :, m] for m in range(pt)], axis=1) if self.full else L
-        Dg = self._diagonals(idx, f, fth, L, Lth, m2, prop_var) if self.diag_params else None
-        pos = {a: j for j, a in enumerate(self.diag_params)}
-        which, M = [], []
-        for a, S in enumerate(self._low_rank()):
-            if S is None and a not in pos:
-                continue
-            dV = Z @ S @ Z.T if S is not None else np.zeros((n, n))
-            if a in pos:
-                dV[diag, diag] += Dg[:, pos[a]]
-            which.append(a)
-            M.append(Vi @ dV)
+        low = self._low_rank()
+        which = [a for a, S in enumerate(low) if S is not None]
+        if which:  # the low-rank parts Z S_α Zᵀ of all of them at once
+            Z = np.concatenate([L] + [Lth[:, :, m] for m in range(pt)], axis=1) if self.full else L
+            dV = (Z @ np.stack([low[a] for a in which])) @ Z.T
+        else:
+            dV = np.zeros((0, n, n))
+        if self.diag_params:  # the diagonal parts d_α
+            Dg = self._diagonals(idx, f, fth, L, Lth, m2, prop_var)
+            extra = [a for a in self.diag_params if a not in which]
+            dV = np.concatenate([dV, np.zeros((len(extra), n, n))])
+            which = which + extra
+            rows = {a: k for k, a in enumerate(which)}
+            for j, a in enumerate(self.diag_params):
+                dV[rows[a], diag, diag] += Dg[:, j]
         if which:
-            M = np.stack(M)
+            M = Vi @ dV
             F[np.ix_(which, which)] += 0.5 * np.einsum("aij,bji->ab", M, M)
         F = 0.5 * (F + F.T)
         return F if np.all(np.isfinite(F)) else None
@@ -231,6 +239,8 @@ class StructuredFIM:
 
     def result(self) -> np.ndarray:
         """The per-subject FIM (p, p)."""
+        if self.C is None:
+            self._start()
         p, pt, r = self.pp.p, self.pt, self.r
         F = np.zeros((p, p))
         K = np.eye(r) + self.Kacc
