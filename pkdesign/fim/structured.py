@@ -190,7 +190,8 @@ class StructuredFIM:
                 dV[rows[a], diag, diag] += Dg[:, j]
         if which:
             M = Vi @ dV
-            F[np.ix_(which, which)] += 0.5 * np.einsum("aij,bji->ab", M, M)
+            w = np.array(which)
+            F[w[:, None], w] += 0.5 * np.einsum("aij,bji->ab", M, M)
         F = 0.5 * (F + F.T)
         return F if np.all(np.isfinite(F)) else None
 
