@@ -109,6 +109,22 @@ def test_population_fo_matches_the_independent_implementation(model, fim):
     assert res.logdet == pytest.approx(np.linalg.slogdet(ref)[1], abs=1e-8 * abs(res.logdet))
 
 
+@pytest.mark.parametrize("rho", [None, 0.4])
+@pytest.mark.parametrize("fim", ["full", "reduced"])
+def test_batched_kernel_matches_the_independent_implementation(model, fim, rho):
+    """The compiled FO kernel (batches of schedules: the searches, schedule_fims, fim_evaluator) against the same
+    reference as evaluate_fim, which contracts a single subject in numpy: combined1 and a correlated combined
+    error."""
+    if rho is not None:
+        model = pk.compile_model(pk.parse_model_text(_model_text(
+            f"{{ model = 'combined', prop = {{ sd = 0.1 }}, add = {{ sd = 0.5 }}, correlation = {rho} }}")))
+    g = model.spec.default_design.groups[0]
+    _, F = pk.schedule_fims(model, np.stack([TIMES, TIMES]), None, g.regimen, "fo", fim)
+    ref = _reference_fim(fim == "full", **({} if rho is None else {"rho": rho}))
+    for b in range(2):
+        np.testing.assert_allclose(F[b], ref, rtol=1e-8, atol=1e-10 * np.abs(ref).max())
+
+
 def test_individual_fim_matches_the_independent_implementation(model):
     g = model.spec.default_design.groups[0]
     res = pk.individual_fim(model, TIMES, g.regimen)
