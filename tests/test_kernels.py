@@ -13,6 +13,8 @@ Tolerances:
 import json
 
 import mpmath
+import operator
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -402,8 +404,9 @@ def test_evaluate_into_preallocated_outputs(name):
 
 def test_lean_pipeline_compiles_the_same_kernel_as_numbas_default():
     """Generated kernels compile through ``GeneratedKernelCompiler`` (numba's pipeline without the passes generated
-    code never needs): the order-2 kernel of two_comp_oral (lag time, series guards, ediff) gives bit for bit what
-    numba's default pipeline compiles from the same source."""
+    code never needs) with pkdesign's memoised typing (``kernels.jit.fast_typing``): the order-2 kernel of
+    two_comp_oral (lag time, series guards, ediff) gives bit for bit what numba's default pipeline compiles from the
+    same source without either."""
     import numba
 
     from pkdesign.kernels.generated_pipeline import GeneratedKernelCompiler
@@ -427,3 +430,49 @@ def test_lean_pipeline_compiles_the_same_kernel_as_numbas_default():
         outs.append(res)
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fast_typing_compiles_the_same_kernel_and_stays_inside_pkdesigns_compilations():
+    """``kernels.jit.fast_typing`` remembers numba's overload resolution of operations on numbers and arrays while
+    pkdesign compiles: a generated kernel compiled inside it gives bit for bit what the same source compiled outside
+    gives; outside, numba resolves as always (a user's function adds nothing to the memo), and a remembered failed
+    resolution raises numba's TypingError again."""
+    import numba
+    from numba.core import errors, types
+    from numba.core.typing import signature as make_signature
+
+    from pkdesign.kernels import jit
+    from pkdesign.model.compile import _signature
+
+    spec, m = compiled("one_comp_oral")
+    outs = []
+    for fast in (True, False):
+        kernel = numba.njit(error_model="numpy", nogil=True, fastmath={"contract"})(m.module.predict2)
+        if fast:
+            before = len(jit._CALL_TYPES)
+            with jit.fast_typing():
+                kernel.compile(_signature(2).args)
+            assert len(jit._CALL_TYPES) > before and jit._FAST_TYPING == 0
+        else:
+            kernel.compile(_signature(2).args)
+        g = spec.default_design.groups[0]
+        t, idx = g.observations(spec.output_names)
+        psi = spec.theta * np.exp(np.random.default_rng(2).normal(0, 0.3, (4, spec.theta.size)))
+        n = spec.theta.size
+        res = [np.zeros((4, t.size)), np.zeros((4, t.size, n)), np.zeros((4, t.size)), np.zeros((4, t.size, n, n))]
+        kernel(psi, t, idx.astype(np.int64), *m._doses(g.regimen), *res)
+        outs.append(res)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+    size = len(jit._CALL_TYPES)
+    user = numba.njit(lambda x, y: x * y + 3.5)
+    assert user(2.0, 4.0) == 11.5 and len(jit._CALL_TYPES) == size  # outside: untouched
+    ctx = numba.core.registry.cpu_target.typing_context
+    fnty = ctx.resolve_value_type(operator.add)
+    with jit.fast_typing():
+        for _ in range(2):  # a failure is remembered and raised again
+            with pytest.raises(errors.TypingError):
+                fnty.get_call_type(ctx, (types.float64, types.UniTuple(types.float64, 3)), {})
+        assert fnty.get_call_type(ctx, (types.float64, types.float64), {}) == make_signature(
+            types.float64, types.float64, types.float64)

@@ -414,7 +414,8 @@ class CachedJit:
             with self.locked():
                 if not _index_exists(disp):
                     announce_compile(self.label or getattr(py_func, "__module__", "kernels"))
-                disp.compile(signature)
+                with fast_typing():
+                    disp.compile(signature)
                 self.record()
             disp.disable_compile()
         return disp
@@ -467,7 +468,7 @@ class GuardedKernel:
     def __call__(self, *args):
         if self._n == len(self.disp.overloads):
             return self.disp(*args)
-        with self.guard.locked():
+        with self.guard.locked(), fast_typing():
             self._load(args)
             out = self.disp(*args)
             if self._n != len(self.disp.overloads):
@@ -501,6 +502,73 @@ def rebind(py_func, name: str, namespace: dict | None = None, filename: str | No
     f.__module__ = glb.get("__name__", py_func.__module__)
     f.__doc__ = py_func.__doc__
     return f
+
+
+# ---------------------------------------------------------------------------------------------
+# faster typing during pkdesign's compilations
+# ---------------------------------------------------------------------------------------------
+_CALL_TYPES: dict = {}  # (typing context, function type, argument types) -> ("ok", signature) | ("error", message)
+_FAST_TYPING = 0  # > 0 while pkdesign compiles (see fast_typing)
+_ORIGINAL_GET_CALL_TYPE = None
+
+
+def _plain(t) -> bool:
+    """Argument types whose typing depends on nothing but themselves: numbers, booleans, constants of them, arrays of
+    them and tuples of those."""
+    if isinstance(t, (numba.types.Number, numba.types.Boolean)):
+        return True
+    if isinstance(t, numba.types.Omitted):
+        return isinstance(t.value, (bool, int, float))
+    if isinstance(t, numba.types.Array):
+        return isinstance(t.dtype, (numba.types.Number, numba.types.Boolean))
+    if isinstance(t, (numba.types.UniTuple, numba.types.Tuple)):
+        return all(_plain(x) for x in t.types)
+    return False
+
+
+def _memoised_get_call_type(self, context, args, kws):
+    """numba's ``BaseFunction.get_call_type`` (overload resolution of a builtin such as ``+`` or ``a[i, j]``),
+    remembered per (context, function, argument types) while pkdesign compiles.  numba resolves every operation of a
+    kernel afresh, trying each template in turn (numpy's array-operator templates first reject scalars by matching
+    ufunc loops, and every rejection formats an error message), and again while lowering: half of the compile time
+    of a generated kernel.  The result depends only on these types, so the first answer is the answer (the
+    template's implementation key stays recorded on the interned function type, which the memo keeps alive)."""
+    if not _FAST_TYPING or kws or not all(_plain(a) for a in args):
+        return _ORIGINAL_GET_CALL_TYPE(self, context, args, kws)
+    key = (id(context), self, tuple(args))
+    hit = _CALL_TYPES.get(key)
+    if hit is None:
+        try:
+            sig = _ORIGINAL_GET_CALL_TYPE(self, context, args, kws)
+        except numba.core.errors.TypingError as exc:
+            _CALL_TYPES[key] = ("error", str(exc))
+            raise
+        _CALL_TYPES[key] = ("ok", sig)
+        return sig
+    if hit[0] == "ok":
+        return hit[1]
+    raise numba.core.errors.TypingError(hit[1])
+
+
+@contextlib.contextmanager
+def fast_typing():
+    """Within: numba remembers the overload resolution of operations on numbers and arrays of numbers
+    (:func:`_memoised_get_call_type`): the same machine code, compiled ~40% faster (three_comp_oral's order-2
+    kernel 9.7-10.7 -> 5.8-6.1 s, bit-identical results).  Used around pkdesign's own compilations only; other
+    numba users in the process are unaffected outside them."""
+    global _FAST_TYPING, _ORIGINAL_GET_CALL_TYPE
+    from numba.core.types.functions import BaseFunction
+
+    with _LOCK:
+        if _ORIGINAL_GET_CALL_TYPE is None:
+            _ORIGINAL_GET_CALL_TYPE = BaseFunction.get_call_type
+            BaseFunction.get_call_type = _memoised_get_call_type
+        _FAST_TYPING += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _FAST_TYPING -= 1
 
 
 class NoAliasCompiler(CompilerBase):

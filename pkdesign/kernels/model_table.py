@@ -34,6 +34,7 @@ import numpy as np
 from numba import types
 from numba.core import errors
 from numba.extending import intrinsic
+from .jit import fast_typing
 
 F1 = types.float64[::1]
 F2 = types.float64[:, ::1]
@@ -96,7 +97,8 @@ def call_out(typingctx, address, o, t, y, psi, u, vals):
 def function_address(dispatcher, signature) -> int:
     """The address of ``dispatcher``'s compiled overload for ``signature`` (compiled or loaded from its cache now if
     needed), in numba's calling convention: what ``call_rhs`` & co. call."""
-    dispatcher.compile(signature.args)
+    with fast_typing():
+        dispatcher.compile(signature.args)
     cres = dispatcher.overloads[signature.args]
     return int(cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name))
 
