@@ -452,7 +452,8 @@ def test_fast_typing_compiles_the_same_kernel_and_stays_inside_pkdesigns_compila
             before = len(jit._CALL_TYPES)
             with jit.fast_typing():
                 kernel.compile(_signature(2).args)
-            assert len(jit._CALL_TYPES) > before and jit._FAST_TYPING == 0
+            installed = jit._ORIGINAL_GET_CALL_TYPE is not None  # (off on a numba whose internals differ)
+            assert (len(jit._CALL_TYPES) > before) == installed and jit._FAST_TYPING == 0
         else:
             kernel.compile(_signature(2).args)
         g = spec.default_design.groups[0]
@@ -465,6 +466,8 @@ def test_fast_typing_compiles_the_same_kernel_and_stays_inside_pkdesigns_compila
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
 
+    if not installed:
+        return
     size = len(jit._CALL_TYPES)
     user = numba.njit(lambda x, y: x * y + 3.5)
     assert user(2.0, 4.0) == 11.5 and len(jit._CALL_TYPES) == size  # outside: untouched

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import hashlib
+import inspect
 import json
 import os
 import pickle
@@ -570,6 +571,13 @@ def _memoised_lit_or_omitted(value):
     return hit
 
 
+def _parameters(fn) -> list | None:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def fast_typing():
     """Within: numba remembers the overload resolution of operations on numbers and arrays of numbers
@@ -582,10 +590,13 @@ def fast_typing():
     from numba.core.types.functions import BaseFunction
 
     with _LOCK:
-        if _ORIGINAL_GET_CALL_TYPE is None:
+        # installed once, and only over the numba internals this was written against (another numba: no memo, the
+        # same kernels compiled at numba's own speed)
+        if _ORIGINAL_GET_CALL_TYPE is None and _parameters(BaseFunction.get_call_type) == ["self", "context", "args",
+                                                                                          "kws"]:
             _ORIGINAL_GET_CALL_TYPE = BaseFunction.get_call_type
             BaseFunction.get_call_type = _memoised_get_call_type
-        if _ORIGINAL_LIT_OR_OMITTED is None and hasattr(lowering, "_lit_or_omitted"):
+        if _ORIGINAL_LIT_OR_OMITTED is None and _parameters(getattr(lowering, "_lit_or_omitted", None)) == ["value"]:
             _ORIGINAL_LIT_OR_OMITTED = lowering._lit_or_omitted
             lowering._lit_or_omitted = _memoised_lit_or_omitted
         _FAST_TYPING += 1
