@@ -536,7 +536,7 @@ def _memoised_get_call_type(self, context, args, kws):
     template's implementation key stays recorded on the interned function type, which the memo keeps alive)."""
     if not _FAST_TYPING or kws or not all(_plain(a) for a in args):
         return _ORIGINAL_GET_CALL_TYPE(self, context, args, kws)
-    key = (id(context), self, tuple(args))
+    key = (context, self, tuple(args))  # (the context itself: kept alive, so its id is never reused)
     hit = _CALL_TYPES.get(key)
     if hit is None:
         try:
