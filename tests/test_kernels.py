@@ -444,7 +444,7 @@ def test_fast_typing_compiles_the_same_kernel_and_stays_inside_pkdesigns_compila
     from pkdesign.kernels import jit
     from pkdesign.model.compile import _signature
 
-    spec, m = compiled("one_comp_oral")
+    spec, m = compiled("emax")  # small: the lean-pipeline test above covers a large kernel
     outs = []
     for fast in (True, False):
         kernel = numba.njit(error_model="numpy", nogil=True, fastmath={"contract"})(m.module.predict2)
