@@ -127,11 +127,10 @@ class FOCE(Approximation):
         for lo in range(0, eta.shape[0], step):
             e = eta[lo:lo + step]
             k = e.shape[0]
-            Ps = predict(model, pp, e if k > 1 else e[0], times, idx, regimen, 2, where)
-            ref = P0 if k == 1 else Predictions(f=np.tile(P0.f, (k, 1)), fth=np.tile(P0.fth, (k, 1, 1)), L=None)
+            Ps = predict(model, pp, e, times, idx, regimen, 2, where)  # k·B rows, draw-major
+            ref = Predictions(f=np.tile(P0.f, (k, 1)), fth=np.tile(P0.fth, (k, 1, 1)), L=None)
             out = linearized_fims(pp, idx, ref, Ps, np.repeat(e, B, axis=0), interaction=self.interaction,
-                                  resid_at_star=self.interaction, full=full, where=where,
-                                  times=times if k == 1 else np.tile(times, (k, 1)))
+                                  resid_at_star=self.interaction, full=full, where=where, times=np.tile(times, (k, 1)))
             for j in range(k):  # in draw order, as one draw at a time would add them
                 total += out[j * B:(j + 1) * B]
         return total / eta.shape[0]
@@ -169,9 +168,9 @@ class MC(Approximation):
             chunk = times[lo:lo + self.SCHEDULE_CHUNK]
             Bc = chunk.shape[0]
             step = 1 if pp.eta_occ is not None else max(1, self.SCHEDULE_ROWS // Bc)
-            # rows draw-major (row j Bc + b: draw j at schedule b); one draw alone gives Bc rows, the same layout
-            parts = [predict(model, pp, eta[d:d + step] if step > 1 else eta[d], chunk, idx, regimen, 2, where,
-                             eta2=True) for d in range(0, eta.shape[0], step)]
+            # rows draw-major (row j Bc + b: draw j at schedule b)
+            parts = [predict(model, pp, eta[d:d + step], chunk, idx, regimen, 2, where, eta2=True)
+                     for d in range(0, eta.shape[0], step)]
             for b in range(Bc):
                 P = Predictions(**{k: np.concatenate([getattr(q, k)[b::Bc] for q in parts])
                                    for k in ("f", "fth", "L", "Leta")})

@@ -58,7 +58,7 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
     if B == 1:
         F = StructuredFIM(pp, full=full, interaction=interaction).dense(
             idx, mu_th[0], ref.f[0], ref.fth[0], Ps.L[0], Ps.Lth[0] if full else None,
-            None if times is None else np.asarray(times, dtype=float).reshape(-1)[-n:], where)
+            None if times is None else np.asarray(times, dtype=float).reshape(-1), where)
         if F is not None:
             return F[None]
         # not positive definite (or not finite): the kernel's path below explains it

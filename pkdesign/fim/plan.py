@@ -73,12 +73,8 @@ class FOPlan:
             # ∂/∂θ, ∂/∂η (and ∂²/∂η∂θ) from the ψ-derivatives, then the FIMs; each says whether all is finite
             if not self.chain(0, B, *lay.chain_args) or not self.rows(0, B, *lay.fim_args, out):
                 return None
-        else:  # row ranges across the thread pool
-            if not self.threaded_chain(*lay.chain_args):
-                return None
-            self.threaded(*lay.fim_args, out)
-            if not np.isfinite(out.sum()) or not np.isfinite(lay.f.sum()):
-                return None
+        elif not self.threaded_chain(*lay.chain_args) or not self.threaded(*lay.fim_args, out):  # across threads
+            return None
         if self._guarded:
             self.chain, self.rows, self._guarded = self.chain.disp, self.rows.disp, False
         return out

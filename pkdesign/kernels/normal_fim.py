@@ -485,26 +485,27 @@ def _chain_rows(lo, hi, d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma
 chain_rows = GuardedKernel(_GUARD, _GUARD.jit(_chain_rows, nogil=True, error_model="numpy"))
 
 
-def chain_rule_rows(d1, *args) -> bool:
-    """:func:`_chain_rows` over every row of d1 (its arguments without lo and hi), in row ranges across the thread
-    pool for batches of at least ``PARALLEL_MIN_ROWS`` rows; True when everything it wrote is finite."""
-    ok = []
-    split(lambda s: ok.append(chain_rows(s.start, s.stop, d1, *args)), d1.shape[0], PARALLEL_MIN_ROWS)
-    return all(ok)
-
-
-def _split_rows(kernel, B, *args):
+def _split_rows(kernel, B, *args) -> bool:
     """``kernel(lo, hi, *args)`` over rows 0 .. B - 1: batches of at least ``PARALLEL_MIN_ROWS`` rows in contiguous
     row ranges across the thread pool (the kernels release the GIL; pkdesign.kernels.threads), smaller ones on the
-    calling thread."""
-    split(lambda s: kernel(s.start, s.stop, *args), B, PARALLEL_MIN_ROWS)  # the first call loads under the lock
+    calling thread.  True when every range's call returned True (the kernels that report finiteness)."""
+    ok = []
+    split(lambda s: ok.append(kernel(s.start, s.stop, *args)), B, PARALLEL_MIN_ROWS)  # the first call loads
+    return all(ok)                                                                      # under the lock
 
 
-def normal_fim_kernel(dmu, V, dV, out):
+def chain_rule_rows(d1, *args) -> bool:
+    """:func:`_chain_rows` over every row of d1 (its arguments without lo and hi); True when everything it wrote
+    is finite."""
+    return _split_rows(chain_rows, d1.shape[0], d1, *args)
+
+
+def normal_fim_kernel(dmu, V, dV, out) -> None:
     """The normal-model FIM of every row (:func:`_normal_rows`)."""
     _split_rows(normal_rows, dmu.shape[0], dmu, V, dV, out)
 
 
-def fo_fim_kernel(dmu, f, *args):
-    """The linearisation FIM of every row (:func:`_fo_rows`, its arguments without lo and hi)."""
-    _split_rows(fo_rows, f.shape[0], dmu, f, *args)
+def fo_fim_kernel(dmu, f, *args) -> bool:
+    """The linearisation FIM of every row (:func:`_fo_rows`, its arguments without lo and hi); True when the
+    predictions f and every FIM are finite."""
+    return _split_rows(fo_rows, f.shape[0], dmu, f, *args)

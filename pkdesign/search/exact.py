@@ -61,7 +61,7 @@ class ScheduleProblem:
         self.model, self.design = model, design
         # FOCE/FOCEI: the same η draws for every candidate of a group (common random numbers)
         self.draws = draws
-        self.approximation, self.fim = approximation, fim
+        self._approx, self._fim = _check_choice(approximation, fim)  # the approximation object, the FIM type
         self.prior_values = prior_values or [None]
         self.spaces = spaces
         outputs = model.spec.output_names
@@ -96,7 +96,6 @@ class ScheduleProblem:
                                          values=prior_values) if isinstance(criterion, str)
                           else criterion)
         self.evaluations = 0
-        self._approx, self._fim = _check_choice(approximation, fim)
         self._plans = {}  # (block, covariate case, parameter values, dose amount) -> fim.plan.SchedulePlan
         self.prior_fim = 0.0
         if prior_fim is not None:  # information from a previous study, added to every candidate design's
