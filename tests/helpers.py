@@ -3,6 +3,8 @@ and ODE integration of compartment models."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import sympy as sp
 from scipy.integrate import solve_ivp
@@ -133,3 +135,11 @@ def computed_pairs(spec) -> np.ndarray:
     for a, b in spec.second_order_pairs():
         mask[ix[a], ix[b]] = mask[ix[b], ix[a]] = True
     return mask
+
+
+def default_cache_env(**extra) -> dict:
+    """The environment for a child process that checks where kernel cache files go: this one's, without
+    ``NUMBA_CACHE_DIR`` (which moves numba's files away from the folders these tests inspect), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(extra)
+    return env

@@ -1,7 +1,6 @@
 """Disk cache reuse across processes, and the Python hooks (sympy-built and callable models)."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import sympy as sp
 import pkdesign as pk
 
 from .conftest import MODELS, compiled
+from .helpers import default_cache_env
 
 SCRIPT = """
 import json, time, sys
@@ -25,7 +25,7 @@ print(json.dumps({"generated": m.generated, "f": r["f"].tolist(), "seconds": tim
 
 
 def test_new_process_reuses_cached_kernels(tmp_path):
-    env = dict(os.environ, PKDESIGN_CACHE_DIR=str(tmp_path))
+    env = default_cache_env(PKDESIGN_CACHE_DIR=str(tmp_path))
     runs = []
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", SCRIPT, str(MODELS / "box_lucas.toml")], env=env,

@@ -25,12 +25,13 @@ import pytest
 from pkdesign.kernels import jit
 
 from .conftest import ROOT
+from .helpers import default_cache_env
 
 WARFARIN_REDUCED = 55.3964499762  # PopED, FO reduced FIM of the warfarin reference design
 
 
 def run(cache, *args, timeout=600):
-    env = dict(os.environ, PKDESIGN_CACHE_DIR=str(cache))
+    env = default_cache_env(PKDESIGN_CACHE_DIR=str(cache))
     return subprocess.run([sys.executable, "-m", "pkdesign.cli", *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=ROOT)
 
@@ -182,7 +183,7 @@ def test_package_style_kernel_cache_is_verified(tmp_path):
     # mechanism on a module of the same kind, so that the installed package's cache is left alone
     (tmp_path / "guardedmod.py").write_text(GUARDED_MODULE)
     script = "import numpy as np, guardedmod; print(guardedmod.square_sum(np.arange(5.0)))"
-    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + str(ROOT))
+    env = default_cache_env(PYTHONPATH=str(tmp_path) + os.pathsep + str(ROOT))
 
     def call():
         out = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, text=True,
@@ -208,6 +209,10 @@ def test_files_numba_would_never_load_again_are_removed_after_a_compile(tmp_path
     lists what is left, and the other kernels' files are kept."""
     import importlib
 
+    import numba
+
+    if numba.config.CACHE_DIR:
+        pytest.skip("NUMBA_CACHE_DIR is set: numba writes this module's files there, not beside it")
     monkeypatch.syspath_prepend(str(tmp_path))
     mod = tmp_path / "prunemod.py"
 
@@ -259,7 +264,7 @@ def test_ctrl_c_during_compile_exits_130_and_leaves_a_valid_cache(tmp_path):
         print("ready", flush=True)
         sys.exit(pkdesign.cli.main(["evaluate", "two_comp_oral", "--fim", "full", "--json"]))
     ''')
-    env = dict(os.environ, PKDESIGN_CACHE_DIR=str(tmp_path))
+    env = default_cache_env(PKDESIGN_CACHE_DIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=ROOT)
     assert proc.stdout.readline().strip() == "ready"
