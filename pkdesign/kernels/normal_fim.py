@@ -31,8 +31,9 @@ def _cached(**options):
 
 @_cached(nogil=True, error_model="numpy", inline="always")
 def cholesky_inverse(V, C, Ci, Vi):  # pragma: no cover - compiled
-    """V = C Cᵀ (Cholesky, C lower triangular: its upper triangle is neither written nor read), Ci = C⁻¹ and
-    Vi = V⁻¹ = Ciᵀ Ci, all (n, n); False (the arrays partly written) when V is not positive definite."""
+    """V = C Cᵀ (Cholesky, C lower triangular), Ci = C⁻¹ (lower triangular) and Vi = V⁻¹ = Ciᵀ Ci, all (n, n), the
+    upper triangles of C and Ci neither written nor read; False (the arrays partly written) when V is not positive
+    definite."""
     n = V.shape[0]
     for j in range(n):
         s = V[j, j]
@@ -47,8 +48,6 @@ def cholesky_inverse(V, C, Ci, Vi):  # pragma: no cover - compiled
                 s -= C[i, k] * C[j, k]
             C[i, j] = s / C[j, j]
     for i in range(n):
-        for j in range(i + 1, n):
-            Ci[i, j] = 0.0
         Ci[i, i] = 1.0 / C[i, i]
         for j in range(i):
             s = 0.0
@@ -165,6 +164,12 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover -
                 for i in range(n):
                     for j in range(n):
                         M[a, i, j] = Vi[i, j] * dV[a, j, j]
+            elif nz[a]:  # w_i = Σ_j (V⁻¹)_ij² d_a,j in M[a, 0] (every diagonal–diagonal pair with a uses it)
+                for i in range(n):
+                    w = 0.0
+                    for j in range(n):
+                        w += Vi[i, j] * Vi[i, j] * dV[a, j, j]
+                    M[a, 0, i] = w
             continue
         for i in range(n):
             for j in range(n):
@@ -200,11 +205,15 @@ def row_fim_work(dmu, V, dV, out, C, Ci, Vi, M, nz, kind):  # pragma: no cover -
                             w += dV[o, i, j] * M[r, 0, j]
                         s += M[r, 0, i] * w
             elif kind[a] == 1 and kind[c] == 1:  # tr(V⁻¹D_a V⁻¹D_c) = Σ_ij (V⁻¹)_ij² d_a,j d_c,i
-                for i in range(n):
-                    w = 0.0
-                    for j in range(n):
-                        w += Vi[i, j] * Vi[i, j] * dV[a, j, j]
-                    s += w * dV[c, i, i]
+                if has_dense:
+                    for i in range(n):
+                        w = 0.0
+                        for j in range(n):
+                            w += Vi[i, j] * Vi[i, j] * dV[a, j, j]
+                        s += w * dV[c, i, i]
+                else:
+                    for i in range(n):
+                        s += M[a, 0, i] * dV[c, i, i]
             else:
                 for i in range(n):
                     for j in range(n):
@@ -255,8 +264,8 @@ def derivative_kinds(p, pt, om_i, om_j, interaction, full):  # pragma: no cover 
 
 @_cached(nogil=True, error_model="numpy", inline="always")
 def linearised_variance(L, omega, LO, V, Sd):  # pragma: no cover - compiled
-    """One row's V = L Ω Lᵀ (n, n) from L (n, E) = ∂f/∂η and Ω (E, E); LO = L Ω (n, E) and Sd = diag(V) (n,) are
-    kept (the derivatives and the FOI interaction use them)."""
+    """One row's V = L Ω Lᵀ (n, n; its lower triangle computed, mirrored) from L (n, E) = ∂f/∂η and Ω (E, E);
+    LO = L Ω (n, E) and Sd = diag(V) (n,) are kept (the derivatives and the FOI interaction use them)."""
     n, E = L.shape
     for i in range(n):
         for e in range(E):
@@ -265,12 +274,12 @@ def linearised_variance(L, omega, LO, V, Sd):  # pragma: no cover - compiled
                 s += L[i, k] * omega[k, e]
             LO[i, e] = s
     for i in range(n):
-        for j in range(n):
+        for j in range(i + 1):
             s = 0.0
             for e in range(E):
                 s += LO[i, e] * L[j, e]
             V[i, j] = s
-    for i in range(n):
+            V[j, i] = s
         Sd[i] = V[i, i]
 
 
