@@ -102,9 +102,10 @@ def test_direct_path_hands_problems_to_the_general_one(spoil):
 def test_schedule_plan_equals_the_general_path(name, approx, fim):
     """fim.plan.SchedulePlan (what schedule_fims and the searches call) against predict + linearized_fims without
     any preparation (``approx.schedules``): bit for bit for batches that run on the calling thread (7 rows; the
-    compiled chain rule where the general path uses numpy) and across threads (70 rows), to 1e-14 for one schedule
-    (the general path contracts it in numpy); on a closed form and an ODE model (the direct path), and on FOCE (the
-    general path with the plan's parameters)."""
+    compiled chain rule where the general path uses numpy), across threads (70 rows; a closed form's in blocks:
+    one partial block) and in several blocks per thread (1,100 rows: ranges of 550, a full block of 512 and a
+    partial one each), to 1e-14 for one schedule (the general path contracts it in numpy); on a closed form and an
+    ODE model (the direct path), and on FOCE (the general path with the plan's parameters)."""
     from pkdesign.fim.api import _check_choice, _parameters
     from pkdesign.fim.plan import SchedulePlan
 
@@ -117,7 +118,7 @@ def test_schedule_plan_equals_the_general_path(name, approx, fim):
     plan = SchedulePlan(model, pp, idx, g.regimen, ap, fim == "full", **kw)
     assert (plan.direct is not None) == (approx != "foce")
     rng = np.random.default_rng(1)
-    for B in (1, 7, 70, 7):  # 7 again: the layout of that shape is reused
+    for B in (1, 7, 70, 1100, 7):  # 7 again: the layout of that shape is reused
         times = np.sort(t0[None] * rng.uniform(0.5, 1.5, (B, t0.size)), axis=1)
         ref = ap.schedules(model, pp, times, idx, g.regimen, fim == "full", "candidates", **kw)
         got = plan(times)
@@ -127,3 +128,16 @@ def test_schedule_plan_equals_the_general_path(name, approx, fim):
             np.testing.assert_array_equal(got, ref)
         if B > 1:
             np.testing.assert_array_equal(pk.schedule_fims(model, times, idx, g.regimen, approx, fim, **kw)[1], ref)
+
+
+@pytest.mark.parametrize("B", [7, 600])
+def test_a_singular_covariance_in_a_batch_is_explained(B):
+    """Without residual error V = L Ω Lᵀ is singular (8 samples, 3 random effects): the direct path's kernels report
+    it (on the calling thread for 7 schedules, in blocks across threads for 600) and the general path raises the
+    error that says why, instead of returning NaN FIMs."""
+    spec, model = compiled("warfarin")
+    g = spec.default_design.groups[0]
+    t0, idx = g.observations(spec.output_names)
+    times = np.sort(t0[None] * np.random.default_rng(2).uniform(0.5, 1.5, (B, t0.size)), axis=1)
+    with pytest.raises(pk.NonIdentifiableError, match="no residual error"):
+        pk.schedule_fims(model, times, idx, g.regimen, "fo", "reduced", values={"sigma2_prop": 0.0, "sigma2_add": 0.0})

@@ -20,15 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NonIdentifiableError
-from ..kernels.normal_fim import fo_fim_kernel
+from ..kernels.normal_fim import UNUSED_4D, fo_fim_kernel
 from .residual import zero_variance_error
 from .structured import StructuredFIM, structured_fims
 
 #: subjects with more observations than this use the structured O(n) path (Woodbury); below it the
 #: dense numba kernel is faster (measured crossover on warfarin: ~48 observations)
 STRUCTURED_ABOVE = 48
-#: what the FIM kernel gets for ∂L/∂θ when it does not read it (reduced FIM)
-_NO_LTH = np.zeros((1, 1, 1, 1))
 
 
 
@@ -66,9 +64,7 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
     # (a writable contiguous array: numba compiles read-only broadcast views separately, and slower)
     f_ref = ref.f if ref.f.shape[0] == B else np.repeat(ref.f, B, axis=0)
     fth_ref = ref.fth if ref.fth.shape[0] == B else np.repeat(ref.fth, B, axis=0)
-    # the kernel reads ∂L/∂θ only for the full FIM: otherwise a placeholder of the same type (a zeroed (B, n, E, pt)
-    # array was ~1.8 ms of memset per 10,000 rows, a quarter of the reduced FIM's time)
-    Lth = Ps.Lth if full else _NO_LTH
+    Lth = Ps.Lth if full else UNUSED_4D  # (read only for the full FIM)
     out = np.empty((B, pp.p, pp.p))
     finite = fo_fim_kernel(np.ascontiguousarray(mu_th), np.ascontiguousarray(f_ref), np.ascontiguousarray(fth_ref),
                            np.ascontiguousarray(Ps.L), np.ascontiguousarray(Lth), *pp.variance_kernel_arrays(),

@@ -183,14 +183,14 @@ def chain_rule(d1, d2, a, b, c, e, free, ep, eta2: bool = False) -> tuple:
     or None); Lth and Leta need d2, Leta also ``eta2``.  Large batches (the searches' candidate schedules) without
     ``eta2`` take the compiled twin, ``kernels.normal_fim.chain_rows`` (the same numbers; across threads)."""
     if not eta2 and d1.shape[0] >= CHAIN_KERNEL_ROWS:
-        from ..kernels.normal_fim import chain_rule_rows
+        from ..kernels.normal_fim import UNUSED_4D, chain_rule_rows
 
         B, n = d1.shape[:2]
         full = d2 is not None
         fth, L = np.empty((B, n, free.size)), np.empty((B, n, ep.size))
-        Lth = np.empty((B, n, ep.size, free.size)) if full else np.empty((1, 1, 1, 1))
+        Lth = np.empty((B, n, ep.size, free.size)) if full else UNUSED_4D
         as_int = [np.ascontiguousarray(x, dtype=np.int64) for x in (free, ep)]
-        chain_rule_rows(np.ascontiguousarray(d1), np.ascontiguousarray(d2) if full else np.empty((1, 1, 1, 1)),
+        chain_rule_rows(np.ascontiguousarray(d1), np.ascontiguousarray(d2) if full else UNUSED_4D,
                    *[np.ascontiguousarray(x, dtype=float) for x in (a, b, c)], *as_int, full, fth, L, Lth)
         return fth, L, (Lth if full else None), None
     fth = np.ascontiguousarray(d1[:, :, free] * a[:, None, free])
