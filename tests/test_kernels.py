@@ -130,6 +130,26 @@ def test_batch_equals_one_vector_at_a_time(warfarin):
             np.testing.assert_array_equal(batch[key][i], one[key])
 
 
+@pytest.mark.parametrize("n_vec", [1, 3])
+def test_large_batches_across_threads_equal_the_serial_kernel(warfarin, n_vec, monkeypatch):
+    """A batch of at least PARALLEL_MIN_WORK points runs in chunks across threads (one vector: chunks of the times
+    written in place; fewer vectors than threads: chunks of the times copied back): bit for bit the serial kernel."""
+    from pkdesign.kernels import threads
+    from pkdesign.model import compile as compile_module
+
+    spec, model = warfarin
+    g = spec.default_design.groups[0]
+    t = np.sort(np.random.default_rng(2).uniform(0.0, 150.0, compile_module.PARALLEL_MIN_WORK + 7))
+    psi = spec.theta * np.exp(np.random.default_rng(3).normal(0, 0.3, (n_vec, 3)))
+    monkeypatch.setattr(threads, "_SINGLE", False)
+    monkeypatch.setattr(compile_module, "thread_count", lambda: 4)  # more threads than vectors, whatever the machine
+    split = model.evaluate(psi, t, g.regimen, order=2)
+    monkeypatch.setattr(compile_module, "thread_count", lambda: 1)
+    serial = model.evaluate(psi, t, g.regimen, order=2)
+    for key in ("f", "d1", "d2", "dt"):
+        np.testing.assert_array_equal(split[key], serial[key])
+
+
 # -- removable singularities ------------------------------------------------------------------
 
 def _exact_oral(spec, psi, times, derivative=None, offset=0):

@@ -77,6 +77,9 @@ def _run_split(kernel, psi, t, idx, doses, res, keys, threads):
     if nv >= threads:
         run_chunks(lambda sl: kernel(psi[sl], t, idx, *doses, *[res[k][sl] for k in keys]), nv, threads)
         return
+    if nv == 1:  # a chunk of the times is a contiguous part of every output: written in place
+        run_chunks(lambda sl: kernel(psi, t[sl], idx[sl], *doses, *[res[k][:, sl] for k in keys]), no, threads)
+        return
     parts = []
 
     def run(sl):
