@@ -95,7 +95,7 @@ def test_scheduler_flag_needs_a_reachable_cluster(monkeypatch):
     pytest.importorskip("distributed")
     from pkdesign import executors
 
-    monkeypatch.setattr(executors, "SCHEDULER_TIMEOUT", 2)  # the default 30 s: a closed port is retried until then
+    monkeypatch.setattr(executors, "SCHEDULER_TIMEOUT", 0.5)  # the default 30 s: a closed port is retried until then
     with pytest.raises(PkdesignError, match="cannot connect"):
         with make_executor(None, "tcp://127.0.0.1:9"):
             pass
