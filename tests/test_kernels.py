@@ -13,6 +13,7 @@ Tolerances:
 import json
 
 import mpmath
+import math
 import operator
 
 import numpy as np
@@ -500,3 +501,8 @@ def test_fast_typing_compiles_the_same_kernel_and_stays_inside_pkdesigns_compila
                 fnty.get_call_type(ctx, (types.float64, types.UniTuple(types.float64, 3)), {})
         assert fnty.get_call_type(ctx, (types.float64, types.float64), {}) == make_signature(
             types.float64, types.float64, types.float64)
+        # a builtin function's type straight from numba's registry: what numba's own path finds after typeof fails
+        for builtin in (operator.mul, math.exp):
+            assert ctx.resolve_value_type(builtin) is jit._ORIGINAL_RESOLVE_VALUE_TYPE(ctx, builtin)
+        with pytest.raises(ValueError):  # anything else: numba's own path, and its error
+            ctx.resolve_value_type(object())
