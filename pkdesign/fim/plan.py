@@ -66,7 +66,7 @@ class FOPlan:
         if idx is not lay.src:
             lay.outputs(self, idx)
         t = np.ascontiguousarray(times, dtype=float).reshape(-1)
-        if self.kernel is not None and B >= self.min_rows:
+        if lay.blocked:
             return self._blocks(lay, t, n)
         if self.kernel is None:
             self.model.evaluate(self.psi, t, self.regimen, lay.idx, self.order, out=lay.model_out)
@@ -94,8 +94,10 @@ class FOPlan:
         B = t.size // n
         out = np.empty((B, self.p, self.p))
         if self._guarded:  # their first call in the process verifies (or compiles) them: once, on this thread
-            self.chain(0, 0, *lay.chain_args)
-            self.rows(0, 0, *lay.fim_args, out)
+            buf = lay.take_block(self, n)
+            self.chain(0, 0, *buf.chain_args)
+            self.rows(0, 0, *buf.fim_args, out[:0])
+            lay.blocks.append(buf)
             self.chain, self.rows, self._guarded = self.chain.disp, self.rows.disp, False
         finite = []
 
@@ -148,9 +150,14 @@ class _Block:
 
 class _Layout:
     """The buffers of one batch shape (B, n): the model kernel's outputs and the chain rule's, and the argument
-    lists of the kernels that read and write them (the FIM kernel's without its output)."""
+    lists of the kernels that read and write them (the FIM kernel's without its output); for the blocked path
+    (a closed form, B >= ``min_rows``) only its threads' block buffers."""
 
     def __init__(self, plan: FOPlan, B: int, n: int):
+        self.B, self.src = B, None
+        self.blocked = plan.kernel is not None and B >= plan.min_rows
+        if self.blocked:
+            return
         P, E, pt = plan.n_psi, plan.ep.size, plan.free.size
         f, d1, dt = np.empty((1, B * n)), np.empty((1, B * n, P)), np.empty((1, B * n))
         self.res = {"f": f, "d1": d1, "dt": dt}
@@ -165,16 +172,16 @@ class _Layout:
         Lth = np.empty((B, n, E, pt)) if plan.full else UNUSED_4D
         self.chain_args = (d1.reshape(B, n, P), d2, *plan.abc, plan.free, plan.ep, plan.full, fth, L, Lth)
         self._fim_head, self._fim_tail = (fth, self.f, fth, L, Lth, *plan.variance), (plan.full, plan.interaction)
-        self.B, self.src = B, None
 
     def outputs(self, plan: FOPlan, idx) -> None:
         """The output of each sample, (n,) as the FIM kernel reads it and tiled (B n,) for the model kernel."""
         if self.src is None or not np.array_equal(idx, self.src):
             self.idx_n = idx_n = np.ascontiguousarray(idx, dtype=np.int64)
-            self.idx = np.tile(idx_n, self.B)
-            self.kernel_args = (self.idx, *(plan.doses or ()), *self.res.values())
-            self.fim_args = (*self._fim_head, idx_n, *self._fim_tail)
             self.blocks = []  # the blocked path's buffers (_Block), one per thread that has used them
+            if not self.blocked:
+                self.idx = np.tile(idx_n, self.B)
+                self.kernel_args = (self.idx, *(plan.doses or ()), *self.res.values())
+                self.fim_args = (*self._fim_head, idx_n, *self._fim_tail)
         self.src = idx
 
     def take_block(self, plan: FOPlan, n: int) -> _Block:
