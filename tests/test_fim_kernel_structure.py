@@ -180,3 +180,20 @@ def test_compiled_chain_rule_equals_numpy_bit_for_bit(K):
                     assert g is None
                 else:
                     np.testing.assert_array_equal(g[sl], r)
+
+
+@pytest.mark.parametrize("E", [1, 3])
+def test_compiled_mean_derivative_equals_numpy_bit_for_bit(E):
+    """``linearized.mean_derivative`` (FOCE/FOCEI: ∂f/∂θ − Σ_e ∂²f/∂η_e∂θ η*_e) runs compiled across threads from
+    MEAN_KERNEL_ROWS linearisations on: the numbers of its numpy form (below the threshold), bit for bit."""
+    from pkdesign.fim.linearized import MEAN_KERNEL_ROWS, mean_derivative
+
+    rng = np.random.default_rng(E)
+    B, n, pt = 3 * MEAN_KERNEL_ROWS + 5, 7, 4
+    P = SimpleNamespace(fth=rng.normal(size=(B, n, pt)), Lth=rng.normal(size=(B, n, E, pt)))
+    eta = rng.normal(size=(B, E))
+    whole = mean_derivative(P, eta)
+    for lo in range(0, B, MEAN_KERNEL_ROWS - 1):  # numpy: slices below the threshold
+        hi = min(lo + MEAN_KERNEL_ROWS - 1, B)
+        part = SimpleNamespace(fth=P.fth[lo:hi], Lth=P.Lth[lo:hi])
+        np.testing.assert_array_equal(whole[lo:hi], mean_derivative(part, eta[lo:hi]))

@@ -20,13 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NonIdentifiableError
-from ..kernels.normal_fim import UNUSED_4D, fo_fim_kernel
+from ..kernels.normal_fim import UNUSED_4D, fo_fim_kernel, mean_derivative_rows
 from .residual import zero_variance_error
 from .structured import StructuredFIM, structured_fims
 
 #: subjects with more observations than this use the structured O(n) path (Woodbury); below it the
 #: dense numba kernel is faster (measured crossover on warfarin: ~48 observations)
 STRUCTURED_ABOVE = 48
+#: linearisations (rows) from which ``mean_derivative`` runs compiled (FOCE/FOCEI: draws x schedules)
+MEAN_KERNEL_ROWS = 64
 
 
 
@@ -77,9 +79,15 @@ def linearized_fims(pp, idx, P0, Ps, eta_star, *, interaction: bool, resid_at_st
 def mean_derivative(Ps, eta_star) -> np.ndarray:
     """∂E[y]/∂θ of the linearisation at η* (B, n, p_theta): ∂f/∂θ − Σ_e ∂²f/∂η_e∂θ η*_e, the sum taken over e in
     order, element by element (the same numbers whatever the batch: a stacked ``matmul`` rounds differently
-    with the number of rows)."""
+    with the number of rows); batches of ``MEAN_KERNEL_ROWS`` rows or more by the compiled twin
+    (``kernels.normal_fim.mean_derivative_rows``: the same operations, bit for bit, across threads)."""
     if eta_star is None or not eta_star.shape[1] or not np.any(eta_star):
         return Ps.fth
+    if Ps.fth.shape[0] >= MEAN_KERNEL_ROWS:
+        out = np.empty(Ps.fth.shape)
+        mean_derivative_rows(np.ascontiguousarray(Ps.fth), np.ascontiguousarray(Ps.Lth),
+                             np.ascontiguousarray(eta_star, dtype=float), out)
+        return out
     shift = Ps.Lth[:, :, 0, :] * eta_star[:, None, 0, None]
     for e in range(1, eta_star.shape[1]):
         shift += Ps.Lth[:, :, e, :] * eta_star[:, None, e, None]

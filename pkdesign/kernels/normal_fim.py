@@ -452,7 +452,7 @@ def _chain_rows(lo, hi, d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma
     b, c (K, E) with K = 1 (one η for every row) or B; free (pt,), ep (E,) ψ indices.  Writes fth (B, n, pt),
     L (B, n, E) and, when ``full``, Lth (B, n, E, pt); returns True when everything it wrote is finite (other
     entries of d1 and d2 may be NaN, "not computed")."""
-    B, n = d1.shape[0], d1.shape[1]
+    n = d1.shape[1]
     K = a.shape[0]
     pt = free.shape[0]
     E = ep.shape[0]
@@ -497,6 +497,24 @@ def _chain_rows(lo, hi, d1, d2, a, b, c, free, ep, full, fth, L, Lth):  # pragma
 chain_rows = GuardedKernel(_GUARD, _GUARD.jit(_chain_rows, nogil=True, error_model="numpy"))
 
 
+def _mean_rows(lo, hi, fth, Lth, eta, out):  # pragma: no cover - compiled
+    """The mean derivative of a linearisation at η* (``pkdesign.fim.linearized.mean_derivative``) for rows lo .. hi - 1:
+    out = fth − Σ_e Lth[..., e, :] η*_e with fth, out (B, n, pt), Lth (B, n, E, pt), eta (B, E), E >= 1; the sum over
+    e in order, each product added to it as numpy's elementwise form adds them: the same numbers, bit for bit."""
+    n, E, pt = Lth.shape[1], Lth.shape[2], Lth.shape[3]
+    for r in range(lo, hi):
+        for i in range(n):
+            for m in range(pt):
+                s = Lth[r, i, 0, m] * eta[r, 0]
+                for e in range(1, E):
+                    s += Lth[r, i, e, m] * eta[r, e]
+                out[r, i, m] = fth[r, i, m] - s
+    return True
+
+
+mean_rows = GuardedKernel(_GUARD, _GUARD.jit(_mean_rows, nogil=True, error_model="numpy"))
+
+
 def _split_rows(kernel, B, *args) -> bool:
     """``kernel(lo, hi, *args)`` over rows 0 .. B - 1: batches of at least ``PARALLEL_MIN_ROWS`` rows in contiguous
     row ranges across the thread pool (the kernels release the GIL; pkdesign.kernels.threads), smaller ones on the
@@ -510,6 +528,11 @@ def chain_rule_rows(d1, *args) -> bool:
     """:func:`_chain_rows` over every row of d1 (its arguments without lo and hi); True when everything it wrote
     is finite."""
     return _split_rows(chain_rows, d1.shape[0], d1, *args)
+
+
+def mean_derivative_rows(fth, Lth, eta, out) -> None:
+    """:func:`_mean_rows` over every row of fth (its arguments without lo and hi)."""
+    _split_rows(mean_rows, fth.shape[0], fth, Lth, eta, out)
 
 
 def normal_fim_kernel(dmu, V, dV, out) -> None:
