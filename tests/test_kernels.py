@@ -316,9 +316,13 @@ def test_two_compartment_oral_at_and_near_ka_equal_to_a_rate_constant(which, rel
 
 
 def test_ediff_special_function_against_mpmath():
-    from pkdesign.model.special import ediff_mp
+    """The ediff evaluators (``special.ediff_lines``: the statements the kernels' vectorised loops evaluate in place
+    of each ediff term, here as the ``_ediff_p_q`` functions written from the same lines) against mpmath."""
+    from pkdesign.model.special import RUNTIME_IMPORTS, ediff_mp, ediff_source
 
-    mod = compiled("two_comp_oral")[1].module
+    mod = {}
+    orders = [(p, q) for p in range(3) for q in range(3 - p)]
+    exec(compile("import numba\n" + RUNTIME_IMPORTS + ediff_source(orders), "<ediff>", "exec"), mod)
     rng = np.random.default_rng(3)
     for _ in range(200):
         x = float(rng.uniform(0, 50))
@@ -328,7 +332,7 @@ def test_ediff_special_function_against_mpmath():
             for q in range(3 - p):
                 with mpmath.workdps(80):  # the reference itself needs the digits near x == y
                     ref = float(ediff_mp(p, q, mpmath.mpf(x), mpmath.mpf(y)))
-                got = getattr(mod, f"_ediff_{p}_{q}")(x, y)
+                got = mod[f"_ediff_{p}_{q}"](x, y)
                 assert got == pytest.approx(ref, rel=1e-12, abs=1e-300), (p, q, x, y)
 
 

@@ -29,7 +29,8 @@ and constants, ``rhsK``, ``initK``, ``NYK``, ..., are listed in :mod:`pkdesign.k
     T_obs, T_dose, AMT_dose, TINF_dose   observation time, dose time, amount, infusion duration
     u<a>_<i>, r<c>_<i>, y<i>, w<i>, x<i> common subexpressions: assignment a, response c's series
                       branches, outputs, the vectorised dose loop, the exp/ediff call arguments
-    c<k>              the k-th distinct exp(...) / ediff(...) call of the vectorised dose loop
+    c<k>              the k-th distinct exp(...) / ediff(...) term of the vectorised dose loop; c<k>_<name>
+                      the temporaries of an ediff term's statements, written out in place (special.ediff_lines)
     y_<j>             (ODE) entry j of the augmented state; S_<i>_<k>, W_<i>_<k>_<l> its sensitivities
     r_, j_, i_, t_, d_, o<o>_   (ODE) common subexpressions of right-hand sides, Jacobians, initial
                       values, ∂g/∂t, dose terms (F, LAG) and output o

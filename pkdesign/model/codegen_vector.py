@@ -10,7 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .printer import cse_lines, derivative_targets, dose_variables
-from .special import EDiff
+from .special import EDiff, ediff_lines
 from .symbolic import AMT, TD, TINF, T
 
 #: doubles per SIMD register assumed when padding the loop over times (AVX2: 4; AVX-512 would take 8)
@@ -67,8 +67,7 @@ def regular_path(md, order, n, acc, rename, printer, ind) -> list:
             f"{i3}{T.name} = t_pad[j]"]
     mask = f"{i3}after = {T.name} - {TD.name} - {lag} > 0.0  # a sample at a dose time is taken before that dose"
     calls, exprs = _extract_calls([e for _, e in keep])
-    tmp, printed = cse_lines([e for _, e in calls], i3, printer, "x")
-    call_lines = tmp + [f"{i3}{sym} = {p}" for (sym, _), p in zip(calls, printed)]
+    call_lines = _call_lines(calls, i3, printer)
     if len(keep) <= SPLIT_ABOVE:
         lines += head + [mask] + call_lines
         tmp, printed = cse_lines(exprs, i3, printer, "w")
@@ -97,6 +96,25 @@ def regular_path(md, order, n, acc, rename, printer, ind) -> list:
         lines.extend(tmp)
         lines.extend(f"{i3}acc[{row}, j] += _select({after}, {p}, 0.0)" for row, p in zip(rows, printed))
     return lines, len(calls)
+
+
+def _call_lines(calls: list, indent: str, printer) -> list:
+    """Lines setting each call symbol ``c{k}`` of :func:`_extract_calls`: an exp as an ``_fexp`` call, an ediff
+    derivative as the statements of its evaluator written out in place (``special.ediff_lines``, temporaries
+    ``c{k}_*``): the operations of ``_ediff_p_q``, without numba copying the function's IR into the kernel at each
+    call (0.6 s of three_comp_oral's order-2 compile).  The arguments of all calls share one CSE."""
+    flat = []
+    for _, call in calls:
+        flat.extend(call.args[2:] if isinstance(call, EDiff) else [call])
+    tmp, printed = cse_lines(flat, indent, printer, "x")
+    lines, it = list(tmp), iter(printed)
+    for sym, call in calls:
+        if isinstance(call, EDiff):
+            p, q = int(call.args[0]), int(call.args[1])
+            lines += ediff_lines(p, q, next(it), next(it), indent, f"{sym.name}_", sym.name)
+        else:
+            lines.append(f"{indent}{sym.name} = {next(it)}")
+    return lines
 
 
 def _extract_calls(exprs: list) -> tuple:

@@ -15,8 +15,9 @@ ediff = e^{−m}·g(z), g(z) = (1 − e^{−z})/z.  Partial derivatives: ∂_x a
 and by symmetry with p and q exchanged when x > y.  g^{(n)} is summed from its Taylor series for
 z < 1 and from the recurrence z g^{(n)} = (−1)^{n+1} e^{−z} − n g^{(n−1)} for z ≥ 1.
 
-``EDiff(p, q, x, y)`` is the sympy function (p, q the derivative orders); ``ediff_source`` writes
-the numba evaluators ``_ediff_p_q`` that generated kernels call, branch-free so that they vectorise.
+``EDiff(p, q, x, y)`` is the sympy function (p, q the derivative orders); ``ediff_lines`` writes the
+branch-free statements (so that they vectorise) that generated kernels evaluate in place of each ediff term of
+their vectorised loops, and ``ediff_source`` the same as numba functions ``_ediff_p_q`` for terms elsewhere.
 """
 
 from __future__ import annotations
@@ -101,35 +102,52 @@ def ediff_function_name(p: int, q: int) -> str:
     return f"_ediff_{p}_{q}"
 
 
-def ediff_source(orders) -> str:
-    """numba source of ``_ediff_p_q(x, y)`` = d^p/dx^p d^q/dy^q ediff(x, y) for each (p, q) in ``orders``.
+def ediff_lines(p: int, q: int, x: str, y: str, indent: str, prefix: str, target: str) -> list:
+    """Straight-line statements that set ``target`` to d^p/dx^p d^q/dy^q ediff(x, y) for the argument texts x and y
+    (names or other atoms), with temporaries named ``{prefix}z``, ``{prefix}g0``, ...: both the series and the
+    recurrence are evaluated and one is selected (no branch), so that LLVM vectorises the loops around them.  The
+    body of ``_ediff_p_q`` (:func:`ediff_source`), and what the kernels' vectorised loops evaluate in place of a call
+    of it (``codegen_vector``: the same operations, without numba inlining a copy of the function per call)."""
+    top = p + q
+    v = f"{prefix}"
+    L = []
+    if not x.isidentifier():  # an expression: evaluated once, as a call's argument is
+        L.append(f"{v}x = {x}")
+        x = f"{v}x"
+    if not y.isidentifier():
+        L.append(f"{v}y = {y}")
+        y = f"{v}y"
+    L += [f"{v}z = abs({y} - {x})",
+         f"{v}zs = min({v}z, {SERIES_BELOW!r})",
+         f"{v}zr = max({v}z, {SERIES_BELOW!r})",
+         f"{v}ez = _fexp(-{v}zr)",
+         f"{v}r0 = (1.0 - {v}ez)/{v}zr"]
+    for k in range(1, top + 1):
+        sign = "" if (k + 1) % 2 == 0 else "-"
+        L.append(f"{v}r{k} = ({sign}{v}ez - {float(k)!r}*{v}r{k - 1})/{v}zr")
+    L.append(f"{v}small = {v}z < {SERIES_BELOW!r}")
+    for k in range(top + 1):
+        L.append(f"{v}g{k} = _select({v}small, {_series_text(k, v + 'zs')}, {v}r{k})")
 
-    Straight-line code (both the series and the recurrence are evaluated and one is selected), so
-    that LLVM inlines it and vectorises the kernels' loops over observation times.
-    """
+    def combo(a, b):  # (-1)^a sum_j C(a, j) g^(j + b), the x <= y form with (p, q) = (a, b)
+        terms = " + ".join(f"{float(comb(a, j))!r}*{v}g{j + b}" for j in range(a + 1))
+        return f"{'-' if a % 2 else ''}({terms})"
+
+    L.append(f"{v}v = _fexp(-min({x}, {y}))*_select({x} <= {y}, {combo(p, q)}, {combo(q, p)})")
+    L.append(f"{target} = _select({v}z == {v}z, {v}v, {v}z)  # NaN in, NaN out")
+    return [indent + line for line in L]
+
+
+def ediff_source(orders) -> str:
+    """numba source of ``_ediff_p_q(x, y)`` = d^p/dx^p d^q/dy^q ediff(x, y) for each (p, q) in ``orders``
+    (:func:`ediff_lines` as a function: for ediff terms outside the kernels' vectorised loops)."""
     out = []
     for p, q in sorted(set(orders)):
-        top = p + q
-        L = ["", "", '@numba.njit(error_model="numpy", nogil=True, inline="always")  # inlined: no cache of its own',
-             f"def {ediff_function_name(p, q)}(x, y):",
-             f'    """d^{p}/dx^{p} d^{q}/dy^{q} of (exp(-x) - exp(-y))/(y - x), finite and accurate for all x, y."""',
-             "    z = abs(y - x)",
-             f"    zs = min(z, {SERIES_BELOW!r})",
-             f"    zr = max(z, {SERIES_BELOW!r})",
-             "    ez = _fexp(-zr)",
-             "    r0 = (1.0 - ez)/zr"]
-        for k in range(1, top + 1):
-            sign = "" if (k + 1) % 2 == 0 else "-"
-            L.append(f"    r{k} = ({sign}ez - {float(k)!r}*r{k - 1})/zr")
-        L.append(f"    small = z < {SERIES_BELOW!r}")
-        for k in range(top + 1):
-            L.append(f"    g{k} = _select(small, {_series_text(k, 'zs')}, r{k})")
-
-        def combo(a, b):  # (-1)^a sum_j C(a, j) g^(j + b), the x <= y form with (p, q) = (a, b)
-            terms = " + ".join(f"{float(comb(a, j))!r}*g{j + b}" for j in range(a + 1))
-            return f"{'-' if a % 2 else ''}({terms})"
-
-        L.append(f"    v = _fexp(-min(x, y))*_select(x <= y, {combo(p, q)}, {combo(q, p)})")
-        L.append("    return _select(z == z, v, z)  # NaN in, NaN out")
-        out.append("\n".join(L))
+        out.append("\n".join(["", "", '@numba.njit(error_model="numpy", nogil=True, inline="always")  # inlined: no cache '
+                              "of its own",
+                              f"def {ediff_function_name(p, q)}(x, y):",
+                              f'    """d^{p}/dx^{p} d^{q}/dy^{q} of (exp(-x) - exp(-y))/(y - x), finite and accurate for all x, '
+                              'y."""',
+                              *ediff_lines(p, q, "x", "y", "    ", "", "result"),
+                              "    return result"]))
     return "\n".join(out) + "\n"
