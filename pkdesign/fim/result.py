@@ -59,6 +59,11 @@ def null_directions(names, matrix: np.ndarray, tol: float = SINGULAR_TOL) -> lis
     """
     F = 0.5 * (matrix + matrix.T)
     d = np.diag(F).copy()
+    if np.all(d > 0):  # the usual case first, by the eigenvalues alone (criteria.nonsingular's test)
+        s = 1 / np.sqrt(d)
+        w = np.linalg.eigvalsh(F * s[:, None] * s[None, :])
+        if w[0] > tol * w[-1]:
+            return []
     dirs = []
     zero = d <= 0
     for k in np.flatnonzero(zero):
