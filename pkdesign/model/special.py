@@ -104,14 +104,15 @@ def ediff_function_name(p: int, q: int) -> str:
 
 def ediff_lines(p: int, q: int, x: str, y: str, indent: str, prefix: str, target: str) -> list:
     """Straight-line statements that set ``target`` to d^p/dx^p d^q/dy^q ediff(x, y) for the argument texts x and y
-    (names or other atoms), with temporaries named ``{prefix}z``, ``{prefix}g0``, ...: both the series and the
+    (names; an expression is first assigned to a temporary, evaluated once as a call's argument is), with
+    temporaries named ``{prefix}z``, ``{prefix}g0``, ...: both the series and the
     recurrence are evaluated and one is selected (no branch), so that LLVM vectorises the loops around them.  The
     body of ``_ediff_p_q`` (:func:`ediff_source`), and what the kernels' vectorised loops evaluate in place of a call
     of it (``codegen_vector``: the same operations, without numba inlining a copy of the function per call)."""
     top = p + q
-    v = f"{prefix}"
+    v = prefix
     L = []
-    if not x.isidentifier():  # an expression: evaluated once, as a call's argument is
+    if not x.isidentifier():
         L.append(f"{v}x = {x}")
         x = f"{v}x"
     if not y.isidentifier():
