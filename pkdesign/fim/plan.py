@@ -35,12 +35,12 @@ class FOPlan:
 
     def __init__(self, model, pp, regimen, full: bool, interaction: bool):
         from ..kernels import normal_fim
-        from ..model.compile import PARALLEL_MIN_WORK, CompiledModel
+        from ..model.compile import CompiledModel
 
         self.model, self.regimen, self.full, self.interaction = model, regimen, full, interaction
         self.order = 2 if full else 1
-        # a closed form: its kernel on our buffers (through ``run`` across threads for large batches); another
-        # model (ODE, Python): its ``evaluate`` with our buffers
+        # a closed form: its kernel on our buffers (a batch of ``min_rows`` schedules or more in blocks across
+        # threads, fewer on the calling thread); another model (ODE, Python): its ``evaluate`` with our buffers
         self.kernel = model.kernel(self.order) if isinstance(model, CompiledModel) else None
         self.doses = model._doses(regimen) if self.kernel is not None else None
         self.psi = np.ascontiguousarray(pp.psi(np.zeros((1, pp.n_eta))))
@@ -50,7 +50,6 @@ class FOPlan:
         self.ep = np.ascontiguousarray(pp.eta_par, dtype=np.int64)
         self.variance = pp.variance_kernel_arrays()
         self.p, self.n_psi = pp.p, self.psi.shape[1]
-        self.max_serial = PARALLEL_MIN_WORK  # samples (B n) the model kernel runs on the calling thread
         self.min_rows = normal_fim.PARALLEL_MIN_ROWS
         # the guarded entry points (their first call verifies the cache), then their dispatchers
         self.chain, self.rows = normal_fim.chain_rows, normal_fim.fo_rows
@@ -70,10 +69,8 @@ class FOPlan:
             return self._blocks(lay, t, n)
         if self.kernel is None:
             self.model.evaluate(self.psi, t, self.regimen, lay.idx, self.order, out=lay.model_out)
-        elif B * n < self.max_serial:
+        else:  # fewer than min_rows schedules of at most STRUCTURED_ABOVE samples: on this thread
             self.kernel(self.psi, t, *lay.kernel_args)
-        else:
-            self.model.run(self.order, self.psi, t, lay.idx, self.doses, lay.res)
         out = np.empty((B, self.p, self.p))
         if B < self.min_rows:  # on this thread: the dispatchers themselves, the least overhead
             # ∂/∂θ, ∂/∂η (and ∂²/∂η∂θ) from the ψ-derivatives, then the FIMs; each says whether all is finite

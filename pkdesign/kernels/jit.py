@@ -596,6 +596,16 @@ def _parameters(fn) -> list | None:
         return None
 
 
+def _install(original, owner, name: str, parameters: list, replacement, also: bool = True):
+    """``owner.name`` replaced by ``replacement`` once (``original`` is None until then), and only when its
+    parameters are ``parameters`` (the numba internals these memos were written against) and ``also`` holds;
+    returns what the replacement calls: the original, or None (another numba: not installed)."""
+    if original is None and also and _parameters(getattr(owner, name, None)) == parameters:
+        original = getattr(owner, name)
+        setattr(owner, name, replacement)
+    return original
+
+
 @contextlib.contextmanager
 def fast_typing():
     """Within: numba remembers the overload resolution of operations on numbers and arrays of numbers
@@ -612,18 +622,13 @@ def fast_typing():
     with _LOCK:
         # installed once, and only over the numba internals this was written against (another numba: no memo, the
         # same kernels compiled at numba's own speed)
-        if _ORIGINAL_GET_CALL_TYPE is None and _parameters(BaseFunction.get_call_type) == ["self", "context", "args",
-                                                                                          "kws"]:
-            _ORIGINAL_GET_CALL_TYPE = BaseFunction.get_call_type
-            BaseFunction.get_call_type = _memoised_get_call_type
-        if _ORIGINAL_LIT_OR_OMITTED is None and _parameters(getattr(lowering, "_lit_or_omitted", None)) == ["value"]:
-            _ORIGINAL_LIT_OR_OMITTED = lowering._lit_or_omitted
-            lowering._lit_or_omitted = _memoised_lit_or_omitted
-        if (_ORIGINAL_RESOLVE_VALUE_TYPE is None
-                and _parameters(BaseContext.resolve_value_type) == ["self", "val"]
-                and _parameters(getattr(BaseContext, "_get_global_type", None)) == ["self", "gv"]):
-            _ORIGINAL_RESOLVE_VALUE_TYPE = BaseContext.resolve_value_type
-            BaseContext.resolve_value_type = _registered_builtin_type
+        _ORIGINAL_GET_CALL_TYPE = _install(_ORIGINAL_GET_CALL_TYPE, BaseFunction, "get_call_type",
+                                           ["self", "context", "args", "kws"], _memoised_get_call_type)
+        _ORIGINAL_LIT_OR_OMITTED = _install(_ORIGINAL_LIT_OR_OMITTED, lowering, "_lit_or_omitted", ["value"],
+                                            _memoised_lit_or_omitted)
+        _ORIGINAL_RESOLVE_VALUE_TYPE = _install(
+            _ORIGINAL_RESOLVE_VALUE_TYPE, BaseContext, "resolve_value_type", ["self", "val"], _registered_builtin_type,
+            also=_parameters(getattr(BaseContext, "_get_global_type", None)) == ["self", "gv"])
         _FAST_TYPING += 1
     try:
         yield

@@ -166,8 +166,7 @@ class CompiledModel(ModelDisplay, PicklesBySpec):
     def run(self, order: int, psi2, t, idx, doses: tuple, res: dict) -> None:
         """The order-``order`` kernel on inputs already checked and laid out as ``evaluate`` does it: psi2
         (n_vec, n_psi), t and idx (n_obs,) C-contiguous, ``doses`` from ``_doses``, ``res`` the output arrays in
-        ``runtime.output_keys`` order (n_vec, n_obs, ...).  Large batches run across threads.  For callers that
-        evaluate the same layout many times (:mod:`pkdesign.fim.plan`)."""
+        ``runtime.output_keys`` order (n_vec, n_obs, ...).  Large batches run across threads."""
         kernel = self.kernel(order)
         threads = thread_count()
         if threads > 1 and psi2.shape[0] * t.size >= PARALLEL_MIN_WORK:
